@@ -1,0 +1,475 @@
+//! The ledger state machine: from a genesis, through blocks, to a state.
+//!
+//! Deterministic and IO-free: the same genesis and the same blocks give the
+//! same state root on every gateway. Block time comes in the block, chosen by
+//! its proposer; nothing here reads a clock.
+//!
+//! The flow for a block:
+//! - the proposer calls [`Ledger::propose`] with candidate transactions; the
+//!   rejected ones are dropped and reported, and the result is a block whose
+//!   header already commits to its outcome;
+//! - every replica calls [`Ledger::execute`] on a received block, which
+//!   re-runs it and refuses it if any transaction is invalid or any header
+//!   field disagrees;
+//! - once consensus commits the block, [`Ledger::commit`] applies the
+//!   [`Executed`] result (the store persists the same [`StateChanges`] first).
+
+mod error;
+mod exec;
+
+use crate::block::{dag_root, tx_root, Block, Header, MAX_BLOCK_TXS};
+use crate::codec::BoundedVec;
+use crate::crypto::{AccountId, Hash, PublicKey};
+use crate::genesis::{Genesis, GenesisError};
+use crate::state::{
+    Account, DeviceRecord, GrantRecord, ManifestRecord, State, StateChanges, StateError, StateKey,
+    StateProof, StateValue, ValidatorSets,
+};
+use crate::tx::{ChainId, SignedTx};
+use crate::types::{DeviceId, FirmwareVersion, Height, Model, Rights, TimestampMs};
+
+pub use error::{AccessError, BlockError, TxError};
+use exec::{grant_allows, BlockWrites, GrantCheck};
+
+/// The chain's fixed parameters, from its genesis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainParams {
+    pub chain_id: ChainId,
+    pub epoch_length: u64,
+}
+
+/// A block that executed cleanly, with the changes it makes.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub block: Block,
+    pub changes: StateChanges,
+}
+
+/// A proposed block and the candidates left out of it.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    pub executed: Executed,
+    pub rejected: Vec<(Hash, TxError)>,
+}
+
+/// How an account is allowed to act on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Owner,
+    Grant { expires_at: TimestampMs },
+}
+
+/// The ledger: parameters, the committed state and the header of its tip.
+#[derive(Clone)]
+pub struct Ledger {
+    params: ChainParams,
+    state: State,
+    tip: Header,
+}
+
+impl Ledger {
+    /// The ledger at height 0, and the state changes the store must persist
+    /// for it.
+    pub fn genesis(genesis: &Genesis) -> Result<(Ledger, Executed), GenesisError> {
+        genesis.validate()?;
+        let set = genesis.validator_set()?;
+        let mut writes = exec::Writes::new();
+        writes.insert(
+            StateKey::Validators,
+            Some(StateValue::Validators(ValidatorSets {
+                active: set.clone(),
+                pending: set.clone(),
+            })),
+        );
+        for balance in &genesis.balances {
+            writes.insert(
+                StateKey::Account {
+                    account: balance.account,
+                },
+                Some(StateValue::Account(Account {
+                    balance: balance.amount,
+                    nonce: 0,
+                })),
+            );
+        }
+        let state = State::default();
+        let changes = state.prepare(writes, 0).map_err(|e| GenesisError::State {
+            reason: e.to_string(),
+        })?;
+        let header = Header {
+            chain_id: genesis.chain_id.clone(),
+            height: 0,
+            prev_hash: Hash::ZERO,
+            time_ms: genesis.genesis_time_ms,
+            tx_root: tx_root(&[]),
+            state_root: changes.root,
+            dag_root: dag_root([]),
+            validators_hash: set.hash(),
+            next_validators_hash: set.hash(),
+            proposer: set.primary(0).key,
+        };
+        let executed = Executed {
+            block: Block {
+                header: header.clone(),
+                txs: BoundedVec::default(),
+            },
+            changes: changes.clone(),
+        };
+        let mut ledger = Ledger {
+            params: ChainParams {
+                chain_id: genesis.chain_id.clone(),
+                epoch_length: genesis.epoch_length,
+            },
+            state,
+            tip: header,
+        };
+        ledger.state.apply(changes);
+        Ok((ledger, executed))
+    }
+
+    /// A ledger from a restored state whose root matches `tip`.
+    pub fn from_parts(genesis: &Genesis, tip: Header, state: State) -> Result<Ledger, StateError> {
+        if state.root() != tip.state_root {
+            return Err(StateError::RootMismatch {
+                computed: state.root(),
+                expected: tip.state_root,
+            });
+        }
+        Ok(Ledger {
+            params: ChainParams {
+                chain_id: genesis.chain_id.clone(),
+                epoch_length: genesis.epoch_length,
+            },
+            state,
+            tip,
+        })
+    }
+
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    pub fn tip(&self) -> &Header {
+        &self.tip
+    }
+
+    pub fn height(&self) -> Height {
+        self.tip.height
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_root(&self) -> Hash {
+        self.state.root()
+    }
+
+    /// Builds the next block from `candidates`, in order, leaving out those
+    /// that fail (each with its reason).
+    pub fn propose(
+        &self,
+        candidates: impl IntoIterator<Item = SignedTx>,
+        time_ms: TimestampMs,
+        proposer: PublicKey,
+    ) -> Result<Proposal, BlockError> {
+        let height = self.tip.height + 1;
+        let time_ms = time_ms.max(self.tip.time_ms);
+        let mut block = BlockWrites::new(&self.state, &self.params.chain_id, height, time_ms);
+        let validators_before = block.validator_sets().active;
+        if !validators_before.contains(&proposer) {
+            return Err(BlockError::UnknownProposer { proposer });
+        }
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for signed in candidates {
+            if accepted.len() == MAX_BLOCK_TXS {
+                break;
+            }
+            match block.apply(&signed) {
+                Ok(()) => accepted.push(signed),
+                Err(error) => rejected.push((signed.hash(), error)),
+            }
+        }
+        let (changes, header) = self.finish(block, &accepted, time_ms, proposer)?;
+        let txs = BoundedVec::new(accepted).map_err(|_| BlockError::TooManyTxs {
+            count: MAX_BLOCK_TXS + 1,
+            max: MAX_BLOCK_TXS,
+        })?;
+        Ok(Proposal {
+            executed: Executed {
+                block: Block { header, txs },
+                changes,
+            },
+            rejected,
+        })
+    }
+
+    /// Re-runs a received block against the tip and checks every header
+    /// field. Changes nothing.
+    pub fn execute(&self, block: &Block) -> Result<Executed, BlockError> {
+        let header = &block.header;
+        if header.chain_id != self.params.chain_id {
+            return Err(BlockError::WrongChain {
+                expected: self.params.chain_id.to_string(),
+                found: header.chain_id.to_string(),
+            });
+        }
+        if header.height != self.tip.height + 1 {
+            return Err(BlockError::WrongHeight {
+                expected: self.tip.height + 1,
+                found: header.height,
+            });
+        }
+        let parent = self.tip.hash();
+        if header.prev_hash != parent {
+            return Err(BlockError::WrongParent {
+                expected: parent,
+                found: header.prev_hash,
+            });
+        }
+        if header.time_ms < self.tip.time_ms {
+            return Err(BlockError::TimeWentBackwards {
+                parent: self.tip.time_ms,
+                time: header.time_ms,
+            });
+        }
+        let mut writes = BlockWrites::new(
+            &self.state,
+            &self.params.chain_id,
+            header.height,
+            header.time_ms,
+        );
+        if !writes.validator_sets().active.contains(&header.proposer) {
+            return Err(BlockError::UnknownProposer {
+                proposer: header.proposer,
+            });
+        }
+        for (index, signed) in block.txs.as_slice().iter().enumerate() {
+            writes
+                .apply(signed)
+                .map_err(|error| BlockError::InvalidTx {
+                    index,
+                    hash: signed.hash(),
+                    error,
+                })?;
+        }
+        let (changes, computed) = self.finish(
+            writes,
+            block.txs.as_slice(),
+            header.time_ms,
+            header.proposer,
+        )?;
+        for (field, claimed, computed) in [
+            ("tx_root", header.tx_root, computed.tx_root),
+            ("state_root", header.state_root, computed.state_root),
+            ("dag_root", header.dag_root, computed.dag_root),
+            (
+                "validators_hash",
+                header.validators_hash,
+                computed.validators_hash,
+            ),
+            (
+                "next_validators_hash",
+                header.next_validators_hash,
+                computed.next_validators_hash,
+            ),
+        ] {
+            if claimed != computed {
+                return Err(BlockError::HeaderMismatch {
+                    field,
+                    claimed,
+                    computed,
+                });
+            }
+        }
+        Ok(Executed {
+            block: block.clone(),
+            changes,
+        })
+    }
+
+    /// End of block: the epoch rule, then the header.
+    fn finish(
+        &self,
+        mut writes: BlockWrites<'_>,
+        txs: &[SignedTx],
+        time_ms: TimestampMs,
+        proposer: PublicKey,
+    ) -> Result<(StateChanges, Header), BlockError> {
+        let height = writes.height;
+        let before = self.validator_sets().active;
+        // Validator-set changes take effect at epoch (checkpoint) boundaries.
+        if height % self.params.epoch_length == 0 {
+            let mut sets = writes.validator_sets();
+            if sets.active != sets.pending {
+                sets.active = sets.pending.clone();
+                writes.put(StateKey::Validators, Some(StateValue::Validators(sets)));
+            }
+        }
+        let after = writes.validator_sets().active;
+        let tx_hashes: Vec<Hash> = txs.iter().map(SignedTx::hash).collect();
+        let changes = self.state.prepare(writes.writes, height)?;
+        let header = Header {
+            chain_id: self.params.chain_id.clone(),
+            height,
+            prev_hash: self.tip.hash(),
+            time_ms,
+            tx_root: tx_root(&tx_hashes),
+            state_root: changes.root,
+            dag_root: dag_root(txs),
+            validators_hash: before.hash(),
+            next_validators_hash: after.hash(),
+            proposer,
+        };
+        Ok((changes, header))
+    }
+
+    /// Applies an executed block. It must have been executed against this
+    /// very tip (the consensus layer guarantees it; a mismatch is refused).
+    pub fn commit(&mut self, executed: Executed) -> Result<(), BlockError> {
+        let header = &executed.block.header;
+        if header.height != self.tip.height + 1 || header.prev_hash != self.tip.hash() {
+            return Err(BlockError::WrongParent {
+                expected: self.tip.hash(),
+                found: header.prev_hash,
+            });
+        }
+        self.state.apply(executed.changes);
+        self.tip = executed.block.header;
+        Ok(())
+    }
+
+    /// Would `signed` be accepted in the next block at `now`? (Mempool
+    /// admission.)
+    pub fn check_tx(&self, signed: &SignedTx, now: TimestampMs) -> Result<(), TxError> {
+        let mut block = BlockWrites::new(
+            &self.state,
+            &self.params.chain_id,
+            self.tip.height + 1,
+            now.max(self.tip.time_ms),
+        );
+        block.apply(signed)
+    }
+
+    // --- Queries against committed state ---
+
+    pub fn account(&self, account: &AccountId) -> Account {
+        match self.state.get(&StateKey::Account { account: *account }) {
+            Some(StateValue::Account(a)) => *a,
+            _ => Account::default(),
+        }
+    }
+
+    pub fn device(&self, device: &DeviceId) -> Option<&DeviceRecord> {
+        match self.state.get(&StateKey::Device {
+            device: device.clone(),
+        }) {
+            Some(StateValue::Device(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn grant(&self, device: &DeviceId, grantee: &AccountId) -> Option<&GrantRecord> {
+        match self.state.get(&StateKey::Grant {
+            device: device.clone(),
+            grantee: *grantee,
+        }) {
+            Some(StateValue::Grant(g)) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Every grant on `device`, expired ones included.
+    pub fn grants(&self, device: &DeviceId) -> Vec<(AccountId, GrantRecord)> {
+        let from = StateKey::Grant {
+            device: device.clone(),
+            grantee: PublicKey([0; 32]),
+        };
+        self.state
+            .range_from(&from)
+            .map_while(|(key, value)| match (key, value) {
+                (StateKey::Grant { device: d, grantee }, StateValue::Grant(g)) if d == device => {
+                    Some((*grantee, *g))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn manifest(
+        &self,
+        manufacturer: &AccountId,
+        model: &Model,
+        version: FirmwareVersion,
+    ) -> Option<&ManifestRecord> {
+        match self.state.get(&StateKey::Manifest {
+            manufacturer: *manufacturer,
+            model: model.clone(),
+            version,
+        }) {
+            Some(StateValue::Manifest(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn validator_sets(&self) -> ValidatorSets {
+        match self.state.get(&StateKey::Validators) {
+            Some(StateValue::Validators(sets)) => sets.clone(),
+            _ => exec::unreachable_validators(),
+        }
+    }
+
+    /// May `account` use `device` with `need` at time `now`? The owner may do
+    /// anything; anyone else needs an unexpired grant with the right.
+    pub fn authorize(
+        &self,
+        account: &AccountId,
+        device: &DeviceId,
+        need: Rights,
+        now: TimestampMs,
+    ) -> Result<Access, AccessError> {
+        let record = self
+            .device(device)
+            .ok_or_else(|| AccessError::UnknownDevice {
+                device: device.clone(),
+            })?;
+        let owner = record.owner.ok_or_else(|| AccessError::NotClaimed {
+            device: device.clone(),
+        })?;
+        if &owner == account {
+            return Ok(Access::Owner);
+        }
+        let grant = self
+            .grant(device, account)
+            .ok_or_else(|| AccessError::NoGrant {
+                device: device.clone(),
+                account: *account,
+            })?;
+        match grant_allows(grant, need, now) {
+            GrantCheck::Allowed(expires_at) => Ok(Access::Grant { expires_at }),
+            GrantCheck::Expired(expired_at) => Err(AccessError::GrantExpired {
+                device: device.clone(),
+                account: *account,
+                expired_at,
+            }),
+            GrantCheck::Missing(have) => Err(AccessError::MissingRight {
+                device: device.clone(),
+                account: *account,
+                have,
+                need,
+            }),
+        }
+    }
+
+    /// May `account` control `device` at `now`?
+    pub fn can_control(&self, account: &AccountId, device: &DeviceId, now: TimestampMs) -> bool {
+        self.authorize(account, device, Rights::CONTROL, now)
+            .is_ok()
+    }
+
+    /// A proof of `key`'s value (or absence) against the tip's state root.
+    pub fn prove(&self, key: &StateKey) -> Result<StateProof, StateError> {
+        self.state.prove(key)
+    }
+}

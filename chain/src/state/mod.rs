@@ -1,0 +1,492 @@
+//! The authenticated ledger state: accounts, devices, grants, firmware
+//! manifests and the validator sets, committed to by one root.
+//!
+//! Every entry is a ([`StateKey`], [`StateValue`]) pair. The root is a
+//! Jellyfish Merkle tree (the sparse Merkle tree of Diem, maintained as the
+//! `jmt` crate by Penumbra) over `SHA-256(encode(key)) → encode(value)`, so
+//! - an update touches O(log n) nodes, never the whole tree;
+//! - a [`StateProof`] proves a key's value (inclusion) *or* its absence
+//!   (exclusion) against nothing but the root.
+//!
+//! Changes are computed first ([`State::prepare`]) and applied later
+//! ([`State::apply`]), so a block that turns out invalid leaves the state
+//! untouched, and the exact same [`StateChanges`] can be persisted.
+
+mod tree;
+
+use std::collections::BTreeMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::proof::SparseMerkleProof;
+use jmt::storage::{Node, NodeKey, TreeUpdateBatch};
+use jmt::{JellyfishMerkleTree, KeyHash, RootHash, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode, DecodeError};
+use crate::crypto::{AccountId, Hash, PublicKey};
+use crate::tx::FirmwareManifest;
+use crate::types::{
+    Amount, DeviceId, DeviceKind, FirmwareVersion, Height, Model, Rights, TimestampMs,
+};
+use crate::validators::ValidatorSet;
+
+pub use tree::TreeHasher;
+use tree::{removed_nodes, NodeStore};
+
+/// Where an entry lives.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StateKey {
+    Account {
+        account: AccountId,
+    },
+    Device {
+        device: DeviceId,
+    },
+    Grant {
+        device: DeviceId,
+        grantee: AccountId,
+    },
+    Manifest {
+        manufacturer: AccountId,
+        model: Model,
+        version: FirmwareVersion,
+    },
+    Validators,
+}
+
+impl StateKey {
+    /// The tree key: SHA-256 of the key's encoding.
+    pub fn key_hash(&self) -> KeyHash {
+        KeyHash(Hash::digest(&encode(self)).0)
+    }
+}
+
+/// An account's balance and next nonce.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct Account {
+    pub balance: Amount,
+    pub nonce: u64,
+}
+
+/// A registered device.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub key: PublicKey,
+    pub kind: DeviceKind,
+    pub model: Model,
+    /// The gateway that registered it.
+    pub registrar: AccountId,
+    pub owner: Option<AccountId>,
+    pub registered_at: Height,
+}
+
+/// A grant of rights on a device.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct GrantRecord {
+    pub rights: Rights,
+    pub expires_at: TimestampMs,
+    pub granted_at: Height,
+}
+
+/// A published firmware manifest.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub image_hash: Hash,
+    pub image_size: u64,
+    pub published_at: Height,
+}
+
+impl ManifestRecord {
+    pub fn manifest(&self, model: &Model, version: FirmwareVersion) -> FirmwareManifest {
+        FirmwareManifest {
+            model: model.clone(),
+            version,
+            image_hash: self.image_hash,
+            image_size: self.image_size,
+        }
+    }
+}
+
+/// The active validator set (signs blocks now) and the pending one (changes
+/// accumulate here and become active at the next epoch boundary).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ValidatorSets {
+    pub active: ValidatorSet,
+    pub pending: ValidatorSet,
+}
+
+/// What an entry holds. The variant always matches the key's.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StateValue {
+    Account(Account),
+    Device(DeviceRecord),
+    Grant(GrantRecord),
+    Manifest(ManifestRecord),
+    Validators(ValidatorSets),
+}
+
+/// Why the state could not be updated, proven or restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("the Merkle tree failed: {reason}")]
+    Tree { reason: String },
+    #[error("a stored {what} does not decode: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("the stored state's root {computed} is not the expected {expected}")]
+    RootMismatch { computed: Hash, expected: Hash },
+}
+
+fn tree_error(err: anyhow::Error) -> StateError {
+    StateError::Tree {
+        reason: format!("{err:#}"),
+    }
+}
+
+/// The changes of one version (one block), ready to apply and to persist.
+#[derive(Clone, Debug)]
+pub struct StateChanges {
+    pub version: Version,
+    /// Every written key with its new value; `None` deletes.
+    pub writes: Vec<(StateKey, Option<StateValue>)>,
+    pub root: Hash,
+    batch: TreeUpdateBatch,
+    previous_root: Option<NodeKey>,
+}
+
+/// [`StateChanges`] as the rows a store writes: every key, value and tree
+/// node in its canonical encoding. The store needs to understand none of it.
+#[derive(Clone, Debug, Default)]
+pub struct StateRows {
+    pub upserts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub deletes: Vec<Vec<u8>>,
+    pub node_upserts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub node_deletes: Vec<Vec<u8>>,
+}
+
+impl StateChanges {
+    pub fn rows(&self) -> StateRows {
+        let mut rows = StateRows::default();
+        for (key, value) in &self.writes {
+            match value {
+                Some(value) => rows.upserts.push((encode(key), encode(value))),
+                None => rows.deletes.push(encode(key)),
+            }
+        }
+        for key in removed_nodes(&self.batch, self.previous_root.as_ref()) {
+            rows.node_deletes.push(encode(&key));
+        }
+        for (key, node) in self.batch.node_batch.nodes() {
+            rows.node_upserts.push((encode(key), encode(node)));
+        }
+        rows
+    }
+}
+
+/// The authenticated state.
+#[derive(Clone, Default)]
+pub struct State {
+    entries: BTreeMap<StateKey, StateValue>,
+    nodes: NodeStore,
+    version: Option<Version>,
+    root: Hash,
+}
+
+impl State {
+    pub fn get(&self, key: &StateKey) -> Option<&StateValue> {
+        self.entries.get(key)
+    }
+
+    /// Entries in key order from `from` (inclusive) while `keep` holds.
+    pub fn range_from<'a>(
+        &'a self,
+        from: &StateKey,
+    ) -> impl Iterator<Item = (&'a StateKey, &'a StateValue)> + 'a {
+        self.entries.range(from.clone()..)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The root the latest applied version committed to.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    fn tree(&self) -> JellyfishMerkleTree<'_, NodeStore, TreeHasher> {
+        JellyfishMerkleTree::new(&self.nodes)
+    }
+
+    /// Computes the changes `writes` make as `version`, without applying them.
+    /// `version` must be the next one (0 for an empty state).
+    pub fn prepare(
+        &self,
+        writes: BTreeMap<StateKey, Option<StateValue>>,
+        version: Version,
+    ) -> Result<StateChanges, StateError> {
+        let tree_writes: Vec<(KeyHash, Option<Vec<u8>>)> = writes
+            .iter()
+            .map(|(key, value)| (key.key_hash(), value.as_ref().map(encode)))
+            .collect();
+        let (root, batch) = self
+            .tree()
+            .put_value_set(tree_writes, version)
+            .map_err(tree_error)?;
+        Ok(StateChanges {
+            version,
+            writes: writes.into_iter().collect(),
+            root: Hash(root.0),
+            batch,
+            previous_root: self.nodes.root.clone(),
+        })
+    }
+
+    /// Applies changes made by [`State::prepare`] on this very state.
+    pub fn apply(&mut self, changes: StateChanges) {
+        self.nodes.apply(&changes.batch);
+        for (key, value) in changes.writes {
+            match value {
+                Some(value) => self.entries.insert(key, value),
+                None => self.entries.remove(&key),
+            };
+        }
+        self.version = Some(changes.version);
+        self.root = changes.root;
+    }
+
+    /// A proof of `key`'s current value, or of its absence.
+    pub fn prove(&self, key: &StateKey) -> Result<StateProof, StateError> {
+        let version = self.version.ok_or_else(|| StateError::Tree {
+            reason: "the state has no version yet".into(),
+        })?;
+        let (_, proof) = self
+            .tree()
+            .get_with_proof(key.key_hash(), version)
+            .map_err(tree_error)?;
+        Ok(StateProof {
+            key: key.clone(),
+            value: self.entries.get(key).cloned(),
+            proof,
+        })
+    }
+
+    /// Rebuilds the state from stored rows (as [`StateRows`] wrote them) and
+    /// checks it against the root it must have.
+    pub fn restore(
+        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+        nodes: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+        version: Version,
+        expected_root: Hash,
+    ) -> Result<State, StateError> {
+        let corrupt = |what| move |source| StateError::Corrupt { what, source };
+        let mut state = State {
+            version: Some(version),
+            ..State::default()
+        };
+        for (key, value) in entries {
+            let key: StateKey = decode(&key).map_err(corrupt("state key"))?;
+            state.nodes.values.insert(key.key_hash(), value.clone());
+            let value: StateValue = decode(&value).map_err(corrupt("state value"))?;
+            state.entries.insert(key, value);
+        }
+        for (key, node) in nodes {
+            let key: NodeKey = decode(&key).map_err(corrupt("tree node key"))?;
+            let node: Node = decode(&node).map_err(corrupt("tree node"))?;
+            state.nodes.nodes.insert(key, node);
+        }
+        state.nodes.find_root();
+        let root = state.tree().get_root_hash(version).map_err(tree_error)?;
+        state.root = Hash(root.0);
+        if state.root != expected_root {
+            return Err(StateError::RootMismatch {
+                computed: state.root,
+                expected: expected_root,
+            });
+        }
+        Ok(state)
+    }
+}
+
+/// Proof of one key's value (or absence) under a state root.
+#[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct StateProof {
+    pub key: StateKey,
+    /// `None` claims the key is absent.
+    pub value: Option<StateValue>,
+    pub proof: SparseMerkleProof<TreeHasher>,
+}
+
+/// Why a state proof did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state proof for {key:?} does not verify against root {root}: {reason}")]
+pub struct ProofError {
+    pub key: StateKey,
+    pub root: Hash,
+    pub reason: String,
+}
+
+impl StateProof {
+    /// Checks the claimed value (or absence) against `root` and nothing else.
+    pub fn verify(&self, root: &Hash) -> Result<(), ProofError> {
+        let value = self.value.as_ref().map(encode);
+        self.proof
+            .verify(RootHash(root.0), self.key.key_hash(), value)
+            .map_err(|e| ProofError {
+                key: self.key.clone(),
+                root: *root,
+                reason: format!("{e:#}"),
+            })
+    }
+
+    /// The encoded size of the proof.
+    pub fn encoded_len(&self) -> usize {
+        encode(self).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    fn account(seed: u32) -> StateKey {
+        let mut s = [0u8; 32];
+        s[..4].copy_from_slice(&seed.to_le_bytes());
+        StateKey::Account {
+            account: Keypair::from_seed(s).public(),
+        }
+    }
+
+    fn put(state: &mut State, version: Version, writes: Vec<(StateKey, Option<StateValue>)>) {
+        let changes = state
+            .prepare(writes.into_iter().collect(), version)
+            .unwrap();
+        state.apply(changes);
+    }
+
+    fn balance(b: Amount) -> Option<StateValue> {
+        Some(StateValue::Account(Account {
+            balance: b,
+            nonce: 0,
+        }))
+    }
+
+    #[test]
+    fn inclusion_and_exclusion_proofs() {
+        let mut state = State::default();
+        put(
+            &mut state,
+            0,
+            (0..50).map(|i| (account(i), balance(i as u64))).collect(),
+        );
+        let root = state.root();
+        for i in [0, 17, 49] {
+            let proof = state.prove(&account(i)).unwrap();
+            assert_eq!(proof.value, balance(i as u64));
+            proof.verify(&root).unwrap();
+        }
+        let absent = state.prove(&account(1000)).unwrap();
+        assert_eq!(absent.value, None);
+        absent.verify(&root).unwrap();
+        // Claiming a value for an absent key, or absence for a present key, fails.
+        let mut lie = absent.clone();
+        lie.value = balance(1);
+        assert!(lie.verify(&root).is_err());
+        let mut lie = state.prove(&account(3)).unwrap();
+        lie.value = None;
+        assert!(lie.verify(&root).is_err());
+    }
+
+    #[test]
+    fn empty_versions_keep_the_root_and_one_root_node() {
+        let mut state = State::default();
+        put(&mut state, 0, vec![(account(1), balance(1))]);
+        let root = state.root();
+        let nodes = state.nodes.nodes.len();
+        put(&mut state, 1, vec![]);
+        put(&mut state, 2, vec![]);
+        assert_eq!(state.root(), root);
+        assert_eq!(state.nodes.nodes.len(), nodes, "old roots are dropped");
+        put(&mut state, 3, vec![(account(2), balance(2))]);
+        state
+            .prove(&account(1))
+            .unwrap()
+            .verify(&state.root())
+            .unwrap();
+    }
+
+    #[test]
+    fn deletes_and_restore_from_rows() {
+        let mut state = State::default();
+        let mut entries: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut nodes: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for version in 0..5u64 {
+            let mut writes: BTreeMap<StateKey, Option<StateValue>> = (0..20)
+                .map(|i| (account(i + version as u32 * 7), balance(version)))
+                .collect();
+            if version > 0 {
+                writes.insert(account(0), None);
+            }
+            let changes = state.prepare(writes, version).unwrap();
+            let rows = changes.rows();
+            for k in rows.deletes {
+                entries.remove(&k);
+            }
+            entries.extend(rows.upserts);
+            for k in rows.node_deletes {
+                nodes.remove(&k);
+            }
+            nodes.extend(rows.node_upserts);
+            state.apply(changes);
+        }
+        assert!(state.get(&account(0)).is_none());
+        assert_eq!(nodes.len(), state.nodes.nodes.len());
+        let restored = State::restore(entries.clone(), nodes.clone(), 4, state.root()).unwrap();
+        assert_eq!(restored.root(), state.root());
+        assert_eq!(restored.entries, state.entries);
+        // A wrong expected root is refused.
+        assert!(matches!(
+            State::restore(entries, nodes, 4, Hash::ZERO),
+            Err(StateError::RootMismatch { .. })
+        ));
+    }
+}
