@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod state;
 pub mod store;
+pub mod testkit;
 pub mod text;
 pub mod tx;
 pub mod types;

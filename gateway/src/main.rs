@@ -1,1 +1,119 @@
-fn main() {}
+//! The `itc-gateway` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use itc_chain::codec::Text;
+use itc_chain::genesis::Genesis;
+use itc_chain::store::open_ledger;
+use itc_chain::tx::ChainId;
+use itc_chain::validators::Validator;
+use itc_chain::Keypair;
+use itc_gateway::SqliteStore;
+
+#[derive(Parser)]
+#[command(
+    name = "itc-gateway",
+    version,
+    about = "ITC gateway: a cloud-free ledger for lighting gateways"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local development cluster.
+    ///
+    /// Until the consensus, API and bridge issues land, this creates the
+    /// cluster's genesis, keys and per-gateway sqlite stores and reports what
+    /// is not there yet.
+    Dev {
+        /// Where the cluster's files go.
+        #[arg(long, default_value = "itc-dev")]
+        dir: PathBuf,
+        /// Number of gateways.
+        #[arg(long, default_value_t = 4)]
+        gateways: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Dev { dir, gateways } => dev(dir, gateways).await,
+    }
+}
+
+async fn dev(dir: PathBuf, gateways: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rng = ring::rand::SystemRandom::new();
+    let genesis_path = dir.join("genesis.toml");
+    let genesis = if genesis_path.exists() {
+        Genesis::from_toml(&std::fs::read_to_string(&genesis_path)?)?
+    } else {
+        let mut validators = Vec::new();
+        for i in 0..gateways {
+            let key = Keypair::generate(&rng)?;
+            let key_path = dir.join(format!("gateway-{i}.key"));
+            write_secret(&key_path, &hex::encode(key.seed()))?;
+            validators.push(Validator {
+                key: key.public(),
+                addr: Text::new(format!("127.0.0.1:{}", 7100 + i))?,
+            });
+        }
+        let genesis = Genesis {
+            chain_id: ChainId::new("itc-dev")?,
+            genesis_time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as u64,
+            epoch_length: 100,
+            validators,
+            balances: Vec::new(),
+        };
+        std::fs::write(&genesis_path, genesis.to_toml()?)?;
+        genesis
+    };
+    for i in 0..genesis.validators.len() {
+        let db = dir.join(format!("gateway-{i}.sqlite"));
+        let mut store = SqliteStore::open(&db).await?;
+        let ledger = open_ledger(&mut store, &genesis).await?;
+        println!(
+            "gateway {i}: store {} at height {}, state root {}",
+            db.display(),
+            ledger.height(),
+            ledger.state_root()
+        );
+        store.close().await;
+    }
+    println!("genesis: {}", genesis_path.display());
+    println!(
+        "Not there yet: PBFT consensus between the gateways (issue 3), the REST API and \
+         simulated bulbs (issue 4). Nothing is being served; this command only prepared the \
+         cluster's genesis, keys and stores."
+    );
+    Ok(())
+}
+
+/// Writes a secret readable by the owner only.
+fn write_secret(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
