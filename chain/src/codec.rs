@@ -399,6 +399,11 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x17c_2026),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode::<Sample>(&bytes);

@@ -202,6 +202,11 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x17c_2026),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn a_flipped_bit_anywhere_in_the_path_fails(
             n in 2usize..200, pick in any::<prop::sample::Index>(),

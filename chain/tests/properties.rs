@@ -2,7 +2,8 @@
 //! - two independent replicas fed the same random transaction sequences
 //!   (valid and invalid mixed) reach identical state roots at every height;
 //! - every state proof verifies, and every tampered proof (one flipped bit,
-//!   another key, another root) fails;
+//!   another key, another root) fails unless what it then claims is true (an
+//!   absence proof may also cover a neighbouring absent key);
 //! - decoding random or mutated bytes never panics.
 
 use itc_chain::block::{Block, CommitCertificate, Header};
@@ -277,7 +278,13 @@ fn interesting_keys(work: &Workload) -> Vec<StateKey> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // A fixed seed: the same cases on every run, so CI is deterministic.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x17c_2026),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn independent_replicas_reach_identical_roots(ops in prop::collection::vec(op(), 1..80)) {
@@ -324,12 +331,17 @@ proptest! {
         prop_assert!(lie.verify(&root).is_err());
 
         // One flipped bit anywhere in the encoding: it no longer decodes, or
-        // it no longer verifies.
+        // it no longer verifies — unless the flip only moved an absence proof
+        // to another key that is absent too, which is still the truth.
         let mut bytes = encode(&proof);
         let i = bit.index(bytes.len() * 8);
         bytes[i / 8] ^= 1 << (i % 8);
         if let Ok(tampered) = decode::<StateProof>(&bytes) {
-            prop_assert!(tampered.verify(&root).is_err(), "bit {} of {} still verifies", i, bytes.len() * 8);
+            if tampered.verify(&root).is_ok() {
+                prop_assert!(proof.value.is_none(), "an inclusion proof survived flipping bit {}", i);
+                prop_assert_eq!(tampered.value.as_ref(), None);
+                prop_assert_eq!(ledger.state().get(&tampered.key), None);
+            }
         }
     }
 
