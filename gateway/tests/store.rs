@@ -1,0 +1,201 @@
+//! The sqlite store round-trips what the ledger commits.
+
+use itc_chain::codec::Text;
+use itc_chain::crypto::{Domain, Keypair};
+use itc_chain::ledger::Ledger;
+use itc_chain::store::{open_ledger, ChainStore, OpenError};
+use itc_chain::testkit::Workload;
+use itc_chain::tx::{claim_payload, registration_payload, DeviceRegistration, Tx, TxBody};
+use itc_chain::types::{DeviceId, DeviceKind};
+use itc_gateway::SqliteStore;
+use sqlx::Row;
+
+async fn commit(
+    store: &mut SqliteStore,
+    work: &Workload,
+    ledger: &mut Ledger,
+    txs: Vec<itc_chain::SignedTx>,
+) {
+    let proposer = work.proposer(ledger).public();
+    let proposal = ledger
+        .propose(txs, ledger.tip().time_ms + 10, proposer)
+        .unwrap();
+    assert!(proposal.rejected.is_empty(), "{:?}", proposal.rejected);
+    let cert = work.certify(&proposal.executed.block.header);
+    store
+        .commit_block(&proposal.executed, Some(&cert))
+        .await
+        .unwrap();
+    ledger.commit(proposal.executed).unwrap();
+}
+
+#[tokio::test]
+async fn blocks_transactions_devices_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.sqlite");
+    let work = Workload::new(4, 4, 9);
+    let mut store = SqliteStore::open(&path).await.unwrap();
+    let mut ledger = open_ledger(&mut store, &work.genesis).await.unwrap();
+
+    // A block of transfers, then a device registered and claimed.
+    let transfers = work.transfers(&ledger, 25);
+    commit(&mut store, &work, &mut ledger, transfers.clone()).await;
+
+    let gw = &work.validators[0];
+    let device_key = Keypair::from_seed([55; 32]);
+    let device = DeviceId::new("zigbee:00124b00aa").unwrap();
+    let model = Text::new("LCT015").unwrap();
+    let chain = work.genesis.chain_id.clone();
+    let payload = registration_payload(
+        &chain,
+        &gw.public(),
+        &device,
+        &device_key.public(),
+        DeviceKind::Zigbee,
+        &model,
+    );
+    let register = Tx {
+        chain_id: chain.clone(),
+        sender: gw.public(),
+        nonce: 0,
+        body: TxBody::RegisterDevice(DeviceRegistration {
+            device: device.clone(),
+            device_key: device_key.public(),
+            kind: DeviceKind::Zigbee,
+            model,
+            proof: device_key.sign(Domain::DeviceRegistration, &payload),
+        }),
+    }
+    .sign(gw);
+    commit(&mut store, &work, &mut ledger, vec![register]).await;
+    let owner = &work.users[3];
+    let claim = Tx {
+        chain_id: chain.clone(),
+        sender: owner.public(),
+        nonce: ledger.account(&owner.public()).nonce,
+        body: TxBody::ClaimDevice {
+            device: device.clone(),
+            authorizer: gw.public(),
+            authorization: gw.sign(
+                Domain::DeviceClaim,
+                &claim_payload(&chain, &device, &owner.public()),
+            ),
+        },
+    }
+    .sign(owner);
+    commit(&mut store, &work, &mut ledger, vec![claim]).await;
+
+    // Blocks and transactions come back as committed, with certificates.
+    let (block, cert) = store.block(1).await.unwrap().unwrap();
+    assert_eq!(block.txs.as_slice(), transfers.as_slice());
+    cert.unwrap()
+        .verify(&block.header, &ledger.validator_sets().active)
+        .unwrap();
+    let found = store
+        .transaction(&transfers[7].hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.height, found.index), (1, 7));
+    assert_eq!(found.tx, transfers[7]);
+    assert!(store.block(99).await.unwrap().is_none());
+    let headers = store.headers(0, 3).await.unwrap();
+    assert_eq!(headers.len(), 4);
+    assert!(headers[0].1.is_none(), "the genesis has no certificate");
+
+    // The device projection follows the state.
+    let row = sqlx::query("SELECT kind, owner FROM devices WHERE id = ?")
+        .bind(device.as_str())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("kind"), "zigbee");
+    assert_eq!(row.get::<Vec<u8>, _>("owner"), owner.public().0.to_vec());
+    // The by-account index names the sender and the recipient.
+    let to = match &transfers[0].tx.body {
+        TxBody::Transfer { to, .. } => *to,
+        _ => unreachable!(),
+    };
+    let n: i64 =
+        sqlx::query("SELECT COUNT(*) FROM account_transactions WHERE account = ? AND tx_hash = ?")
+            .bind(to.0.to_vec())
+            .bind(transfers[0].hash().0.to_vec())
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 1);
+
+    // Reopening resumes at the same height and root, with the device owned.
+    store.close().await;
+    let mut store = SqliteStore::open(&path).await.unwrap();
+    let reopened = open_ledger(&mut store, &work.genesis).await.unwrap();
+    assert_eq!(reopened.height(), 3);
+    assert_eq!(reopened.state_root(), ledger.state_root());
+    assert!(reopened.can_control(&owner.public(), &device, reopened.tip().time_ms));
+
+    // Another genesis is refused rather than silently mixed in.
+    let other = Workload::new(4, 4, 10);
+    assert!(matches!(
+        open_ledger(&mut store, &other.genesis).await,
+        Err(OpenError::GenesisMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_block_that_fails_to_store_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = Workload::new(4, 4, 11);
+    let mut store = SqliteStore::open(&dir.path().join("gw.sqlite"))
+        .await
+        .unwrap();
+    let mut ledger = open_ledger(&mut store, &work.genesis).await.unwrap();
+    let txs = work.transfers(&ledger, 5);
+    commit(&mut store, &work, &mut ledger, txs).await;
+
+    // Plant a row that block 2's by-account index will collide with: the
+    // header and transaction rows are written first, then the index insert
+    // fails, and the whole block must roll back.
+    let txs = work.transfers(&ledger, 5);
+    let proposer = work.proposer(&ledger).public();
+    let proposal = ledger
+        .propose(txs.clone(), ledger.tip().time_ms + 10, proposer)
+        .unwrap();
+    sqlx::query("INSERT INTO account_transactions (account, height, tx_hash) VALUES (?, 2, ?)")
+        .bind(txs[4].tx.sender.0.to_vec())
+        .bind(txs[4].hash().0.to_vec())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let pool = store.pool().clone();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    let before = (
+        count("headers").await,
+        count("transactions").await,
+        count("state").await,
+    );
+    let cert = work.certify(&proposal.executed.block.header);
+    assert!(store
+        .commit_block(&proposal.executed, Some(&cert))
+        .await
+        .is_err());
+    let after = (
+        count("headers").await,
+        count("transactions").await,
+        count("state").await,
+    );
+    assert_eq!(before, after);
+    assert_eq!(store.tip_height().await.unwrap(), Some(1));
+    let reopened = open_ledger(&mut store, &work.genesis).await.unwrap();
+    assert_eq!(reopened.state_root(), ledger.state_root());
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
