@@ -51,7 +51,7 @@ pub struct ValidatorSet {
 impl ValidatorSet {
     /// Sorts `validators` by key and checks the result.
     pub fn new(mut validators: Vec<Validator>) -> Result<Self, ValidatorSetError> {
-        validators.sort_by(|a, b| a.key.cmp(&b.key));
+        validators.sort_by_key(|v| v.key);
         Self::from_sorted(validators)
     }
 

@@ -242,7 +242,10 @@ fn a_failed_transaction_changes_nothing_inside_a_block() {
         .ledger
         .propose(vec![good.clone(), bad.clone()], env.now() + 1, proposer)
         .unwrap();
-    assert_eq!(proposal.executed.block.txs.as_slice(), &[good.clone()]);
+    assert_eq!(
+        proposal.executed.block.txs.as_slice(),
+        std::slice::from_ref(&good)
+    );
     assert_eq!(proposal.rejected.len(), 1);
     env.ledger.commit(proposal.executed).unwrap();
     // Nonce 1 is still free: the failed transfer did not spend it.

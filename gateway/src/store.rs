@@ -29,6 +29,12 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 /// sqlite's limit of 32,766 bound values per statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// A stored pair of blobs: (encoded key, encoded value).
+type BlobPair = (Vec<u8>, Vec<u8>);
+
+/// A transaction row: (id, index in block, sender, encoded transaction).
+type TxRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -159,7 +165,7 @@ async fn insert_rows<T>(
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(head);
-        builder.push_values(chunk, |b, row| bind(b, row));
+        builder.push_values(chunk, bind);
         builder.push(tail);
         builder.build().execute(&mut **db).await?;
     }
@@ -213,7 +219,7 @@ impl ChainStore for SqliteStore {
         .await?;
 
         // Transactions and the by-account index.
-        let txs: Vec<(Vec<u8>, i64, Vec<u8>, Vec<u8>)> = block
+        let txs: Vec<TxRow> = block
             .txs
             .as_slice()
             .iter()
@@ -337,12 +343,11 @@ impl ChainStore for SqliteStore {
         let tip = sqlx::query("SELECT header FROM headers ORDER BY height DESC LIMIT 1")
             .fetch_one(&mut *db)
             .await?;
-        let pairs =
-            |rows: Vec<sqlx::sqlite::SqliteRow>| -> Result<Vec<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect()
-            };
+        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Result<Vec<BlobPair>, sqlx::Error> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        };
         let state = pairs(
             sqlx::query("SELECT key, value FROM state")
                 .fetch_all(&mut *db)
