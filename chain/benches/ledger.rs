@@ -1,1 +1,83 @@
-fn main() {}
+//! Ledger benchmarks (figures in BENCHMARKS.md):
+//! - `execute_block/1000_transfers`: a replica re-executes a block of 1,000
+//!   pre-signed transfers over 10,000 funded accounts: every Ed25519
+//!   signature verified, every balance and nonce updated, the Jellyfish root
+//!   recomputed. One core.
+//! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
+//!   account among 100,000; its encoded size is printed.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use itc_chain::ledger::Ledger;
+use itc_chain::state::StateKey;
+use itc_chain::testkit::Workload;
+
+fn execute_block(c: &mut Criterion) {
+    let work = Workload::new(4, 10_000, 1);
+    let (ledger, _) = Ledger::genesis(&work.genesis).unwrap();
+    let txs = work.transfers(&ledger, 1_000);
+    let proposer = work.proposer(&ledger).public();
+    let block = ledger
+        .propose(txs, ledger.tip().time_ms + 1, proposer)
+        .unwrap()
+        .executed
+        .block;
+    assert_eq!(block.txs.len(), 1_000);
+    let mut group = c.benchmark_group("execute_block");
+    group.throughput(Throughput::Elements(1_000));
+    group.sample_size(20);
+    group.bench_function("1000_transfers", |b| {
+        b.iter(|| ledger.execute(&block).unwrap())
+    });
+    group.bench_function("1000_transfers_and_commit", |b| {
+        b.iter_batched(
+            || ledger.clone(),
+            |mut l| {
+                let executed = l.execute(&block).unwrap();
+                l.commit(executed).unwrap();
+                l
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn state_proofs(c: &mut Criterion) {
+    let work = Workload::new(4, 100_000, 2);
+    let (ledger, _) = Ledger::genesis(&work.genesis).unwrap();
+    let root = ledger.tip().state_root;
+    let keys: Vec<StateKey> = work
+        .users
+        .iter()
+        .step_by(997)
+        .map(|u| StateKey::Account { account: u.public() })
+        .collect();
+    let proofs: Vec<_> = keys.iter().map(|k| ledger.prove(k).unwrap()).collect();
+    let sizes: Vec<usize> = proofs.iter().map(|p| p.encoded_len()).collect();
+    eprintln!(
+        "state proof size with 100,000 accounts: min {} B, max {} B, mean {} B over {} proofs",
+        sizes.iter().min().unwrap(),
+        sizes.iter().max().unwrap(),
+        sizes.iter().sum::<usize>() / sizes.len(),
+        sizes.len()
+    );
+    let mut group = c.benchmark_group("state_proof/100k_accounts");
+    let mut i = 0;
+    group.bench_function("prove", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            ledger.prove(&keys[i]).unwrap()
+        })
+    });
+    let mut j = 0;
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            j = (j + 1) % proofs.len();
+            proofs[j].verify(&root).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, execute_block, state_proofs);
+criterion_main!(benches);
