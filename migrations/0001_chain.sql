@@ -11,34 +11,30 @@ CREATE TABLE headers (
     tx_count    INTEGER NOT NULL
 );
 
--- Transactions by id, in block order; a block's body is its rows here.
+-- Transactions in block order; a block's body is its rows here. The rowid
+-- `seq` is height * 2^20 + index, so rows are appended in key order (cheap
+-- B-tree inserts); the id is a separate unique index.
 CREATE TABLE transactions (
-    hash   BLOB    PRIMARY KEY,
+    seq    INTEGER PRIMARY KEY,
+    hash   BLOB    NOT NULL UNIQUE,
     height INTEGER NOT NULL REFERENCES headers(height),
     idx    INTEGER NOT NULL,
-    sender BLOB    NOT NULL,
-    tx     BLOB    NOT NULL,
-    UNIQUE (height, idx)
-) WITHOUT ROWID;
+    tx     BLOB    NOT NULL
+);
 
 -- Transactions by the accounts they concern (sender and counterparties).
 CREATE TABLE account_transactions (
     account BLOB    NOT NULL,
-    height  INTEGER NOT NULL,
-    tx_hash BLOB    NOT NULL,
-    PRIMARY KEY (account, height, tx_hash)
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (account, seq)
 ) WITHOUT ROWID;
 
--- The ledger state at the tip: encoded StateKey -> encoded StateValue.
+-- The ledger state at the tip: encoded StateKey -> encoded StateValue. The
+-- Merkle tree over it is rebuilt in memory on open and checked against the
+-- tip header's state root.
 CREATE TABLE state (
     key   BLOB PRIMARY KEY,
     value BLOB NOT NULL
-) WITHOUT ROWID;
-
--- The Jellyfish Merkle tree's nodes at the tip.
-CREATE TABLE tree_nodes (
-    key  BLOB PRIMARY KEY,
-    node BLOB NOT NULL
 ) WITHOUT ROWID;
 
 -- A queryable projection of the device entries of `state`, kept in the same

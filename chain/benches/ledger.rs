@@ -3,6 +3,7 @@
 //!   pre-signed transfers over 10,000 funded accounts: every Ed25519
 //!   signature verified, every balance and nonce updated, the Jellyfish root
 //!   recomputed. One core.
+//! - `ed25519_verify/ring`: one signature check, the floor under the above.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
 //!   account among 100,000; its encoded size is printed.
 
@@ -42,6 +43,20 @@ fn execute_block(c: &mut Criterion) {
     group.finish();
 }
 
+/// The floor under `execute_block`: one Ed25519 verification with `ring`.
+fn ed25519_verify(c: &mut Criterion) {
+    let key = itc_chain::Keypair::from_seed([5; 32]);
+    let message = [7u8; 120];
+    let sig = key.sign(itc_chain::crypto::Domain::Transaction, &message);
+    c.bench_function("ed25519_verify/ring", |b| {
+        b.iter(|| {
+            key.public()
+                .verify(itc_chain::crypto::Domain::Transaction, &message, &sig)
+                .unwrap()
+        })
+    });
+}
+
 fn state_proofs(c: &mut Criterion) {
     let work = Workload::new(4, 100_000, 2);
     let (ledger, _) = Ledger::genesis(&work.genesis).unwrap();
@@ -50,7 +65,9 @@ fn state_proofs(c: &mut Criterion) {
         .users
         .iter()
         .step_by(997)
-        .map(|u| StateKey::Account { account: u.public() })
+        .map(|u| StateKey::Account {
+            account: u.public(),
+        })
         .collect();
     let proofs: Vec<_> = keys.iter().map(|k| ledger.prove(k).unwrap()).collect();
     let sizes: Vec<usize> = proofs.iter().map(|p| p.encoded_len()).collect();
@@ -79,5 +96,5 @@ fn state_proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, execute_block, state_proofs);
+criterion_group!(benches, ed25519_verify, execute_block, state_proofs);
 criterion_main!(benches);

@@ -3,8 +3,8 @@
 //!
 //! The core does no IO, so storage is a trait implemented outside (the
 //! gateway implements it over sqlite). A store keeps rows it does not need to
-//! understand: encoded headers, transactions, state entries and tree nodes
-//! (see [`crate::state::StateRows`]).
+//! understand: encoded headers, transactions and state entries (see
+//! [`crate::state::StateRows`]).
 //!
 //! The one hard rule: [`ChainStore::commit_block`] is atomic. A block, its
 //! certificate and all its state changes are stored together or not at all,
@@ -31,8 +31,6 @@ pub struct Snapshot {
     pub tip_header: Vec<u8>,
     /// Every state entry: (encoded key, encoded value).
     pub state: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Every tree node: (encoded node key, encoded node).
-    pub nodes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where a transaction was committed.
@@ -116,7 +114,7 @@ pub async fn open_ledger<S: ChainStore>(
         });
     }
     let tip: Header = decode(&snapshot.tip_header).map_err(corrupt("tip header"))?;
-    let state = State::restore(snapshot.state, snapshot.nodes, tip.height, tip.state_root)?;
+    let state = State::restore(snapshot.state, tip.state_root)?;
     Ok(Ledger::from_parts(genesis, tip, state)?)
 }
 

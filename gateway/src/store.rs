@@ -3,8 +3,11 @@
 //! - WAL journal with `synchronous = FULL`: a committed block survives a
 //!   crash *and* a power cut (a Raspberry Pi's SD card gets both).
 //! - One sqlite transaction per block: the header, the certificate, every
-//!   transaction, every state entry and tree node it changes, and the device
-//!   projection commit together or not at all.
+//!   transaction, every state entry it changes, and the device projection
+//!   commit together or not at all. Merkle tree nodes are not stored: they
+//!   are derived from the entries and rebuilt on open.
+//! - Transactions are appended in (height, index) order as rowids, so their
+//!   inserts extend the table instead of splitting pages all over it.
 //! - Rows are written with multi-row statements (a few hundred rows per
 //!   statement), because per-row round trips through sqlx's worker thread
 //!   would dominate the time to store a block of 1,000 transactions.
@@ -29,11 +32,21 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 /// sqlite's limit of 32,766 bound values per statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// sqlite's page cache per connection: 16 MiB (negative = KiB), small enough
+/// for a Raspberry Pi, large enough to keep the hot index pages.
+const CACHE_SIZE: &str = "-16384";
+
 /// A stored pair of blobs: (encoded key, encoded value).
 type BlobPair = (Vec<u8>, Vec<u8>);
 
-/// A transaction row: (id, index in block, sender, encoded transaction).
-type TxRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+/// A transaction row: (seq, id, index in block, encoded transaction).
+type TxRow = (i64, Vec<u8>, i64, Vec<u8>);
+
+/// `seq` of a transaction: height * 2^20 + index (a block holds at most
+/// 10,000 transactions, well under 2^20).
+fn tx_seq(height: i64, index: usize) -> i64 {
+    (height << 20) | index as i64
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +80,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .pragma("cache_size", CACHE_SIZE);
         Self::connect(options).await
     }
 
@@ -76,7 +90,8 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", CACHE_SIZE);
         Self::connect(options).await
     }
 
@@ -226,52 +241,50 @@ impl ChainStore for SqliteStore {
             .enumerate()
             .map(|(i, tx)| {
                 (
+                    tx_seq(height, i),
                     tx.hash().0.to_vec(),
                     i as i64,
-                    tx.tx.sender.0.to_vec(),
                     encode(tx),
                 )
             })
             .collect();
         insert_rows(
             &mut db,
-            "INSERT INTO transactions (hash, height, idx, sender, tx) ",
+            "INSERT INTO transactions (seq, hash, height, idx, tx) ",
             "",
             &txs,
-            |mut b, (hash, idx, sender, tx)| {
-                b.push_bind(hash.clone())
+            |mut b, (seq, hash, idx, tx)| {
+                b.push_bind(*seq)
+                    .push_bind(hash.clone())
                     .push_bind(height)
                     .push_bind(*idx)
-                    .push_bind(sender.clone())
                     .push_bind(tx.clone());
             },
         )
         .await?;
-        let index: Vec<(Vec<u8>, Vec<u8>)> = block
+        let index: Vec<(Vec<u8>, i64)> = block
             .txs
             .as_slice()
             .iter()
             .zip(&txs)
-            .flat_map(|(tx, (hash, ..))| {
+            .flat_map(|(tx, (seq, ..))| {
                 involved_accounts(tx)
                     .into_iter()
-                    .map(move |account| (account.0.to_vec(), hash.clone()))
+                    .map(move |account| (account.0.to_vec(), *seq))
             })
             .collect();
         insert_rows(
             &mut db,
-            "INSERT INTO account_transactions (account, height, tx_hash) ",
+            "INSERT INTO account_transactions (account, seq) ",
             "",
             &index,
-            |mut b, (account, hash)| {
-                b.push_bind(account.clone())
-                    .push_bind(height)
-                    .push_bind(hash.clone());
+            |mut b, (account, seq)| {
+                b.push_bind(account.clone()).push_bind(*seq);
             },
         )
         .await?;
 
-        // State entries and tree nodes.
+        // State entries (the tree is derived from them on open).
         let rows = executed.changes.rows();
         delete_rows(&mut db, "state", "key", &rows.deletes).await?;
         insert_rows(
@@ -279,17 +292,6 @@ impl ChainStore for SqliteStore {
             "INSERT OR REPLACE INTO state (key, value) ",
             "",
             &rows.upserts,
-            |mut b, (k, v)| {
-                b.push_bind(k.clone()).push_bind(v.clone());
-            },
-        )
-        .await?;
-        delete_rows(&mut db, "tree_nodes", "key", &rows.node_deletes).await?;
-        insert_rows(
-            &mut db,
-            "INSERT OR REPLACE INTO tree_nodes (key, node) ",
-            "",
-            &rows.node_upserts,
             |mut b, (k, v)| {
                 b.push_bind(k.clone()).push_bind(v.clone());
             },
@@ -353,17 +355,11 @@ impl ChainStore for SqliteStore {
                 .fetch_all(&mut *db)
                 .await?,
         )?;
-        let nodes = pairs(
-            sqlx::query("SELECT key, node FROM tree_nodes")
-                .fetch_all(&mut *db)
-                .await?,
-        )?;
         db.commit().await?;
         Ok(Some(Snapshot {
             genesis_header: genesis.try_get("header")?,
             tip_header: tip.try_get("header")?,
             state,
-            nodes,
         }))
     }
 

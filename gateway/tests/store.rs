@@ -116,14 +116,16 @@ async fn blocks_transactions_devices_and_restart() {
         TxBody::Transfer { to, .. } => *to,
         _ => unreachable!(),
     };
-    let n: i64 =
-        sqlx::query("SELECT COUNT(*) FROM account_transactions WHERE account = ? AND tx_hash = ?")
-            .bind(to.0.to_vec())
-            .bind(transfers[0].hash().0.to_vec())
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-            .get(0);
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM account_transactions a JOIN transactions t ON t.seq = a.seq \
+         WHERE a.account = ? AND t.hash = ?",
+    )
+    .bind(to.0.to_vec())
+    .bind(transfers[0].hash().0.to_vec())
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+    .get(0);
     assert_eq!(n, 1);
 
     // Reopening resumes at the same height and root, with the device owned.
@@ -161,9 +163,9 @@ async fn a_block_that_fails_to_store_leaves_nothing_behind() {
     let proposal = ledger
         .propose(txs.clone(), ledger.tip().time_ms + 10, proposer)
         .unwrap();
-    sqlx::query("INSERT INTO account_transactions (account, height, tx_hash) VALUES (?, 2, ?)")
+    sqlx::query("INSERT INTO account_transactions (account, seq) VALUES (?, ?)")
         .bind(txs[4].tx.sender.0.to_vec())
-        .bind(txs[4].hash().0.to_vec())
+        .bind((2i64 << 20) | 4)
         .execute(store.pool())
         .await
         .unwrap();

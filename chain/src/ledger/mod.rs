@@ -93,7 +93,7 @@ impl Ledger {
             );
         }
         let state = State::default();
-        let changes = state.prepare(writes, 0).map_err(|e| GenesisError::State {
+        let changes = state.prepare(writes).map_err(|e| GenesisError::State {
             reason: e.to_string(),
         })?;
         let header = Header {
@@ -309,7 +309,7 @@ impl Ledger {
         }
         let after = writes.validator_sets().active;
         let tx_hashes: Vec<Hash> = txs.iter().map(SignedTx::hash).collect();
-        let changes = self.state.prepare(writes.writes, height)?;
+        let changes = self.state.prepare(writes.writes)?;
         let header = Header {
             chain_id: self.params.chain_id.clone(),
             height,

@@ -11,6 +11,13 @@
 //! Changes are computed first ([`State::prepare`]) and applied later
 //! ([`State::apply`]), so a block that turns out invalid leaves the state
 //! untouched, and the exact same [`StateChanges`] can be persisted.
+//!
+//! Only the flat entries are persisted; the tree is rebuilt from them when a
+//! store is reopened ([`State::restore`], O(n) once) and checked against the
+//! root the tip header names. Tree nodes are derived data: persisting them
+//! would multiply the bytes written per block several times over (see
+//! BENCHMARKS.md). The tree's internal version counter is therefore its own,
+//! not the block height; roots do not depend on it.
 
 mod tree;
 
@@ -18,7 +25,7 @@ use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::proof::SparseMerkleProof;
-use jmt::storage::{Node, NodeKey, TreeUpdateBatch};
+use jmt::storage::TreeUpdateBatch;
 use jmt::{JellyfishMerkleTree, KeyHash, RootHash, Version};
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +37,8 @@ use crate::types::{
 };
 use crate::validators::ValidatorSet;
 
+use tree::NodeStore;
 pub use tree::TreeHasher;
-use tree::{removed_nodes, NodeStore};
 
 /// Where an entry lives.
 #[derive(
@@ -173,25 +180,22 @@ fn tree_error(err: anyhow::Error) -> StateError {
     }
 }
 
-/// The changes of one version (one block), ready to apply and to persist.
+/// The changes of one block, ready to apply and to persist.
 #[derive(Clone, Debug)]
 pub struct StateChanges {
-    pub version: Version,
+    version: Version,
     /// Every written key with its new value; `None` deletes.
     pub writes: Vec<(StateKey, Option<StateValue>)>,
     pub root: Hash,
     batch: TreeUpdateBatch,
-    previous_root: Option<NodeKey>,
 }
 
-/// [`StateChanges`] as the rows a store writes: every key, value and tree
-/// node in its canonical encoding. The store needs to understand none of it.
+/// [`StateChanges`] as the rows a store writes: every key and value in its
+/// canonical encoding. The store needs to understand none of it.
 #[derive(Clone, Debug, Default)]
 pub struct StateRows {
     pub upserts: Vec<(Vec<u8>, Vec<u8>)>,
     pub deletes: Vec<Vec<u8>>,
-    pub node_upserts: Vec<(Vec<u8>, Vec<u8>)>,
-    pub node_deletes: Vec<Vec<u8>>,
 }
 
 impl StateChanges {
@@ -202,12 +206,6 @@ impl StateChanges {
                 Some(value) => rows.upserts.push((encode(key), encode(value))),
                 None => rows.deletes.push(encode(key)),
             }
-        }
-        for key in removed_nodes(&self.batch, self.previous_root.as_ref()) {
-            rows.node_deletes.push(encode(&key));
-        }
-        for (key, node) in self.batch.node_batch.nodes() {
-            rows.node_upserts.push((encode(key), encode(node)));
         }
         rows
     }
@@ -248,21 +246,20 @@ impl State {
         self.root
     }
 
-    pub fn version(&self) -> Option<Version> {
-        self.version
+    fn next_version(&self) -> Version {
+        self.version.map_or(0, |v| v + 1)
     }
 
     fn tree(&self) -> JellyfishMerkleTree<'_, NodeStore, TreeHasher> {
         JellyfishMerkleTree::new(&self.nodes)
     }
 
-    /// Computes the changes `writes` make as `version`, without applying them.
-    /// `version` must be the next one (0 for an empty state).
+    /// Computes the changes `writes` make, without applying them.
     pub fn prepare(
         &self,
         writes: BTreeMap<StateKey, Option<StateValue>>,
-        version: Version,
     ) -> Result<StateChanges, StateError> {
+        let version = self.next_version();
         let tree_writes: Vec<(KeyHash, Option<Vec<u8>>)> = writes
             .iter()
             .map(|(key, value)| (key.key_hash(), value.as_ref().map(encode)))
@@ -276,7 +273,6 @@ impl State {
             writes: writes.into_iter().collect(),
             root: Hash(root.0),
             batch,
-            previous_root: self.nodes.root.clone(),
         })
     }
 
@@ -309,33 +305,22 @@ impl State {
         })
     }
 
-    /// Rebuilds the state from stored rows (as [`StateRows`] wrote them) and
-    /// checks it against the root it must have.
+    /// Rebuilds the state from stored entries (as [`StateRows`] wrote them)
+    /// and checks it against the root it must have.
     pub fn restore(
         entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-        nodes: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-        version: Version,
         expected_root: Hash,
     ) -> Result<State, StateError> {
         let corrupt = |what| move |source| StateError::Corrupt { what, source };
-        let mut state = State {
-            version: Some(version),
-            ..State::default()
-        };
+        let mut writes = BTreeMap::new();
         for (key, value) in entries {
             let key: StateKey = decode(&key).map_err(corrupt("state key"))?;
-            state.nodes.values.insert(key.key_hash(), value.clone());
             let value: StateValue = decode(&value).map_err(corrupt("state value"))?;
-            state.entries.insert(key, value);
+            writes.insert(key, Some(value));
         }
-        for (key, node) in nodes {
-            let key: NodeKey = decode(&key).map_err(corrupt("tree node key"))?;
-            let node: Node = decode(&node).map_err(corrupt("tree node"))?;
-            state.nodes.nodes.insert(key, node);
-        }
-        state.nodes.find_root();
-        let root = state.tree().get_root_hash(version).map_err(tree_error)?;
-        state.root = Hash(root.0);
+        let mut state = State::default();
+        let changes = state.prepare(writes)?;
+        state.apply(changes);
         if state.root != expected_root {
             return Err(StateError::RootMismatch {
                 computed: state.root,
@@ -396,10 +381,8 @@ mod tests {
         }
     }
 
-    fn put(state: &mut State, version: Version, writes: Vec<(StateKey, Option<StateValue>)>) {
-        let changes = state
-            .prepare(writes.into_iter().collect(), version)
-            .unwrap();
+    fn put(state: &mut State, writes: Vec<(StateKey, Option<StateValue>)>) {
+        let changes = state.prepare(writes.into_iter().collect()).unwrap();
         state.apply(changes);
     }
 
@@ -415,7 +398,6 @@ mod tests {
         let mut state = State::default();
         put(
             &mut state,
-            0,
             (0..50).map(|i| (account(i), balance(i as u64))).collect(),
         );
         let root = state.root();
@@ -439,14 +421,14 @@ mod tests {
     #[test]
     fn empty_versions_keep_the_root_and_one_root_node() {
         let mut state = State::default();
-        put(&mut state, 0, vec![(account(1), balance(1))]);
+        put(&mut state, vec![(account(1), balance(1))]);
         let root = state.root();
         let nodes = state.nodes.nodes.len();
-        put(&mut state, 1, vec![]);
-        put(&mut state, 2, vec![]);
+        put(&mut state, vec![]);
+        put(&mut state, vec![]);
         assert_eq!(state.root(), root);
         assert_eq!(state.nodes.nodes.len(), nodes, "old roots are dropped");
-        put(&mut state, 3, vec![(account(2), balance(2))]);
+        put(&mut state, vec![(account(2), balance(2))]);
         state
             .prove(&account(1))
             .unwrap()
@@ -458,7 +440,6 @@ mod tests {
     fn deletes_and_restore_from_rows() {
         let mut state = State::default();
         let mut entries: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut nodes: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for version in 0..5u64 {
             let mut writes: BTreeMap<StateKey, Option<StateValue>> = (0..20)
                 .map(|i| (account(i + version as u32 * 7), balance(version)))
@@ -466,26 +447,27 @@ mod tests {
             if version > 0 {
                 writes.insert(account(0), None);
             }
-            let changes = state.prepare(writes, version).unwrap();
+            let changes = state.prepare(writes).unwrap();
             let rows = changes.rows();
             for k in rows.deletes {
                 entries.remove(&k);
             }
             entries.extend(rows.upserts);
-            for k in rows.node_deletes {
-                nodes.remove(&k);
-            }
-            nodes.extend(rows.node_upserts);
             state.apply(changes);
         }
         assert!(state.get(&account(0)).is_none());
-        assert_eq!(nodes.len(), state.nodes.nodes.len());
-        let restored = State::restore(entries.clone(), nodes.clone(), 4, state.root()).unwrap();
+        let restored = State::restore(entries.clone(), state.root()).unwrap();
         assert_eq!(restored.root(), state.root());
         assert_eq!(restored.entries, state.entries);
+        // Proofs from the restored tree verify against the same root.
+        restored
+            .prove(&account(30))
+            .unwrap()
+            .verify(&state.root())
+            .unwrap();
         // A wrong expected root is refused.
         assert!(matches!(
-            State::restore(entries, nodes, 4, Hash::ZERO),
+            State::restore(entries, Hash::ZERO),
             Err(StateError::RootMismatch { .. })
         ));
     }

@@ -74,10 +74,7 @@ fn new_root(batch: &TreeUpdateBatch) -> Option<&NodeKey> {
 /// The node keys an applied batch removes: its stale nodes, plus the previous
 /// root (jmt copies an unchanged root forward without marking the old copy
 /// stale).
-pub(crate) fn removed_nodes(
-    batch: &TreeUpdateBatch,
-    previous_root: Option<&NodeKey>,
-) -> Vec<NodeKey> {
+fn removed_nodes(batch: &TreeUpdateBatch, previous_root: Option<&NodeKey>) -> Vec<NodeKey> {
     let mut removed: Vec<NodeKey> = batch
         .stale_node_index_batch
         .iter()
@@ -109,15 +106,5 @@ impl NodeStore {
         if let Some(root) = new_root(batch) {
             self.root = Some(root.clone());
         }
-    }
-
-    /// After a restore: the root is the newest node with an empty path.
-    pub(crate) fn find_root(&mut self) {
-        self.root = self
-            .nodes
-            .keys()
-            .filter(|key| key.nibble_path().is_empty())
-            .max_by_key(|key| key.version())
-            .cloned();
     }
 }
