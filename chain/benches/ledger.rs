@@ -3,13 +3,16 @@
 //!   pre-signed transfers over 10,000 funded accounts: every Ed25519
 //!   signature verified, every balance and nonce updated, the Jellyfish root
 //!   recomputed. One core.
+//! - `state_restore/100k_accounts`: rebuilding the tree from stored entries,
+//!   what reopening a store costs.
 //! - `ed25519_verify/ring`: one signature check, the floor under the above.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
 //!   account among 100,000; its encoded size is printed.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use itc_chain::ledger::Ledger;
-use itc_chain::state::StateKey;
+use itc_chain::codec::encode;
+use itc_chain::state::{State, StateKey};
 use itc_chain::testkit::Workload;
 
 fn execute_block(c: &mut Criterion) {
@@ -92,6 +95,21 @@ fn state_proofs(c: &mut Criterion) {
             j = (j + 1) % proofs.len();
             proofs[j].verify(&root).unwrap()
         })
+    });
+    group.finish();
+
+    // What reopening a store costs: rebuilding the tree from flat entries.
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = ledger
+        .state()
+        .range_from(&StateKey::Account {
+            account: itc_chain::PublicKey([0; 32]),
+        })
+        .map(|(k, v)| (encode(k), encode(v)))
+        .collect();
+    let mut group = c.benchmark_group("state_restore");
+    group.sample_size(10);
+    group.bench_function("100k_accounts", |b| {
+        b.iter(|| State::restore(rows.clone(), root).unwrap())
     });
     group.finish();
 }
