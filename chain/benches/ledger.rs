@@ -10,8 +10,8 @@
 //!   account among 100,000; its encoded size is printed.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use itc_chain::ledger::Ledger;
 use itc_chain::codec::encode;
+use itc_chain::ledger::Ledger;
 use itc_chain::state::{State, StateKey};
 use itc_chain::testkit::Workload;
 
