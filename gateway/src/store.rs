@@ -14,7 +14,6 @@
 //! - The schema lives in `migrations/` and is applied on open.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use itc_chain::block::{Block, CommitCertificate, Header};
 use itc_chain::codec::{decode, encode, BoundedVec, DecodeError};
@@ -82,20 +81,6 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("cache_size", CACHE_SIZE);
-        Self::connect(options).await
-    }
-
-    /// Opens a database from a sqlx URL (e.g. `sqlite://path?mode=rwc`).
-    pub async fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .pragma("cache_size", CACHE_SIZE);
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -27,6 +27,7 @@ use crate::state::{
 };
 use crate::tx::{ChainId, SignedTx};
 use crate::types::{DeviceId, FirmwareVersion, Height, Model, Rights, TimestampMs};
+use crate::validators::ValidatorSet;
 
 pub use error::{AccessError, BlockError, TxError};
 use exec::{grant_allows, BlockWrites, GrantCheck};
@@ -175,11 +176,8 @@ impl Ledger {
     ) -> Result<Proposal, BlockError> {
         let height = self.tip.height + 1;
         let time_ms = time_ms.max(self.tip.time_ms);
+        let active = self.active_set_with(&proposer)?;
         let mut block = BlockWrites::new(&self.state, &self.params.chain_id, height, time_ms);
-        let validators_before = block.validator_sets().active;
-        if !validators_before.contains(&proposer) {
-            return Err(BlockError::UnknownProposer { proposer });
-        }
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         for signed in candidates {
@@ -191,7 +189,7 @@ impl Ledger {
                 Err(error) => rejected.push((signed.hash(), error)),
             }
         }
-        let (changes, header) = self.finish(block, &accepted, time_ms, proposer)?;
+        let (changes, header) = self.finish(block, &accepted, time_ms, proposer, active)?;
         let txs = BoundedVec::new(accepted).map_err(|_| BlockError::TooManyTxs {
             count: MAX_BLOCK_TXS + 1,
             max: MAX_BLOCK_TXS,
@@ -240,11 +238,7 @@ impl Ledger {
             header.height,
             header.time_ms,
         );
-        if !writes.validator_sets().active.contains(&header.proposer) {
-            return Err(BlockError::UnknownProposer {
-                proposer: header.proposer,
-            });
-        }
+        let active = self.active_set_with(&header.proposer)?;
         for (index, signed) in block.txs.as_slice().iter().enumerate() {
             writes
                 .apply(signed)
@@ -259,6 +253,7 @@ impl Ledger {
             block.txs.as_slice(),
             header.time_ms,
             header.proposer,
+            active,
         )?;
         for (field, claimed, computed) in [
             ("tx_root", header.tx_root, computed.tx_root),
@@ -289,16 +284,28 @@ impl Ledger {
         })
     }
 
-    /// End of block: the epoch rule, then the header.
+    /// The active validator set at the tip, if `proposer` is in it.
+    fn active_set_with(&self, proposer: &PublicKey) -> Result<ValidatorSet, BlockError> {
+        let active = self.validator_sets().active;
+        if !active.contains(proposer) {
+            return Err(BlockError::UnknownProposer {
+                proposer: *proposer,
+            });
+        }
+        Ok(active)
+    }
+
+    /// End of block: the epoch rule, then the header. `before` is the active
+    /// set at the tip, which signs this block.
     fn finish(
         &self,
         mut writes: BlockWrites<'_>,
         txs: &[SignedTx],
         time_ms: TimestampMs,
         proposer: PublicKey,
+        before: ValidatorSet,
     ) -> Result<(StateChanges, Header), BlockError> {
         let height = writes.height;
-        let before = self.validator_sets().active;
         // Validator-set changes take effect at epoch (checkpoint) boundaries.
         if height % self.params.epoch_length == 0 {
             let mut sets = writes.validator_sets();
