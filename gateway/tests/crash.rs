@@ -80,7 +80,7 @@ async fn killed_writer_recovers() {
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
 
-        let mut store = SqliteStore::open(&db).await.unwrap();
+        let mut store = SqliteStore::open_manual(&db).await.unwrap();
         assert_eq!(store.integrity_check().await.unwrap(), "ok", "kill {kill}");
         // Reopening rebuilds the state and checks it against the tip header.
         let reopened = open_ledger(&mut store, &work.genesis).await.unwrap();
@@ -101,7 +101,18 @@ async fn killed_writer_recovers() {
             assert_eq!(block.txs.len(), TXS_PER_BLOCK);
             let set = reopened.validator_sets().active;
             cert.unwrap().verify(&block.header, &set).unwrap();
+            // Lookups find the tip's transactions whether the indexer was
+            // killed mid-batch or not, and after it catches up.
+            for round in 0..2 {
+                for (index, tx) in block.txs.as_slice().iter().enumerate() {
+                    let found = store.transaction(&tx.hash()).await.unwrap();
+                    let found = found.unwrap_or_else(|| panic!("kill {kill} round {round}"));
+                    assert_eq!((found.height, found.index as usize), (height, index));
+                }
+                store.maintain_now().await.unwrap();
+            }
         }
+        assert_eq!(store.integrity_check().await.unwrap(), "ok", "kill {kill}");
         store.close().await;
         heights.push(height);
     }

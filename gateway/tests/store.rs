@@ -111,22 +111,16 @@ async fn blocks_transactions_devices_and_restart() {
         .unwrap();
     assert_eq!(row.get::<String, _>("kind"), "zigbee");
     assert_eq!(row.get::<Vec<u8>, _>("owner"), owner.public().0.to_vec());
-    // The by-account index names the sender and the recipient.
+    // The by-account lookup names the sender and the recipient.
     let to = match &transfers[0].tx.body {
         TxBody::Transfer { to, .. } => *to,
         _ => unreachable!(),
     };
-    let n: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM account_transactions a JOIN transactions t ON t.seq = a.seq \
-         WHERE a.account = ? AND t.hash = ?",
-    )
-    .bind(to.0.to_vec())
-    .bind(transfers[0].hash().0.to_vec())
-    .fetch_one(store.pool())
-    .await
-    .unwrap()
-    .get(0);
-    assert_eq!(n, 1);
+    let history = store.account_transactions(&to, None, 1_000).await.unwrap();
+    assert!(history.iter().any(|t| t.tx == transfers[0]));
+    assert!(history
+        .iter()
+        .all(|t| itc_chain::store::involved_accounts(&t.tx).contains(&to)));
 
     // Reopening resumes at the same height and root, with the device owned.
     store.close().await;
@@ -155,17 +149,18 @@ async fn a_block_that_fails_to_store_leaves_nothing_behind() {
     let txs = work.transfers(&ledger, 5);
     commit(&mut store, &work, &mut ledger, txs).await;
 
-    // Plant a row that block 2's by-account index will collide with: the
-    // header and transaction rows are written first, then the index insert
-    // fails, and the whole block must roll back.
+    // Plant a row that block 2's fifth transaction row will collide with:
+    // the header and four transaction rows are written first, then the
+    // insert fails, and the whole block must roll back.
     let txs = work.transfers(&ledger, 5);
     let proposer = work.proposer(&ledger).public();
     let proposal = ledger
         .propose(txs.clone(), ledger.tip().time_ms + 10, proposer)
         .unwrap();
-    sqlx::query("INSERT INTO account_transactions (account, seq) VALUES (?, ?)")
-        .bind(txs[4].tx.sender.0.to_vec())
+    sqlx::query("INSERT INTO transactions (seq, hash, tx) VALUES (?, ?, ?)")
         .bind((2i64 << 20) | 4)
+        .bind(vec![0u8; 32])
+        .bind(vec![0u8; 4])
         .execute(store.pool())
         .await
         .unwrap();
@@ -200,4 +195,99 @@ async fn a_block_that_fails_to_store_leaves_nothing_behind() {
     let reopened = open_ledger(&mut store, &work.genesis).await.unwrap();
     assert_eq!(reopened.state_root(), ledger.state_root());
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+/// Lookups by id and by account give the same answers whether the
+/// background indexer has caught up or not: before indexing, after it, and
+/// with an indexed prefix plus an unindexed tail.
+#[tokio::test]
+async fn lookups_are_complete_while_the_indexer_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = Workload::new(4, 6, 12);
+    let mut store = SqliteStore::open_manual(&dir.path().join("gw.sqlite"))
+        .await
+        .unwrap();
+    let mut ledger = open_ledger(&mut store, &work.genesis).await.unwrap();
+    let mut committed = Vec::new();
+    for _ in 0..2 {
+        let txs = work.transfers(&ledger, 8);
+        committed.extend(txs.clone());
+        commit(&mut store, &work, &mut ledger, txs).await;
+    }
+    let indexed = |store: &SqliteStore| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query("SELECT COUNT(*) FROM transaction_ids")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    assert_eq!(indexed(&store).await, 0, "nothing indexed yet");
+    let snapshot = lookups(&mut store, &work, &committed).await;
+
+    store.maintain_now().await.unwrap();
+    assert_eq!(indexed(&store).await, 16);
+    assert_eq!(lookups(&mut store, &work, &committed).await, snapshot);
+
+    // One more block: an indexed prefix and an unindexed tail.
+    let txs = work.transfers(&ledger, 8);
+    committed.extend(txs.clone());
+    commit(&mut store, &work, &mut ledger, txs).await;
+    let mixed = lookups(&mut store, &work, &committed).await;
+    store.maintain_now().await.unwrap();
+    assert_eq!(indexed(&store).await, 24);
+    assert_eq!(lookups(&mut store, &work, &committed).await, mixed);
+
+    // Paging: newest first, strictly before the cursor, never a gap.
+    let user = work.users[0].public();
+    let all = store.account_transactions(&user, None, 100).await.unwrap();
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.account_transactions(&user, cursor, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some((last.height, last.index));
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].height, w[0].index) > (w[1].height, w[1].index)));
+}
+
+/// Every committed transaction found by id at its place, and every user's
+/// history: exactly the committed transactions that concern them, newest
+/// first.
+async fn lookups(
+    store: &mut SqliteStore,
+    work: &Workload,
+    committed: &[itc_chain::SignedTx],
+) -> Vec<Vec<(u64, u32)>> {
+    for tx in committed {
+        let found = store.transaction(&tx.hash()).await.unwrap().unwrap();
+        assert_eq!(&found.tx, tx);
+    }
+    assert!(store
+        .transaction(&itc_chain::crypto::Hash::digest(b"never committed"))
+        .await
+        .unwrap()
+        .is_none());
+    let mut histories = Vec::new();
+    for user in &work.users {
+        let user = user.public();
+        let history = store
+            .account_transactions(&user, None, 1_000)
+            .await
+            .unwrap();
+        let expected: Vec<_> = committed
+            .iter()
+            .rev()
+            .filter(|tx| itc_chain::store::involved_accounts(tx).contains(&user))
+            .collect();
+        assert_eq!(history.iter().map(|t| &t.tx).collect::<Vec<_>>(), expected);
+        histories.push(history.iter().map(|t| (t.height, t.index)).collect());
+    }
+    histories
 }

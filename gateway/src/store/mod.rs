@@ -8,28 +8,34 @@
 //!   are derived from the entries and rebuilt on open.
 //! - Transactions are appended in (height, index) order as rowids, so their
 //!   inserts extend the table instead of splitting pages all over it.
+//! - Lookup indexes and WAL checkpoints are kept off the commit path, in a
+//!   background maintainer ([`indexer`]); lookups stay complete meanwhile.
 //! - Rows are written with multi-row statements (a few hundred rows per
 //!   statement), because per-row round trips through sqlx's worker thread
 //!   would dominate the time to store a block of 1,000 transactions.
 //! - The schema lives in `migrations/` and is applied on open.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use itc_chain::block::{Block, CommitCertificate, Header};
 use itc_chain::codec::{decode, encode, BoundedVec, DecodeError};
-use itc_chain::crypto::Hash;
+use itc_chain::crypto::{AccountId, Hash};
 use itc_chain::ledger::Executed;
 use itc_chain::state::{StateKey, StateValue};
-use itc_chain::store::{involved_accounts, ChainStore, Snapshot, TxLocation};
+use itc_chain::store::{ChainStore, Snapshot, TxLocation};
 use itc_chain::types::{DeviceKind, Height};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, Mutex};
+
+mod indexer;
 
 /// Rows per multi-row statement; each row binds at most 7 values, well under
 /// sqlite's limit of 32,766 bound values per statement.
-const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// sqlite's page cache per connection: 16 MiB (negative = KiB), small enough
 /// for a Raspberry Pi, large enough to keep the hot index pages.
@@ -38,13 +44,24 @@ const CACHE_SIZE: &str = "-16384";
 /// A stored pair of blobs: (encoded key, encoded value).
 type BlobPair = (Vec<u8>, Vec<u8>);
 
-/// A transaction row: (seq, id, index in block, encoded transaction).
-type TxRow = (i64, Vec<u8>, i64, Vec<u8>);
+/// A transaction row: (seq, id, encoded transaction).
+type TxRow = (i64, Vec<u8>, Vec<u8>);
 
-/// `seq` of a transaction: height * 2^20 + index (a block holds at most
-/// 10,000 transactions, well under 2^20).
+/// Bits of `seq` that hold the index in the block: a block holds at most
+/// 10,000 transactions, well under 2^20.
+const SEQ_INDEX_BITS: u32 = 20;
+
+/// `seq` of a transaction: height * 2^20 + index.
 fn tx_seq(height: i64, index: usize) -> i64 {
-    (height << 20) | index as i64
+    (height << SEQ_INDEX_BITS) | index as i64
+}
+
+/// Where the transaction with this `seq` sits: (height, index).
+fn seq_location(seq: i64) -> (Height, u32) {
+    (
+        (seq >> SEQ_INDEX_BITS) as Height,
+        (seq & ((1 << SEQ_INDEX_BITS) - 1)) as u32,
+    )
 }
 
 /// Why the store failed.
@@ -68,11 +85,37 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Held by whoever writes: block commits and index batches.
+    writer: Arc<Mutex<()>>,
+    /// Wakes the maintainer after a commit; when the last clone of the
+    /// store is dropped, the maintainer ends.
+    maintain: mpsc::Sender<()>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path`, migrates it and
+    /// starts the background maintainer (see [`indexer`]).
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let (store, wake) = SqliteStore::open_inner(path).await?;
+        tokio::spawn(indexer::maintain(
+            store.pool.clone(),
+            store.writer.clone(),
+            wake,
+        ));
+        // Index whatever a crash left unindexed.
+        let _ = store.maintain.try_send(());
+        Ok(store)
+    }
+
+    /// Like [`SqliteStore::open`], without the background maintainer: the
+    /// caller runs [`SqliteStore::maintain_now`] when it chooses (tests that
+    /// must see the unindexed tail, offline tools). Until then lookups scan
+    /// the unindexed rows and the WAL is not checkpointed.
+    pub async fn open_manual(path: &Path) -> Result<SqliteStore, StoreError> {
+        Ok(SqliteStore::open_inner(path).await?.0)
+    }
+
+    async fn open_inner(path: &Path) -> Result<(SqliteStore, mpsc::Receiver<()>), StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -80,13 +123,49 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5))
-            .pragma("cache_size", CACHE_SIZE);
+            .pragma("cache_size", CACHE_SIZE)
+            // Checkpoints are the maintainer's job, off the commit path.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let (maintain, wake) = mpsc::channel(1);
+        let store = SqliteStore {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+            maintain,
+        };
+        Ok((store, wake))
+    }
+
+    /// Does the maintainer's work now: indexes every committed transaction
+    /// and checkpoints the WAL.
+    pub async fn maintain_now(&self) -> Result<(), StoreError> {
+        while indexer::index_batch(&self.pool, &self.writer).await? > 0 {}
+        indexer::checkpoint(&self.pool).await
+    }
+
+    /// Up to `limit` committed transactions concerning `account` (as sender
+    /// or counterparty), newest first, strictly before `before` if given.
+    pub async fn account_transactions(
+        &self,
+        account: &AccountId,
+        before: Option<(Height, u32)>,
+        limit: usize,
+    ) -> Result<Vec<TxLocation>, StoreError> {
+        let before = before.map_or(i64::MAX, |(height, index)| {
+            tx_seq(height as i64, index as usize)
+        });
+        let found = indexer::account_transactions(&self.pool, account, before, limit).await?;
+        Ok(found
+            .into_iter()
+            .map(|(seq, tx)| {
+                let (height, index) = seq_location(seq);
+                TxLocation { height, index, tx }
+            })
+            .collect())
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -130,7 +209,7 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &'static str) -> impl Fn(DecodeError) -> StoreError {
+pub(crate) fn corrupt(what: &'static str) -> impl Fn(DecodeError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
 
@@ -203,6 +282,7 @@ impl ChainStore for SqliteStore {
         let block = &executed.block;
         let header = &block.header;
         let height = header.height as i64;
+        let _writing = self.writer.lock().await;
         let mut db = self.pool.begin().await?;
 
         sqlx::query(
@@ -218,53 +298,24 @@ impl ChainStore for SqliteStore {
         .execute(&mut *db)
         .await?;
 
-        // Transactions and the by-account index.
+        // Transactions, appended in order; the indexer derives their
+        // lookup indexes after the commit.
         let txs: Vec<TxRow> = block
             .txs
             .as_slice()
             .iter()
             .enumerate()
-            .map(|(i, tx)| {
-                (
-                    tx_seq(height, i),
-                    tx.hash().0.to_vec(),
-                    i as i64,
-                    encode(tx),
-                )
-            })
+            .map(|(i, tx)| (tx_seq(height, i), tx.hash().0.to_vec(), encode(tx)))
             .collect();
         insert_rows(
             &mut db,
-            "INSERT INTO transactions (seq, hash, height, idx, tx) ",
+            "INSERT INTO transactions (seq, hash, tx) ",
             "",
             &txs,
-            |mut b, (seq, hash, idx, tx)| {
+            |mut b, (seq, hash, tx)| {
                 b.push_bind(*seq)
                     .push_bind(hash.clone())
-                    .push_bind(height)
-                    .push_bind(*idx)
                     .push_bind(tx.clone());
-            },
-        )
-        .await?;
-        let index: Vec<(Vec<u8>, i64)> = block
-            .txs
-            .as_slice()
-            .iter()
-            .zip(&txs)
-            .flat_map(|(tx, (seq, ..))| {
-                involved_accounts(tx)
-                    .into_iter()
-                    .map(move |account| (account.0.to_vec(), *seq))
-            })
-            .collect();
-        insert_rows(
-            &mut db,
-            "INSERT INTO account_transactions (account, seq) ",
-            "",
-            &index,
-            |mut b, (account, seq)| {
-                b.push_bind(account.clone()).push_bind(*seq);
             },
         )
         .await?;
@@ -315,6 +366,8 @@ impl ChainStore for SqliteStore {
         }
 
         db.commit().await?;
+        // A full channel means the maintainer is already due to run.
+        let _ = self.maintain.try_send(());
         Ok(())
     }
 
@@ -361,10 +414,13 @@ impl ChainStore for SqliteStore {
             return Ok(None);
         };
         let (header, certificate) = header_row(&row)?;
-        let rows = sqlx::query("SELECT tx FROM transactions WHERE height = ? ORDER BY idx")
-            .bind(height as i64)
-            .fetch_all(&mut *db)
-            .await?;
+        let first = tx_seq(height as i64, 0);
+        let rows =
+            sqlx::query("SELECT tx FROM transactions WHERE seq BETWEEN ? AND ? ORDER BY seq")
+                .bind(first)
+                .bind(first | ((1 << SEQ_INDEX_BITS) - 1))
+                .fetch_all(&mut *db)
+                .await?;
         db.commit().await?;
         let txs = rows
             .iter()
@@ -380,17 +436,13 @@ impl ChainStore for SqliteStore {
     }
 
     async fn transaction(&mut self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        let Some(row) = sqlx::query("SELECT height, idx, tx FROM transactions WHERE hash = ?")
-            .bind(hash.0.to_vec())
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+        let Some((seq, tx)) = indexer::find_transaction(&self.pool, hash).await? else {
             return Ok(None);
         };
-        let tx: Vec<u8> = row.try_get("tx")?;
+        let (height, index) = seq_location(seq);
         Ok(Some(TxLocation {
-            height: row.try_get::<i64, _>("height")? as Height,
-            index: row.try_get::<i64, _>("idx")? as u32,
+            height,
+            index,
             tx: decode(&tx).map_err(corrupt("transaction"))?,
         }))
     }
