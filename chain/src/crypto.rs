@@ -96,6 +96,9 @@ pub enum Domain {
     ValidatorChange,
     /// A validator's commit vote over a block header hash.
     Commit,
+    /// A consensus message that may be forwarded as proof (pre-prepare,
+    /// prepare, checkpoint, view change).
+    Consensus,
 }
 
 impl Domain {
@@ -106,6 +109,7 @@ impl Domain {
             Domain::DeviceClaim => b"ITC/v1/device-claim\0",
             Domain::ValidatorChange => b"ITC/v1/validator-change\0",
             Domain::Commit => b"ITC/v1/commit\0",
+            Domain::Consensus => b"ITC/v1/consensus\0",
         }
     }
 }

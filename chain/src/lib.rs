@@ -21,6 +21,8 @@ pub mod crypto;
 pub mod genesis;
 pub mod ledger;
 pub mod merkle;
+pub mod pbft;
+pub mod sim;
 pub mod state;
 pub mod store;
 pub mod testkit;

@@ -1,0 +1,99 @@
+//! Pending client transactions, in arrival order.
+//!
+//! Every replica keeps one (PBFT's backups must know of pending requests to
+//! suspect a silent primary, §4.4), and whichever replica is primary builds
+//! its next block from it. Admission checks what can be checked without
+//! ordering: the chain id, the signature, and that the nonce is not already
+//! used. Whether the transaction then applies is the block's business.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::crypto::Hash;
+use crate::ledger::{Ledger, TxError};
+use crate::tx::SignedTx;
+
+/// The mempool's bound: a replica under a flood refuses rather than grows.
+pub const MAX_PENDING: usize = 100_000;
+
+/// Pending transactions in arrival order, by id.
+#[derive(Default)]
+pub struct Mempool {
+    order: VecDeque<Hash>,
+    txs: HashMap<Hash, SignedTx>,
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    #[error("already pending")]
+    Duplicate,
+    #[error("the mempool is full ({max} transactions)")]
+    Full { max: usize },
+}
+
+impl Mempool {
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.txs.contains_key(id)
+    }
+
+    /// Admits `tx` if it may still apply on top of `ledger`.
+    pub fn admit(&mut self, ledger: &Ledger, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let id = tx.hash();
+        if self.txs.contains_key(&id) {
+            return Err(AdmitError::Duplicate);
+        }
+        if self.txs.len() >= MAX_PENDING {
+            return Err(AdmitError::Full { max: MAX_PENDING });
+        }
+        if tx.tx.chain_id != ledger.params().chain_id {
+            return Err(TxError::WrongChain {
+                expected: ledger.params().chain_id.to_string(),
+                found: tx.tx.chain_id.to_string(),
+            }
+            .into());
+        }
+        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+        let expected = ledger.account(&tx.tx.sender).nonce;
+        if tx.tx.nonce < expected {
+            return Err(TxError::BadNonce {
+                expected,
+                found: tx.tx.nonce,
+            }
+            .into());
+        }
+        self.order.push_back(id);
+        self.txs.insert(id, tx);
+        Ok(id)
+    }
+
+    /// Up to `max` pending transactions, oldest first.
+    pub fn batch(&self, max: usize) -> Vec<SignedTx> {
+        self.order
+            .iter()
+            .filter_map(|id| self.txs.get(id))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets `ids` (committed, or refused for good).
+    pub fn remove<'a>(&mut self, ids: impl IntoIterator<Item = &'a Hash>) {
+        for id in ids {
+            self.txs.remove(id);
+        }
+        if self.order.len() > 2 * self.txs.len() + 64 {
+            let txs = &self.txs;
+            self.order.retain(|id| txs.contains_key(id));
+        }
+    }
+}

@@ -1,0 +1,1096 @@
+//! The PBFT replica: normal-case operation (§4.2), checkpoints and garbage
+//! collection (§4.3), commit and execution, state transfer and
+//! retransmission. The view change (§4.4) is in `view_change.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::block::{Block, CommitCertificate, CommitSig};
+use crate::codec::BoundedVec;
+use crate::crypto::{Domain, Hash, Keypair, PublicKey};
+use crate::ledger::{Executed, Ledger, TxError};
+use crate::tx::{ChainId, SignedTx};
+use crate::types::{Height, TimestampMs};
+use crate::validators::ValidatorSet;
+
+use super::mempool::{AdmitError, Mempool};
+use super::message::{
+    Checkpoint, CheckpointProof, Commit, Message, NewView, PrePrepare, Prepare, PreparedProof,
+    Signed, Status, View, ViewChange,
+};
+
+/// Blocks sent per state-transfer request.
+const TRANSFER_BATCH: u64 = 32;
+
+/// Certified blocks held while waiting for their parents.
+const MAX_FETCHED: usize = 4 * TRANSFER_BATCH as usize;
+
+/// The replica's tunables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// K: a checkpoint every K heights (§4.3). Must divide the chain's
+    /// epoch length, so validator-set changes land on checkpoints.
+    pub checkpoint_interval: u64,
+    /// L: heights accepted above the stable checkpoint (H = h + L).
+    pub log_window: u64,
+    /// Most transactions per block.
+    pub max_batch: usize,
+    /// How long the primary may wait to fill a batch.
+    pub batch_delay_ms: u64,
+    /// The first view-change timeout; it doubles with every view change
+    /// that brings no progress (§4.5.2).
+    pub view_timeout_ms: u64,
+    /// Period of status and retransmission.
+    pub tick_ms: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            checkpoint_interval: 10,
+            log_window: 40,
+            max_batch: 2_000,
+            batch_delay_ms: 0,
+            view_timeout_ms: 500,
+            tick_ms: 100,
+        }
+    }
+}
+
+/// Why replica parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    #[error("the checkpoint interval {interval} must be positive and divide the epoch length {epoch}")]
+    Checkpoint { interval: u64, epoch: u64 },
+    #[error("the log window {window} must be at least twice the checkpoint interval {interval}")]
+    Window { window: u64, interval: u64 },
+    #[error("{field} must be positive")]
+    Zero { field: &'static str },
+}
+
+/// The replica's timers. Setting one replaces its previous deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// The primary's batch is due.
+    Batch,
+    /// No progress: suspect the primary (§4.4).
+    Progress,
+    /// Send status and retransmit.
+    Tick,
+}
+
+/// Which vote a [`Record::Voted`] remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Vote {
+    PrePrepare,
+    Prepare,
+    Commit,
+}
+
+/// What a replica must have on disk before it speaks again.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Record {
+    /// It entered `view` (normal operation) or started changing to it.
+    View { view: View, changing: bool },
+    /// It voted for `digest` at (`view`, `height`).
+    Voted {
+        vote: Vote,
+        view: View,
+        height: Height,
+        digest: Hash,
+    },
+    /// It holds this prepared certificate (carried into view changes).
+    Prepared(PreparedProof),
+}
+
+/// Two signed pre-prepares from one primary for one view and height.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Equivocation {
+    pub first: Signed<PrePrepare>,
+    pub second: Signed<PrePrepare>,
+}
+
+/// What the replica asks its driver to do, in order.
+#[derive(Clone, Debug)]
+pub enum Output {
+    Send {
+        to: PublicKey,
+        message: Message,
+    },
+    Broadcast(Message),
+    /// Deliver [`Replica::handle_timer`] at `at` (replacing any earlier
+    /// deadline of that timer).
+    SetTimer {
+        timer: Timer,
+        at: TimestampMs,
+    },
+    /// Make this durable before acting on any later output.
+    Persist(Record),
+    /// A block committed; store it (the replica's ledger has applied it).
+    Committed {
+        executed: Executed,
+        certificate: CommitCertificate,
+    },
+    /// Send `to` the committed blocks `from..=to_height` from storage, as
+    /// [`Message::Block`].
+    ServeBlocks {
+        to: PublicKey,
+        from: Height,
+        to_height: Height,
+    },
+    /// A client's transaction was refused.
+    Rejected { tx: Hash, error: AdmitError },
+    /// A primary equivocated; the evidence is signed by it twice.
+    Equivocation(Equivocation),
+}
+
+/// A pre-prepare this replica accepted in `view`, executed against its
+/// ledger.
+#[derive(Clone, Debug)]
+pub(super) struct Accepted {
+    pub view: View,
+    pub signed: Signed<PrePrepare>,
+    pub digest: Hash,
+    pub executed: Option<Executed>,
+}
+
+/// Everything about one height above the last committed one.
+#[derive(Default, Debug)]
+pub(super) struct Slot {
+    /// The pre-prepare for the current view, once accepted.
+    pub accepted: Option<Accepted>,
+    /// A pre-prepare that arrived before the parent committed; checked then.
+    pub waiting: Option<Signed<PrePrepare>>,
+    pub prepares: BTreeMap<View, BTreeMap<PublicKey, Signed<Prepare>>>,
+    pub commits: BTreeMap<View, BTreeMap<PublicKey, (Hash, CommitSig)>>,
+    /// The prepared certificate of the highest view.
+    pub prepared: Option<PreparedProof>,
+    /// Own votes: (vote, view) -> digest.
+    pub voted: BTreeMap<(View, u8), Hash>,
+}
+
+fn vote_tag(vote: Vote) -> u8 {
+    match vote {
+        Vote::PrePrepare => 0,
+        Vote::Prepare => 1,
+        Vote::Commit => 2,
+    }
+}
+
+/// One PBFT replica.
+pub struct Replica {
+    pub(super) key: Keypair,
+    pub(super) chain: ChainId,
+    pub(super) params: Params,
+    pub(super) ledger: Ledger,
+    /// The validator set for the next height.
+    pub(super) set: ValidatorSet,
+    pub(super) view: View,
+    /// Changing to `view` (§4.4), not yet in it.
+    pub(super) changing: bool,
+    pub(super) timeout_ms: u64,
+    progress_deadline: Option<TimestampMs>,
+    batch_deadline: Option<TimestampMs>,
+    pub(super) mempool: Mempool,
+    /// When the oldest pending transaction arrived (for batching).
+    pending_since: Option<TimestampMs>,
+    pub(super) slots: BTreeMap<Height, Slot>,
+    /// Checkpoint messages by height and author.
+    checkpoints: BTreeMap<Height, BTreeMap<PublicKey, Signed<Checkpoint>>>,
+    /// The stable checkpoint (h); `None` means the genesis.
+    pub(super) stable: Option<CheckpointProof>,
+    /// Own latest checkpoint message (retransmitted).
+    own_checkpoint: Option<Signed<Checkpoint>>,
+    /// The latest view change from each replica.
+    pub(super) view_changes: BTreeMap<PublicKey, Signed<ViewChange>>,
+    /// The NEW-VIEW that started the current view (forwarded to laggards).
+    pub(super) new_view: Option<NewView>,
+    /// Certified blocks waiting for their parents (state transfer).
+    fetched: BTreeMap<Height, (Block, CommitCertificate)>,
+    evidence: Vec<Equivocation>,
+    pub(super) outputs: VecDeque<Output>,
+}
+
+impl Replica {
+    /// A replica over `ledger` (opened from storage), resuming from the
+    /// records it persisted before (empty for a fresh one).
+    pub fn new(
+        key: Keypair,
+        params: Params,
+        ledger: Ledger,
+        records: impl IntoIterator<Item = Record>,
+        now: TimestampMs,
+    ) -> Result<Replica, ParamsError> {
+        let epoch = ledger.params().epoch_length;
+        let interval = params.checkpoint_interval;
+        if interval == 0 || epoch % interval != 0 {
+            return Err(ParamsError::Checkpoint { interval, epoch });
+        }
+        if params.log_window < 2 * interval {
+            return Err(ParamsError::Window {
+                window: params.log_window,
+                interval,
+            });
+        }
+        for (field, value) in [
+            ("max_batch", params.max_batch as u64),
+            ("view_timeout_ms", params.view_timeout_ms),
+            ("tick_ms", params.tick_ms),
+        ] {
+            if value == 0 {
+                return Err(ParamsError::Zero { field });
+            }
+        }
+        let set = ledger.validator_sets().active;
+        let mut replica = Replica {
+            chain: ledger.params().chain_id.clone(),
+            timeout_ms: params.view_timeout_ms,
+            key,
+            params,
+            set,
+            view: 0,
+            changing: false,
+            progress_deadline: None,
+            batch_deadline: None,
+            mempool: Mempool::default(),
+            pending_since: None,
+            slots: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            stable: None,
+            own_checkpoint: None,
+            view_changes: BTreeMap::new(),
+            new_view: None,
+            fetched: BTreeMap::new(),
+            evidence: Vec::new(),
+            outputs: VecDeque::new(),
+            ledger,
+        };
+        let tip = replica.ledger.height();
+        for record in records {
+            match record {
+                Record::View { view, changing } => {
+                    if view > replica.view || (view == replica.view && !changing) {
+                        replica.view = view;
+                        replica.changing = changing;
+                    }
+                }
+                Record::Voted {
+                    vote,
+                    view,
+                    height,
+                    digest,
+                } if height > tip => {
+                    replica
+                        .slot(height)
+                        .voted
+                        .insert((view, vote_tag(vote)), digest);
+                }
+                Record::Prepared(proof) if proof.height() > tip => {
+                    let slot = replica.slot(proof.height());
+                    if slot.prepared.as_ref().is_none_or(|p| p.view() < proof.view()) {
+                        slot.prepared = Some(proof);
+                    }
+                }
+                Record::Voted { .. } | Record::Prepared(_) => {}
+            }
+        }
+        replica.set_timer(Timer::Tick, now + replica.params.tick_ms);
+        Ok(replica)
+    }
+
+    // --- Accessors ---
+
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn is_changing_view(&self) -> bool {
+        self.changing
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.set.primary(self.view).key == self.public()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// The equivocations this replica has seen.
+    pub fn evidence(&self) -> &[Equivocation] {
+        &self.evidence
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // --- Inputs ---
+
+    /// A client submitted transactions to this replica: admit them, relay
+    /// them to the other replicas, and propose if primary.
+    pub fn handle_transactions(&mut self, now: TimestampMs, txs: Vec<SignedTx>) {
+        let mut relay = Vec::new();
+        for tx in txs {
+            let id = tx.hash();
+            match self.mempool.admit(&self.ledger, tx.clone()) {
+                Ok(_) => relay.push(tx),
+                Err(error) => self.outputs.push_back(Output::Rejected { tx: id, error }),
+            }
+        }
+        if relay.is_empty() {
+            return;
+        }
+        for chunk in relay.chunks(crate::block::MAX_BLOCK_TXS) {
+            if let Ok(batch) = BoundedVec::new(chunk.to_vec()) {
+                self.outputs
+                    .push_back(Output::Broadcast(Message::Transactions(batch)));
+            }
+        }
+        self.on_pending(now);
+    }
+
+    /// A message from peer `from` (authenticated by the channel).
+    pub fn handle_message(&mut self, now: TimestampMs, from: PublicKey, message: Message) {
+        if from == self.public() {
+            return;
+        }
+        match message {
+            Message::Transactions(txs) => {
+                let mut admitted = false;
+                for tx in txs.into_inner() {
+                    admitted |= self.mempool.admit(&self.ledger, tx).is_ok();
+                }
+                if admitted {
+                    self.on_pending(now);
+                }
+            }
+            Message::PrePrepare(signed) => self.on_pre_prepare(now, signed),
+            Message::Prepare(signed) => self.on_prepare(now, signed),
+            Message::Commit(commit) => self.on_commit(now, from, commit),
+            Message::Checkpoint(signed) => self.on_checkpoint(now, signed),
+            Message::ViewChange(signed) => self.on_view_change(now, signed),
+            Message::NewView(new_view) => self.on_new_view(now, from, new_view),
+            Message::Status(status) => self.on_status(from, status),
+            Message::Block { block, certificate } => self.on_block(now, from, block, certificate),
+        }
+    }
+
+    /// A timer set through [`Output::SetTimer`] fired.
+    pub fn handle_timer(&mut self, now: TimestampMs, timer: Timer) {
+        match timer {
+            Timer::Batch => {
+                if self.batch_deadline.is_some_and(|at| now >= at) {
+                    self.batch_deadline = None;
+                    self.maybe_propose(now);
+                }
+            }
+            Timer::Progress => {
+                if self.progress_deadline.is_some_and(|at| now >= at) {
+                    self.progress_deadline = None;
+                    // Transactions that can no longer apply are not the
+                    // primary's fault: drop them, and wait no more if
+                    // nothing else is pending.
+                    if !self.changing && !self.waiting_for_block() && !self.prune_mempool(now) {
+                        return;
+                    }
+                    // §4.4: the backup suspects the primary; §4.5.2: each
+                    // further change waits twice as long.
+                    let next = self.view + 1;
+                    self.timeout_ms = self.timeout_ms.saturating_mul(2);
+                    self.start_view_change(now, next);
+                }
+            }
+            Timer::Tick => {
+                self.tick();
+                self.set_timer(Timer::Tick, now + self.params.tick_ms);
+            }
+        }
+    }
+
+    // --- Normal case (§4.2) ---
+
+    pub(super) fn primary(&self, view: View) -> PublicKey {
+        self.set.primary(view).key
+    }
+
+    pub(super) fn slot(&mut self, height: Height) -> &mut Slot {
+        self.slots.entry(height).or_default()
+    }
+
+    /// The stable checkpoint's height: the low watermark h.
+    pub(super) fn low_mark(&self) -> Height {
+        self.stable.as_ref().map_or(0, |c| c.height())
+    }
+
+    /// §4.2: a replica accepts messages for heights in (h, H].
+    fn in_window(&self, height: Height) -> bool {
+        height > self.ledger.height()
+            && height > self.low_mark()
+            && height <= self.low_mark() + self.params.log_window
+    }
+
+    /// Whether a pre-prepare for the next height is accepted or waiting but
+    /// not committed.
+    fn waiting_for_block(&self) -> bool {
+        self.slots
+            .get(&(self.ledger.height() + 1))
+            .is_some_and(|s| s.accepted.is_some() || s.waiting.is_some())
+    }
+
+    /// Dry-runs the mempool as a block and drops what fails for good;
+    /// returns whether anything that would apply is left.
+    fn prune_mempool(&mut self, now: TimestampMs) -> bool {
+        let candidates = self.mempool.batch(self.params.max_batch);
+        let proposer = self.primary(self.view);
+        let Ok(dry_run) = self.ledger.propose(candidates, now, proposer) else {
+            return !self.mempool.is_empty();
+        };
+        self.drop_refused(&dry_run.rejected);
+        !dry_run.executed.block.txs.is_empty()
+    }
+
+    /// Forgets transactions a proposal refused, unless the nonce is merely
+    /// early.
+    fn drop_refused(&mut self, rejected: &[(Hash, TxError)]) {
+        let dropped: Vec<Hash> = rejected
+            .iter()
+            .filter(|(_, e)| !matches!(e, TxError::BadNonce { expected, found } if found > expected))
+            .map(|(id, _)| *id)
+            .collect();
+        self.mempool.remove(&dropped);
+        if self.mempool.is_empty() {
+            self.pending_since = None;
+        }
+    }
+
+    fn on_pending(&mut self, now: TimestampMs) {
+        if self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
+        self.arm_progress(now);
+        self.maybe_propose(now);
+    }
+
+    /// §4.2: the primary assigns the next height to a batch. It proposes
+    /// when it has committed the parent and the batch is full or due.
+    pub(super) fn maybe_propose(&mut self, now: TimestampMs) {
+        if self.changing || !self.is_primary() || self.mempool.is_empty() {
+            return;
+        }
+        let height = self.ledger.height() + 1;
+        if !self.in_window(height) {
+            return;
+        }
+        let view = self.view;
+        if let Some(slot) = self.slots.get(&height) {
+            let busy = slot.accepted.as_ref().is_some_and(|a| a.view == view)
+                || slot.waiting.is_some()
+                || slot.voted.contains_key(&(view, vote_tag(Vote::PrePrepare)));
+            if busy {
+                return;
+            }
+        }
+        let due = self
+            .pending_since
+            .map_or(now, |since| since + self.params.batch_delay_ms);
+        if self.mempool.len() < self.params.max_batch && now < due {
+            if self.batch_deadline.is_none() {
+                self.batch_deadline = Some(due);
+                self.set_timer(Timer::Batch, due);
+            }
+            return;
+        }
+        let candidates = self.mempool.batch(self.params.max_batch);
+        let Ok(proposal) = self.ledger.propose(candidates, now, self.public()) else {
+            return;
+        };
+        self.drop_refused(&proposal.rejected);
+        if proposal.executed.block.txs.is_empty() {
+            return;
+        }
+        let block = proposal.executed.block.clone();
+        let signed = Signed::sign(&self.key, &self.chain, PrePrepare { view, block });
+        let digest = signed.body.block.header.hash();
+        self.persist(Record::Voted {
+            vote: Vote::PrePrepare,
+            view,
+            height,
+            digest,
+        });
+        let slot = self.slot(height);
+        slot.voted
+            .insert((view, vote_tag(Vote::PrePrepare)), digest);
+        slot.accepted = Some(Accepted {
+            view,
+            signed: signed.clone(),
+            digest,
+            executed: Some(proposal.executed),
+        });
+        self.outputs
+            .push_back(Output::Broadcast(Message::PrePrepare(signed)));
+        self.arm_progress(now);
+        self.check_prepared(now, height);
+    }
+
+    /// §4.2: a backup accepts a pre-prepare if it is signed by the view's
+    /// primary, in its view, within the watermarks, and it has accepted no
+    /// other for that view and height. Here it must also execute.
+    fn on_pre_prepare(&mut self, now: TimestampMs, signed: Signed<PrePrepare>) {
+        let view = signed.body.view;
+        let height = signed.body.block.header.height;
+        if self.changing || view != self.view || !self.in_window(height) {
+            return;
+        }
+        if signed.author != self.primary(view) || signed.verify(&self.chain, &self.set).is_err() {
+            return;
+        }
+        self.accept_pre_prepare(now, signed);
+    }
+
+    /// Accepts a verified pre-prepare of the current view (from the primary
+    /// or from a NEW-VIEW's O set).
+    pub(super) fn accept_pre_prepare(&mut self, now: TimestampMs, signed: Signed<PrePrepare>) {
+        let view = signed.body.view;
+        let height = signed.body.block.header.height;
+        let digest = signed.body.block.header.hash();
+        let next = self.ledger.height() + 1;
+        let slot = self.slot(height);
+        if let Some(accepted) = &slot.accepted {
+            if accepted.view == view {
+                if accepted.digest != digest {
+                    // Two pre-prepares for one view and height: evidence.
+                    let evidence = Equivocation {
+                        first: accepted.signed.clone(),
+                        second: signed,
+                    };
+                    self.evidence.push(evidence.clone());
+                    self.outputs.push_back(Output::Equivocation(evidence));
+                    let next = self.view + 1;
+                    self.start_view_change(now, next);
+                }
+                return;
+            }
+        }
+        if let Some(waiting) = &slot.waiting {
+            if waiting.body.view == view && waiting.body.block.header.hash() != digest {
+                let evidence = Equivocation {
+                    first: waiting.clone(),
+                    second: signed,
+                };
+                self.evidence.push(evidence.clone());
+                self.outputs.push_back(Output::Equivocation(evidence));
+                let next = self.view + 1;
+                self.start_view_change(now, next);
+                return;
+            }
+        }
+        // Never contradict an earlier vote in this view (even one made
+        // before a restart).
+        for vote in [Vote::PrePrepare, Vote::Prepare, Vote::Commit] {
+            if slot
+                .voted
+                .get(&(view, vote_tag(vote)))
+                .is_some_and(|d| *d != digest)
+            {
+                return;
+            }
+        }
+        if height != next {
+            slot.waiting = Some(signed);
+            return;
+        }
+        slot.waiting = None;
+        match self.ledger.execute(&signed.body.block) {
+            Ok(executed) => {
+                let slot = self.slot(height);
+                slot.accepted = Some(Accepted {
+                    view,
+                    signed,
+                    digest,
+                    executed: Some(executed),
+                });
+                if self.primary(view) != self.public() {
+                    self.vote_prepare(view, height, digest);
+                }
+                self.arm_progress(now);
+                self.check_prepared(now, height);
+            }
+            Err(_) => {
+                // An invalid block from the primary: suspect it now.
+                let next = self.view + 1;
+                self.start_view_change(now, next);
+            }
+        }
+    }
+
+    fn vote_prepare(&mut self, view: View, height: Height, digest: Hash) {
+        self.persist(Record::Voted {
+            vote: Vote::Prepare,
+            view,
+            height,
+            digest,
+        });
+        let prepare = Signed::sign(
+            &self.key,
+            &self.chain,
+            Prepare {
+                view,
+                height,
+                digest,
+            },
+        );
+        let slot = self.slot(height);
+        slot.voted.insert((view, vote_tag(Vote::Prepare)), digest);
+        slot.prepares
+            .entry(view)
+            .or_default()
+            .insert(prepare.author, prepare.clone());
+        self.outputs
+            .push_back(Output::Broadcast(Message::Prepare(prepare)));
+    }
+
+    fn on_prepare(&mut self, now: TimestampMs, signed: Signed<Prepare>) {
+        let Prepare { view, height, .. } = signed.body;
+        if self.changing || view != self.view || !self.in_window(height) {
+            return;
+        }
+        if signed.author == self.primary(view) || signed.verify(&self.chain, &self.set).is_err() {
+            return;
+        }
+        self.slot(height)
+            .prepares
+            .entry(view)
+            .or_default()
+            .entry(signed.author)
+            .or_insert(signed);
+        self.check_prepared(now, height);
+    }
+
+    /// §4.2: prepared(m, v, n, i) holds when the replica has the
+    /// pre-prepare and 2f matching prepares from distinct backups; it then
+    /// persists the certificate and multicasts COMMIT.
+    fn check_prepared(&mut self, now: TimestampMs, height: Height) {
+        let need = self.set.quorum() - 1;
+        let view = self.view;
+        let Some(slot) = self.slots.get(&height) else {
+            return;
+        };
+        let Some(accepted) = &slot.accepted else {
+            return;
+        };
+        if accepted.view != view || slot.voted.contains_key(&(view, vote_tag(Vote::Commit))) {
+            self.check_committed(now, height);
+            return;
+        }
+        let digest = accepted.digest;
+        let matching: Vec<Signed<Prepare>> = slot
+            .prepares
+            .get(&view)
+            .map(|by| {
+                by.values()
+                    .filter(|p| p.body.digest == digest)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if matching.len() < need {
+            return;
+        }
+        let Ok(prepares) = BoundedVec::new(matching) else {
+            return;
+        };
+        let proof = PreparedProof {
+            pre_prepare: accepted.signed.clone(),
+            prepares,
+        };
+        self.persist(Record::Prepared(proof.clone()));
+        self.persist(Record::Voted {
+            vote: Vote::Commit,
+            view,
+            height,
+            digest,
+        });
+        let vote = CommitSig::sign(&self.key, &digest);
+        let me = self.public();
+        let slot = self.slot(height);
+        slot.prepared = Some(proof);
+        slot.voted.insert((view, vote_tag(Vote::Commit)), digest);
+        slot.commits
+            .entry(view)
+            .or_default()
+            .insert(me, (digest, vote.clone()));
+        self.outputs
+            .push_back(Output::Broadcast(Message::Commit(Commit {
+                view,
+                height,
+                digest,
+                vote,
+            })));
+        self.check_committed(now, height);
+    }
+
+    fn on_commit(&mut self, now: TimestampMs, from: PublicKey, commit: Commit) {
+        let Commit {
+            view,
+            height,
+            digest,
+            vote,
+        } = commit;
+        if vote.validator != from || !self.set.contains(&from) || !self.in_window(height) {
+            return;
+        }
+        // §4.2 accepts commits for the current view only; a replica still
+        // changing view keeps them too, since they carry the same votes.
+        if view != self.view {
+            return;
+        }
+        if from
+            .verify(Domain::Commit, digest.as_bytes(), &vote.signature)
+            .is_err()
+        {
+            return;
+        }
+        self.slot(height)
+            .commits
+            .entry(view)
+            .or_default()
+            .entry(from)
+            .or_insert((digest, vote));
+        self.check_committed(now, height);
+    }
+
+    /// §4.2: committed-local(m, v, n, i) holds when the replica is prepared
+    /// and has 2f+1 matching commits; requests execute in height order, so
+    /// only the next height can commit.
+    fn check_committed(&mut self, now: TimestampMs, height: Height) {
+        if height != self.ledger.height() + 1 {
+            return;
+        }
+        let quorum = self.set.quorum();
+        let Some(slot) = self.slots.get(&height) else {
+            return;
+        };
+        let (Some(accepted), Some(prepared)) = (&slot.accepted, &slot.prepared) else {
+            return;
+        };
+        if prepared.view() != accepted.view || prepared.digest() != accepted.digest {
+            return;
+        }
+        let digest = accepted.digest;
+        let votes: Vec<CommitSig> = slot
+            .commits
+            .get(&accepted.view)
+            .map(|by| {
+                by.values()
+                    .filter(|(d, _)| *d == digest)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if votes.len() < quorum {
+            return;
+        }
+        let Some(executed) = accepted.executed.clone() else {
+            return;
+        };
+        let Ok(certificate) = CommitCertificate::new(&executed.block.header, votes) else {
+            return;
+        };
+        self.commit(now, executed, certificate);
+    }
+
+    /// Applies a committed block: ledger, store, mempool, checkpoint, timers.
+    pub(super) fn commit(
+        &mut self,
+        now: TimestampMs,
+        executed: Executed,
+        certificate: CommitCertificate,
+    ) {
+        let height = executed.block.header.height;
+        let digest = executed.block.header.hash();
+        let ids: Vec<Hash> = executed.block.tx_hashes();
+        if self.ledger.commit(executed.clone()).is_err() {
+            return;
+        }
+        self.outputs.push_back(Output::Committed {
+            executed,
+            certificate,
+        });
+        self.mempool.remove(&ids);
+        if self.mempool.is_empty() {
+            self.pending_since = None;
+        }
+        self.set = self.ledger.validator_sets().active;
+        // The slot stays until the next stable checkpoint: its prepared
+        // certificate must go into any view change before then (§4.4).
+        if let Some(accepted) = self.slots.get_mut(&height).and_then(|s| s.accepted.as_mut()) {
+            accepted.executed = None;
+        }
+        // A view that commits something new has proved itself (§4.5.2).
+        self.timeout_ms = self.params.view_timeout_ms;
+        self.progress_deadline = None;
+        if height % self.params.checkpoint_interval == 0 {
+            self.send_checkpoint(now, height, digest);
+        }
+        self.after_progress(now);
+    }
+
+    /// After the tip moved: check what waited for it, re-arm the timer,
+    /// propose.
+    pub(super) fn after_progress(&mut self, now: TimestampMs) {
+        let next = self.ledger.height() + 1;
+        if let Some((block, certificate)) = self.fetched.remove(&next) {
+            self.apply_certified(now, block, certificate);
+            return;
+        }
+        self.fetched.retain(|h, _| *h > next);
+        if let Some(waiting) = self.slots.get_mut(&next).and_then(|s| s.waiting.take()) {
+            if waiting.body.view == self.view && !self.changing {
+                self.accept_pre_prepare(now, waiting);
+            }
+        } else {
+            self.check_prepared(now, next);
+        }
+        if !self.mempool.is_empty() || self.slots.contains_key(&(self.ledger.height() + 1)) {
+            self.arm_progress(now);
+        }
+        self.maybe_propose(now);
+    }
+
+    // --- Checkpoints and garbage collection (§4.3) ---
+
+    fn send_checkpoint(&mut self, now: TimestampMs, height: Height, digest: Hash) {
+        let signed = Signed::sign(&self.key, &self.chain, Checkpoint { height, digest });
+        self.own_checkpoint = Some(signed.clone());
+        self.outputs
+            .push_back(Output::Broadcast(Message::Checkpoint(signed.clone())));
+        self.on_checkpoint(now, signed);
+    }
+
+    fn on_checkpoint(&mut self, now: TimestampMs, signed: Signed<Checkpoint>) {
+        let height = signed.body.height;
+        if height <= self.low_mark()
+            || height > self.low_mark() + 2 * self.params.log_window
+            || height % self.params.checkpoint_interval != 0
+            || signed.verify(&self.chain, &self.set).is_err()
+        {
+            return;
+        }
+        let digest = signed.body.digest;
+        let by = self.checkpoints.entry(height).or_default();
+        by.entry(signed.author).or_insert(signed);
+        let matching: Vec<Signed<Checkpoint>> = by
+            .values()
+            .filter(|c| c.body.digest == digest)
+            .cloned()
+            .collect();
+        if matching.len() < self.set.quorum() {
+            return;
+        }
+        let Ok(checkpoints) = BoundedVec::new(matching) else {
+            return;
+        };
+        self.make_stable(now, CheckpointProof { checkpoints });
+    }
+
+    /// A checkpoint became stable: discard the log at and below it (§4.3).
+    pub(super) fn make_stable(&mut self, now: TimestampMs, proof: CheckpointProof) {
+        let height = proof.height();
+        if height <= self.low_mark() {
+            return;
+        }
+        self.stable = Some(proof);
+        self.slots.retain(|h, _| *h > height);
+        self.checkpoints.retain(|h, _| *h > height);
+        // Behind the stable checkpoint: fetch blocks from a peer that signed it.
+        if self.ledger.height() < height {
+            self.request_blocks(height);
+        }
+        self.maybe_propose(now);
+    }
+
+    // --- Retransmission and state transfer ---
+
+    fn status(&self) -> Message {
+        Message::Status(Status {
+            view: self.view,
+            height: self.ledger.height(),
+            changing_view: self.changing,
+        })
+    }
+
+    /// Ask the stable checkpoint's signers for blocks up to `target`.
+    fn request_blocks(&mut self, target: Height) {
+        let me = self.public();
+        let signers: Vec<PublicKey> = self
+            .stable
+            .iter()
+            .flat_map(|p| p.checkpoints.as_slice().iter().map(|c| c.author))
+            .filter(|a| *a != me)
+            .collect();
+        let status = self.status();
+        if signers.is_empty() || target <= self.ledger.height() {
+            self.outputs.push_back(Output::Broadcast(status));
+            return;
+        }
+        for to in signers {
+            self.outputs.push_back(Output::Send {
+                to,
+                message: status.clone(),
+            });
+        }
+    }
+
+    /// Periodic: say where this replica is, and resend what a lost message
+    /// may have kept from others.
+    fn tick(&mut self) {
+        self.outputs.push_back(Output::Broadcast(self.status()));
+        if self.changing {
+            let me = self.public();
+            if let Some(own) = self.view_changes.get(&me) {
+                if own.body.new_view == self.view {
+                    self.outputs
+                        .push_back(Output::Broadcast(Message::ViewChange(own.clone())));
+                }
+            }
+            return;
+        }
+        if let Some(own) = &self.own_checkpoint {
+            self.outputs
+                .push_back(Output::Broadcast(Message::Checkpoint(own.clone())));
+        }
+        let me = self.public();
+        let next = self.ledger.height() + 1;
+        let view = self.view;
+        let Some(slot) = self.slots.get(&next) else {
+            return;
+        };
+        let Some(accepted) = &slot.accepted else {
+            return;
+        };
+        if accepted.view != view {
+            return;
+        }
+        if accepted.signed.author == me {
+            self.outputs
+                .push_back(Output::Broadcast(Message::PrePrepare(accepted.signed.clone())));
+        }
+        if let Some(own) = slot.prepares.get(&view).and_then(|by| by.get(&me)) {
+            self.outputs
+                .push_back(Output::Broadcast(Message::Prepare(own.clone())));
+        }
+        if let Some((digest, vote)) = slot.commits.get(&view).and_then(|by| by.get(&me)) {
+            self.outputs
+                .push_back(Output::Broadcast(Message::Commit(Commit {
+                    view,
+                    height: next,
+                    digest: *digest,
+                    vote: vote.clone(),
+                })));
+        }
+    }
+
+    fn on_status(&mut self, from: PublicKey, status: Status) {
+        if !self.set.contains(&from) {
+            return;
+        }
+        let height = self.ledger.height();
+        if status.height < height {
+            self.outputs.push_back(Output::ServeBlocks {
+                to: from,
+                from: status.height + 1,
+                to_height: height.min(status.height + TRANSFER_BATCH),
+            });
+        }
+        // A replica in an older view missed the NEW-VIEW that started ours.
+        if !self.changing && status.view < self.view {
+            if let Some(new_view) = &self.new_view {
+                self.outputs.push_back(Output::Send {
+                    to: from,
+                    message: Message::NewView(new_view.clone()),
+                });
+            }
+        }
+        if status.height > height && self.fetched.is_empty() {
+            self.outputs.push_back(Output::Send {
+                to: from,
+                message: self.status(),
+            });
+        }
+    }
+
+    /// State transfer: a committed block, trusted only through its
+    /// certificate and re-execution.
+    fn on_block(
+        &mut self,
+        now: TimestampMs,
+        from: PublicKey,
+        block: Block,
+        certificate: CommitCertificate,
+    ) {
+        let height = block.header.height;
+        let tip = self.ledger.height();
+        if height <= tip || height > tip + MAX_FETCHED as u64 {
+            return;
+        }
+        if height > tip + 1 {
+            self.fetched.insert(height, (block, certificate));
+            return;
+        }
+        let before = self.ledger.height();
+        self.apply_certified(now, block, certificate);
+        // Still behind the sender: ask for more.
+        if self.ledger.height() > before && self.fetched.is_empty() {
+            self.outputs.push_back(Output::Send {
+                to: from,
+                message: self.status(),
+            });
+        }
+    }
+
+    fn apply_certified(&mut self, now: TimestampMs, block: Block, certificate: CommitCertificate) {
+        if certificate.verify(&block.header, &self.set).is_err() {
+            return;
+        }
+        let Ok(executed) = self.ledger.execute(&block) else {
+            return;
+        };
+        self.commit(now, executed, certificate);
+    }
+
+    // --- Helpers ---
+
+    pub(super) fn persist(&mut self, record: Record) {
+        self.outputs.push_back(Output::Persist(record));
+    }
+
+    pub(super) fn set_timer(&mut self, timer: Timer, at: TimestampMs) {
+        self.outputs.push_back(Output::SetTimer { timer, at });
+    }
+
+    /// §4.4: a backup waiting for a request to execute keeps a timer.
+    pub(super) fn arm_progress(&mut self, now: TimestampMs) {
+        if self.progress_deadline.is_none() {
+            let at = now + self.timeout_ms;
+            self.progress_deadline = Some(at);
+            self.set_timer(Timer::Progress, at);
+        }
+    }
+
+    /// Restarts the timer from now (entering a view or starting a change).
+    pub(super) fn rearm_progress(&mut self, now: TimestampMs) {
+        self.progress_deadline = None;
+        self.arm_progress(now);
+    }
+}
