@@ -229,6 +229,7 @@ impl Sim {
             max_batch: 200,
             batch_delay_ms: 2,
             view_timeout_ms: 300,
+            max_view_timeout_ms: 2_400,
             tick_ms: 60,
         };
         let (ledger, _) = Ledger::genesis(&work.genesis).map_err(|e| broken(e.to_string()))?;
@@ -683,6 +684,21 @@ impl Sim {
             .map(|r| r.view())
             .max()
             .unwrap_or(0);
+        if std::env::var("ITC_SIM_DEBUG").is_ok() {
+            eprintln!("{:?}", self.scenario);
+            for (i, n) in self.nodes.iter().enumerate() {
+                if let Some(r) = &n.replica {
+                    eprintln!(
+                        "node {i}: height {} view {} changing {} pending {} primary {}",
+                        r.ledger().height(),
+                        r.view(),
+                        r.is_changing_view(),
+                        r.pending(),
+                        r.is_primary()
+                    );
+                }
+            }
+        }
         if self.report.recovered_after_ms.is_none() {
             return Err(SimError::Liveness {
                 seed: self.scenario.seed,

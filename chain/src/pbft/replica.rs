@@ -41,6 +41,9 @@ pub struct Params {
     /// The first view-change timeout; it doubles with every view change
     /// that brings no progress (§4.5.2).
     pub view_timeout_ms: u64,
+    /// The doubling stops here, so that after a long partition replicas do
+    /// not wait for hours (a partial-synchrony bound must exist anyway).
+    pub max_view_timeout_ms: u64,
     /// Period of status and retransmission.
     pub tick_ms: u64,
 }
@@ -53,6 +56,7 @@ impl Default for Params {
             max_batch: 2_000,
             batch_delay_ms: 0,
             view_timeout_ms: 500,
+            max_view_timeout_ms: 8_000,
             tick_ms: 100,
         }
     }
@@ -102,6 +106,8 @@ pub enum Record {
     },
     /// It holds this prepared certificate (carried into view changes).
     Prepared(PreparedProof),
+    /// This checkpoint became stable; records below it are obsolete.
+    Stable(CheckpointProof),
 }
 
 /// Two signed pre-prepares from one primary for one view and height.
@@ -266,7 +272,17 @@ impl Replica {
             outputs: VecDeque::new(),
             ledger,
         };
-        let tip = replica.ledger.height();
+        let records: Vec<Record> = records.into_iter().collect();
+        for record in &records {
+            if let Record::Stable(proof) = record {
+                if proof.height() > replica.low_mark() {
+                    replica.stable = Some(proof.clone());
+                }
+            }
+        }
+        // Everything above the stable checkpoint is kept, committed or not:
+        // a prepared certificate must reach any view change until then.
+        let tip = replica.low_mark();
         for record in records {
             match record {
                 Record::View { view, changing } => {
@@ -292,10 +308,14 @@ impl Replica {
                         slot.prepared = Some(proof);
                     }
                 }
-                Record::Voted { .. } | Record::Prepared(_) => {}
+                Record::Voted { .. } | Record::Prepared(_) | Record::Stable(_) => {}
             }
         }
         replica.set_timer(Timer::Tick, now + replica.params.tick_ms);
+        if replica.changing {
+            // It was asking for this view when it stopped: ask again.
+            replica.send_view_change(now);
+        }
         Ok(replica)
     }
 
@@ -407,7 +427,10 @@ impl Replica {
                     // §4.4: the backup suspects the primary; §4.5.2: each
                     // further change waits twice as long.
                     let next = self.view + 1;
-                    self.timeout_ms = self.timeout_ms.saturating_mul(2);
+                    self.timeout_ms = self
+                        .timeout_ms
+                        .saturating_mul(2)
+                        .min(self.params.max_view_timeout_ms.max(self.params.view_timeout_ms));
                     self.start_view_change(now, next);
                 }
             }
@@ -910,6 +933,7 @@ impl Replica {
         if height <= self.low_mark() {
             return;
         }
+        self.persist(Record::Stable(proof.clone()));
         self.stable = Some(proof);
         self.slots.retain(|h, _| *h > height);
         self.checkpoints.retain(|h, _| *h > height);
@@ -1080,12 +1104,24 @@ impl Replica {
     }
 
     /// §4.4: a backup waiting for a request to execute keeps a timer.
+    /// While changing view the timer follows the view-change rule instead
+    /// (see `arm_view_change_timer`).
     pub(super) fn arm_progress(&mut self, now: TimestampMs) {
+        if !self.changing {
+            self.arm_timer(now);
+        }
+    }
+
+    pub(super) fn arm_timer(&mut self, now: TimestampMs) {
         if self.progress_deadline.is_none() {
             let at = now + self.timeout_ms;
             self.progress_deadline = Some(at);
             self.set_timer(Timer::Progress, at);
         }
+    }
+
+    pub(super) fn disarm_progress(&mut self) {
+        self.progress_deadline = None;
     }
 
     /// Restarts the timer from now (entering a view or starting a change).

@@ -40,12 +40,22 @@ impl Replica {
         if new_view <= self.view {
             return;
         }
+        if std::env::var("ITC_SIM_TRACE").is_ok() {
+            eprintln!("{now} {} -> view change {new_view} (from {} changing {}) height {}", self.public(), self.view, self.changing, self.ledger.height());
+        }
         self.view = new_view;
         self.changing = true;
         self.persist(Record::View {
             view: new_view,
             changing: true,
         });
+        self.send_view_change(now);
+    }
+
+    /// Multicasts VIEW-CHANGE for the view being changed to: C is the
+    /// stable checkpoint, P the prepared certificates above it.
+    pub(super) fn send_view_change(&mut self, now: TimestampMs) {
+        let new_view = self.view;
         let low = self.low_mark();
         let prepared: Vec<PreparedProof> = self
             .slots
@@ -67,8 +77,27 @@ impl Replica {
         self.view_changes.insert(self.public(), signed.clone());
         self.outputs
             .push_back(super::replica::Output::Broadcast(Message::ViewChange(signed)));
-        self.rearm_progress(now);
+        self.disarm_progress();
+        self.arm_view_change_timer(now);
         self.try_new_view(now);
+    }
+
+    /// §4.5.2: a replica changing to view v starts its timer only once it
+    /// has 2f+1 view changes for v, so that it does not run ahead alone
+    /// into v+1 while the others are still gathering for v.
+    fn arm_view_change_timer(&mut self, now: TimestampMs) {
+        if !self.changing {
+            return;
+        }
+        let view = self.view;
+        let gathered = self
+            .view_changes
+            .values()
+            .filter(|s| s.body.new_view == view)
+            .count();
+        if gathered >= self.set.quorum() {
+            self.arm_timer(now);
+        }
     }
 
     /// Checks a VIEW-CHANGE's signature and every proof in it.
@@ -104,6 +133,7 @@ impl Replica {
             return;
         }
         self.view_changes.insert(signed.author, signed);
+        self.arm_view_change_timer(now);
         // §4.5.2: f+1 replicas asking for views above ours cannot all be
         // faulty; join the smallest of those views.
         let above: Vec<View> = self
@@ -174,6 +204,9 @@ impl Replica {
     /// be forwarded by a peer: everything in it is signed.
     pub(super) fn on_new_view(&mut self, now: TimestampMs, _from: PublicKey, new_view: NewView) {
         let view = new_view.view;
+        if std::env::var("ITC_SIM_TRACE").is_ok() {
+            eprintln!("{now} {} got new view {view} (at {} changing {})", self.public(), self.view, self.changing);
+        }
         if view < self.view || (view == self.view && !self.changing) {
             return;
         }
@@ -188,6 +221,9 @@ impl Replica {
             .iter()
             .all(|s| s.body.new_view == view && self.check_view_change(s))
         {
+            if std::env::var("ITC_SIM_TRACE").is_ok() {
+                eprintln!("{now} {} rejects new view {view}: V", self.public());
+            }
             return;
         }
         let reproposal = reproposal(v);
@@ -201,6 +237,9 @@ impl Replica {
                     && pp.verify(&self.chain, &self.set).is_ok()
             });
         if !matches {
+            if std::env::var("ITC_SIM_TRACE").is_ok() {
+                eprintln!("{now} {} rejects new view {view}: O {} vs {}", self.public(), o.len(), reproposal.blocks.len());
+            }
             return;
         }
         self.enter_view(now, new_view, reproposal.stable);
@@ -208,6 +247,9 @@ impl Replica {
 
     fn enter_view(&mut self, now: TimestampMs, new_view: NewView, stable: Option<CheckpointProof>) {
         let view = new_view.view;
+        if std::env::var("ITC_SIM_TRACE").is_ok() {
+            eprintln!("{now} {} -> enter view {view} height {}", self.public(), self.ledger.height());
+        }
         self.view = view;
         self.changing = false;
         self.persist(Record::View {
