@@ -164,7 +164,7 @@ enum Event {
     Deliver {
         to: usize,
         from: usize,
-        message: Message,
+        message: Box<Message>,
     },
     Timer {
         node: usize,
@@ -237,7 +237,9 @@ impl Sim {
         let keys: Vec<PublicKey> = set.validators().iter().map(|v| v.key).collect();
         let byzantine = scenario.byzantine.map(|(node, how)| {
             let node = if node == usize::MAX {
-                keys.iter().position(|k| *k == set.primary(0).key).unwrap_or(0)
+                keys.iter()
+                    .position(|k| *k == set.primary(0).key)
+                    .unwrap_or(0)
             } else {
                 node
             };
@@ -324,7 +326,7 @@ impl Sim {
                 Event::Deliver {
                     to,
                     from,
-                    message: message.clone(),
+                    message: Box::new(message.clone()),
                 },
             );
         }
@@ -418,7 +420,12 @@ impl Sim {
 
     /// The Byzantine replica's rewrite of what it sends: (recipient, message)
     /// pairs. Honest replicas send as asked.
-    fn misbehave(&mut self, i: usize, to: Option<usize>, message: Message) -> Vec<(usize, Message)> {
+    fn misbehave(
+        &mut self,
+        i: usize,
+        to: Option<usize>,
+        message: Message,
+    ) -> Vec<(usize, Message)> {
         let everyone: Vec<usize> = match to {
             Some(to) => vec![to],
             None => (0..self.nodes.len()).filter(|j| *j != i).collect(),
@@ -634,12 +641,12 @@ impl Sim {
                     let from_key = self.nodes[from].key;
                     if let Some((b, Byzantine::Replay)) = self.byzantine {
                         if b == to && self.nodes[to].heard.len() < 256 {
-                            self.nodes[to].heard.push(message.clone());
+                            self.nodes[to].heard.push((*message).clone());
                         }
                     }
                     if let Some(replica) = self.nodes[to].replica.as_mut() {
                         self.report.delivered += 1;
-                        replica.handle_message(at, from_key, message);
+                        replica.handle_message(at, from_key, *message);
                         self.drain(to)?;
                     }
                 }
@@ -684,21 +691,6 @@ impl Sim {
             .map(|r| r.view())
             .max()
             .unwrap_or(0);
-        if std::env::var("ITC_SIM_DEBUG").is_ok() {
-            eprintln!("{:?}", self.scenario);
-            for (i, n) in self.nodes.iter().enumerate() {
-                if let Some(r) = &n.replica {
-                    eprintln!(
-                        "node {i}: height {} view {} changing {} pending {} primary {}",
-                        r.ledger().height(),
-                        r.view(),
-                        r.is_changing_view(),
-                        r.pending(),
-                        r.is_primary()
-                    );
-                }
-            }
-        }
         if self.report.recovered_after_ms.is_none() {
             return Err(SimError::Liveness {
                 seed: self.scenario.seed,

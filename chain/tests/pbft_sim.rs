@@ -26,7 +26,9 @@ fn run_all(nodes: usize) -> (Vec<Report>, Vec<SimError>) {
     let results: Vec<Result<Report, SimError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = [a, b]
             .into_iter()
-            .map(|part| scope.spawn(move || part.iter().map(|s| run_seed(*s, nodes)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|s| run_seed(*s, nodes)).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()

@@ -40,3 +40,6 @@ pub use message::{
     ProofError, Signed, Status, View, ViewChange, MAX_PREPARED,
 };
 pub use replica::{Equivocation, Output, Params, ParamsError, Record, Replica, Timer, Vote};
+
+#[cfg(test)]
+mod tests;

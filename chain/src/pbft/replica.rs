@@ -65,7 +65,9 @@ impl Default for Params {
 /// Why replica parameters were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamsError {
-    #[error("the checkpoint interval {interval} must be positive and divide the epoch length {epoch}")]
+    #[error(
+        "the checkpoint interval {interval} must be positive and divide the epoch length {epoch}"
+    )]
     Checkpoint { interval: u64, epoch: u64 },
     #[error("the log window {window} must be at least twice the checkpoint interval {interval}")]
     Window { window: u64, interval: u64 },
@@ -105,7 +107,7 @@ pub enum Record {
         digest: Hash,
     },
     /// It holds this prepared certificate (carried into view changes).
-    Prepared(PreparedProof),
+    Prepared(Box<PreparedProof>),
     /// This checkpoint became stable; records below it are obsolete.
     Stable(CheckpointProof),
 }
@@ -135,7 +137,7 @@ pub enum Output {
     Persist(Record),
     /// A block committed; store it (the replica's ledger has applied it).
     Committed {
-        executed: Executed,
+        executed: Box<Executed>,
         certificate: CommitCertificate,
     },
     /// Send `to` the committed blocks `from..=to_height` from storage, as
@@ -146,9 +148,12 @@ pub enum Output {
         to_height: Height,
     },
     /// A client's transaction was refused.
-    Rejected { tx: Hash, error: AdmitError },
+    Rejected {
+        tx: Hash,
+        error: AdmitError,
+    },
     /// A primary equivocated; the evidence is signed by it twice.
-    Equivocation(Equivocation),
+    Equivocation(Box<Equivocation>),
 }
 
 /// A pre-prepare this replica accepted in `view`, executed against its
@@ -304,8 +309,12 @@ impl Replica {
                 }
                 Record::Prepared(proof) if proof.height() > tip => {
                     let slot = replica.slot(proof.height());
-                    if slot.prepared.as_ref().is_none_or(|p| p.view() < proof.view()) {
-                        slot.prepared = Some(proof);
+                    if slot
+                        .prepared
+                        .as_ref()
+                        .is_none_or(|p| p.view() < proof.view())
+                    {
+                        slot.prepared = Some(*proof);
                     }
                 }
                 Record::Voted { .. } | Record::Prepared(_) | Record::Stable(_) => {}
@@ -427,10 +436,11 @@ impl Replica {
                     // §4.4: the backup suspects the primary; §4.5.2: each
                     // further change waits twice as long.
                     let next = self.view + 1;
-                    self.timeout_ms = self
-                        .timeout_ms
-                        .saturating_mul(2)
-                        .min(self.params.max_view_timeout_ms.max(self.params.view_timeout_ms));
+                    self.timeout_ms = self.timeout_ms.saturating_mul(2).min(
+                        self.params
+                            .max_view_timeout_ms
+                            .max(self.params.view_timeout_ms),
+                    );
                     self.start_view_change(now, next);
                 }
             }
@@ -488,7 +498,9 @@ impl Replica {
     fn drop_refused(&mut self, rejected: &[(Hash, TxError)]) {
         let dropped: Vec<Hash> = rejected
             .iter()
-            .filter(|(_, e)| !matches!(e, TxError::BadNonce { expected, found } if found > expected))
+            .filter(
+                |(_, e)| !matches!(e, TxError::BadNonce { expected, found } if found > expected),
+            )
             .map(|(id, _)| *id)
             .collect();
         self.mempool.remove(&dropped);
@@ -598,7 +610,8 @@ impl Replica {
                         second: signed,
                     };
                     self.evidence.push(evidence.clone());
-                    self.outputs.push_back(Output::Equivocation(evidence));
+                    self.outputs
+                        .push_back(Output::Equivocation(Box::new(evidence)));
                     let next = self.view + 1;
                     self.start_view_change(now, next);
                 }
@@ -612,7 +625,8 @@ impl Replica {
                     second: signed,
                 };
                 self.evidence.push(evidence.clone());
-                self.outputs.push_back(Output::Equivocation(evidence));
+                self.outputs
+                    .push_back(Output::Equivocation(Box::new(evidence)));
                 let next = self.view + 1;
                 self.start_view_change(now, next);
                 return;
@@ -737,7 +751,7 @@ impl Replica {
             pre_prepare: accepted.signed.clone(),
             prepares,
         };
-        self.persist(Record::Prepared(proof.clone()));
+        self.persist(Record::Prepared(Box::new(proof.clone())));
         self.persist(Record::Voted {
             vote: Vote::Commit,
             view,
@@ -847,7 +861,7 @@ impl Replica {
             return;
         }
         self.outputs.push_back(Output::Committed {
-            executed,
+            executed: Box::new(executed),
             certificate,
         });
         self.mempool.remove(&ids);
@@ -857,7 +871,11 @@ impl Replica {
         self.set = self.ledger.validator_sets().active;
         // The slot stays until the next stable checkpoint: its prepared
         // certificate must go into any view change before then (§4.4).
-        if let Some(accepted) = self.slots.get_mut(&height).and_then(|s| s.accepted.as_mut()) {
+        if let Some(accepted) = self
+            .slots
+            .get_mut(&height)
+            .and_then(|s| s.accepted.as_mut())
+        {
             accepted.executed = None;
         }
         // A view that commits something new has proved itself (§4.5.2).
@@ -1008,7 +1026,9 @@ impl Replica {
         }
         if accepted.signed.author == me {
             self.outputs
-                .push_back(Output::Broadcast(Message::PrePrepare(accepted.signed.clone())));
+                .push_back(Output::Broadcast(Message::PrePrepare(
+                    accepted.signed.clone(),
+                )));
         }
         if let Some(own) = slot.prepares.get(&view).and_then(|by| by.get(&me)) {
             self.outputs

@@ -40,9 +40,6 @@ impl Replica {
         if new_view <= self.view {
             return;
         }
-        if std::env::var("ITC_SIM_TRACE").is_ok() {
-            eprintln!("{now} {} -> view change {new_view} (from {} changing {}) height {}", self.public(), self.view, self.changing, self.ledger.height());
-        }
         self.view = new_view;
         self.changing = true;
         self.persist(Record::View {
@@ -76,7 +73,9 @@ impl Replica {
         );
         self.view_changes.insert(self.public(), signed.clone());
         self.outputs
-            .push_back(super::replica::Output::Broadcast(Message::ViewChange(signed)));
+            .push_back(super::replica::Output::Broadcast(Message::ViewChange(
+                signed,
+            )));
         self.disarm_progress();
         self.arm_view_change_timer(now);
         self.try_new_view(now);
@@ -113,7 +112,9 @@ impl Replica {
             }
         }
         body.prepared.as_slice().iter().all(|p| {
-            p.height() > stable && p.view() < body.new_view && p.verify(&self.chain, &self.set).is_ok()
+            p.height() > stable
+                && p.view() < body.new_view
+                && p.verify(&self.chain, &self.set).is_ok()
         })
     }
 
@@ -177,10 +178,12 @@ impl Replica {
                 height,
                 digest,
             });
-            self.slot(height)
-                .voted
-                .insert((view, 0), digest);
-            pre_prepares.push(Signed::sign(&self.key, &self.chain, PrePrepare { view, block }));
+            self.slot(height).voted.insert((view, 0), digest);
+            pre_prepares.push(Signed::sign(
+                &self.key,
+                &self.chain,
+                PrePrepare { view, block },
+            ));
         }
         let (Ok(view_changes), Ok(pre_prepares)) =
             (BoundedVec::new(v), BoundedVec::new(pre_prepares))
@@ -204,9 +207,6 @@ impl Replica {
     /// be forwarded by a peer: everything in it is signed.
     pub(super) fn on_new_view(&mut self, now: TimestampMs, _from: PublicKey, new_view: NewView) {
         let view = new_view.view;
-        if std::env::var("ITC_SIM_TRACE").is_ok() {
-            eprintln!("{now} {} got new view {view} (at {} changing {})", self.public(), self.view, self.changing);
-        }
         if view < self.view || (view == self.view && !self.changing) {
             return;
         }
@@ -221,9 +221,6 @@ impl Replica {
             .iter()
             .all(|s| s.body.new_view == view && self.check_view_change(s))
         {
-            if std::env::var("ITC_SIM_TRACE").is_ok() {
-                eprintln!("{now} {} rejects new view {view}: V", self.public());
-            }
             return;
         }
         let reproposal = reproposal(v);
@@ -237,9 +234,6 @@ impl Replica {
                     && pp.verify(&self.chain, &self.set).is_ok()
             });
         if !matches {
-            if std::env::var("ITC_SIM_TRACE").is_ok() {
-                eprintln!("{now} {} rejects new view {view}: O {} vs {}", self.public(), o.len(), reproposal.blocks.len());
-            }
             return;
         }
         self.enter_view(now, new_view, reproposal.stable);
@@ -247,9 +241,6 @@ impl Replica {
 
     fn enter_view(&mut self, now: TimestampMs, new_view: NewView, stable: Option<CheckpointProof>) {
         let view = new_view.view;
-        if std::env::var("ITC_SIM_TRACE").is_ok() {
-            eprintln!("{now} {} -> enter view {view} height {}", self.public(), self.ledger.height());
-        }
         self.view = view;
         self.changing = false;
         self.persist(Record::View {
