@@ -99,6 +99,8 @@ pub enum Domain {
     /// A consensus message that may be forwarded as proof (pre-prepare,
     /// prepare, checkpoint, view change).
     Consensus,
+    /// A gateway binding its key to a network channel's key.
+    Peer,
 }
 
 impl Domain {
@@ -110,6 +112,7 @@ impl Domain {
             Domain::ValidatorChange => b"ITC/v1/validator-change\0",
             Domain::Commit => b"ITC/v1/commit\0",
             Domain::Consensus => b"ITC/v1/consensus\0",
+            Domain::Peer => b"ITC/v1/peer\0",
         }
     }
 }

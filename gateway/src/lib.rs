@@ -5,6 +5,8 @@
 //! store on sqlite ([`store`]); the PBFT network, the device bridges and the
 //! REST API are wired in here as they land.
 
+pub mod net;
+pub mod node;
 pub mod store;
 
 pub use store::{SqliteStore, StoreError};

@@ -32,6 +32,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
 mod indexer;
+mod records;
 
 /// Rows per multi-row statement; each row binds at most 7 values, well under
 /// sqlite's limit of 32,766 bound values per statement.

@@ -1,0 +1,225 @@
+//! The network between gateways.
+//!
+//! Every gateway dials every other one (its sending channel to that peer)
+//! and accepts their dials (its receiving channels), so each encrypted
+//! channel ([`noise`]) has one owner and one direction. Sending never
+//! blocks the replica: each peer has a bounded queue, and a message for a
+//! full queue (a slow or unreachable peer) is dropped, which PBFT's
+//! retransmission makes good. Dialers reconnect with exponential backoff.
+//!
+//! Whatever a peer sends is decoded strictly; a message that does not
+//! decode is logged and skipped, a channel that fails authentication or
+//! decryption is closed. Nothing a peer sends can crash or stall the
+//! replica: it only ever sees well-formed messages from authenticated
+//! validators, through a bounded queue.
+
+pub mod noise;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use itc_chain::codec::{decode, encode};
+use itc_chain::crypto::{Keypair, PublicKey};
+use itc_chain::pbft::Message;
+use itc_chain::tx::ChainId;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4_096;
+/// Undecodable messages tolerated from one channel before it is closed.
+const MAX_GARBAGE: u32 = 16;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A received message and its authenticated sender.
+pub type Inbound = (PublicKey, Message);
+
+/// The sending side of the network.
+#[derive(Clone)]
+pub struct Network {
+    queues: Arc<HashMap<PublicKey, mpsc::Sender<Arc<Vec<u8>>>>>,
+}
+
+impl Network {
+    /// Starts accepting on `listener` and dialing `peers`; received
+    /// messages go to `inbound`.
+    pub fn start(
+        key: Arc<Keypair>,
+        chain: ChainId,
+        listener: TcpListener,
+        peers: Vec<(PublicKey, SocketAddr)>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Network {
+        let allowed: Arc<HashSet<PublicKey>> = Arc::new(peers.iter().map(|(k, _)| *k).collect());
+        tokio::spawn(accept_loop(
+            listener,
+            key.clone(),
+            chain.clone(),
+            allowed,
+            inbound,
+        ));
+        let mut queues = HashMap::new();
+        for (peer, addr) in peers {
+            if peer == key.public() {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            queues.insert(peer, tx);
+            tokio::spawn(dial_loop(key.clone(), chain.clone(), peer, addr, rx));
+        }
+        Network {
+            queues: Arc::new(queues),
+        }
+    }
+
+    pub fn send(&self, to: &PublicKey, message: &Message) {
+        let bytes = Arc::new(encode(message));
+        self.enqueue(to, bytes);
+    }
+
+    pub fn broadcast(&self, message: &Message) {
+        let bytes = Arc::new(encode(message));
+        for peer in self.queues.keys() {
+            self.enqueue(peer, bytes.clone());
+        }
+    }
+
+    fn enqueue(&self, to: &PublicKey, bytes: Arc<Vec<u8>>) {
+        if let Some(queue) = self.queues.get(to) {
+            if queue.try_send(bytes).is_err() {
+                tracing::debug!(peer = %to, "peer queue full; message dropped");
+            }
+        }
+    }
+}
+
+async fn dial_loop(
+    key: Arc<Keypair>,
+    chain: ChainId,
+    peer: PublicKey,
+    addr: SocketAddr,
+    mut queue: mpsc::Receiver<Arc<Vec<u8>>>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match connect(&key, &chain, peer, addr).await {
+            Ok((mut stream, mut channel)) => {
+                tracing::info!(%peer, %addr, "connected");
+                backoff = BACKOFF_MIN;
+                loop {
+                    let Some(bytes) = queue.recv().await else {
+                        return;
+                    };
+                    if let Err(error) = channel.send(&mut stream, &bytes).await {
+                        tracing::info!(%peer, %error, "send failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%peer, %addr, %error, "dial failed"),
+        }
+        if queue.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn connect(
+    key: &Keypair,
+    chain: &ChainId,
+    peer: PublicKey,
+    addr: SocketAddr,
+) -> Result<(TcpStream, noise::Channel), noise::ChannelError> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let channel = noise::dial(&mut stream, key, chain, peer).await?;
+        Ok((stream, channel))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    key: Arc<Keypair>,
+    chain: ChainId,
+    allowed: Arc<HashSet<PublicKey>>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(BACKOFF_MIN).await;
+                continue;
+            }
+        };
+        tokio::spawn(receive(
+            stream,
+            remote,
+            key.clone(),
+            chain.clone(),
+            allowed.clone(),
+            inbound.clone(),
+        ));
+    }
+}
+
+async fn receive(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    key: Arc<Keypair>,
+    chain: ChainId,
+    allowed: Arc<HashSet<PublicKey>>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let _ = stream.set_nodelay(true);
+    let is_allowed = |k: &PublicKey| allowed.contains(k) && *k != key.public();
+    let handshake = noise::accept(&mut stream, &key, &chain, &is_allowed);
+    let mut channel = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(error)) => {
+            tracing::warn!(%remote, %error, "refused a peer");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%remote, "handshake timed out");
+            return;
+        }
+    };
+    let peer = channel.peer;
+    let mut garbage = 0;
+    loop {
+        let bytes = match channel.recv(&mut stream).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::info!(%peer, %error, "channel closed");
+                return;
+            }
+        };
+        match decode::<Message>(&bytes) {
+            Ok(message) => {
+                if inbound.send((peer, message)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                garbage += 1;
+                tracing::warn!(%peer, %error, "undecodable message ignored");
+                if garbage > MAX_GARBAGE {
+                    tracing::warn!(%peer, "too many undecodable messages; closing");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The gateway node: drives the pure PBFT [`Replica`] with real time, the
+//! network and sqlite.
+//!
+//! One task owns the replica. It waits for whichever comes first — a peer
+//! message, a client's transactions, the earliest timer, shutdown — feeds
+//! it in (with whatever else is already queued, so a burst is handled in
+//! one go), then carries out the outputs in order:
+//! - records to persist are collected and written in one fsync'd sqlite
+//!   transaction *before* the first message, commit or block that follows
+//!   them is acted on (the replica's durability rule);
+//! - committed blocks go to the chain store, then to subscribers;
+//! - messages go to the network's bounded peer queues;
+//! - requests for blocks are served from the store.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use itc_chain::block::CommitCertificate;
+use itc_chain::crypto::{Hash, Keypair, PublicKey};
+use itc_chain::genesis::Genesis;
+use itc_chain::pbft::{Message, Output, Params, Record, Replica, Timer};
+use itc_chain::store::{open_ledger, ChainStore};
+use itc_chain::tx::SignedTx;
+use itc_chain::types::{Height, TimestampMs};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::net::{Inbound, Network};
+use crate::store::SqliteStore;
+
+/// Inbound messages queued from all peers together.
+const INBOUND_QUEUE: usize = 8_192;
+/// Inputs handled per burst before outputs are carried out.
+const BURST: usize = 256;
+
+/// Why a node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("opening the ledger: {0}")]
+    Open(String),
+    #[error("replica parameters: {0}")]
+    Params(#[from] itc_chain::pbft::ParamsError),
+    #[error("{key} is not a validator of this genesis")]
+    NotAValidator { key: PublicKey },
+    #[error("validator {key} has an address that does not parse: {addr}")]
+    BadAddress { key: PublicKey, addr: String },
+}
+
+/// Where a node stands, for status queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub height: Height,
+    pub head: Hash,
+    pub view: u64,
+    pub changing_view: bool,
+    pub pending: usize,
+}
+
+/// A block the node committed.
+#[derive(Clone, Debug)]
+pub struct CommittedBlock {
+    pub height: Height,
+    pub head: Hash,
+    pub txs: Arc<Vec<Hash>>,
+    pub time_ms: TimestampMs,
+}
+
+/// What a running node offers the rest of the gateway (the API, benches).
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub public: PublicKey,
+    submit: mpsc::Sender<Vec<SignedTx>>,
+    status: watch::Receiver<NodeStatus>,
+    commits: broadcast::Sender<CommittedBlock>,
+    shutdown: watch::Sender<bool>,
+    pub store: SqliteStore,
+}
+
+impl NodeHandle {
+    /// Hands transactions to the replica (admission, relay, proposal).
+    pub async fn submit(&self, txs: Vec<SignedTx>) -> bool {
+        self.submit.send(txs).await.is_ok()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn status_watch(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Committed blocks from now on.
+    pub fn commits(&self) -> broadcast::Receiver<CommittedBlock> {
+        self.commits.subscribe()
+    }
+
+    /// Stops the node after the input it is handling; nothing committed or
+    /// persisted is lost.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// How to start a node.
+pub struct NodeConfig {
+    pub key: Keypair,
+    pub genesis: Genesis,
+    pub store: SqliteStore,
+    pub listener: TcpListener,
+    pub params: Params,
+}
+
+fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as TimestampMs)
+}
+
+/// The validators' network addresses from the genesis.
+pub fn peer_addresses(genesis: &Genesis) -> Result<Vec<(PublicKey, SocketAddr)>, NodeError> {
+    genesis
+        .validators
+        .iter()
+        .map(|v| {
+            v.addr
+                .as_str()
+                .parse()
+                .map(|addr| (v.key, addr))
+                .map_err(|_| NodeError::BadAddress {
+                    key: v.key,
+                    addr: v.addr.as_str().to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Opens the ledger from the store, restores the replica from its records,
+/// joins the network and runs until shutdown.
+pub async fn start(
+    config: NodeConfig,
+) -> Result<(NodeHandle, JoinHandle<Result<(), NodeError>>), NodeError> {
+    let NodeConfig {
+        key,
+        genesis,
+        mut store,
+        listener,
+        params,
+    } = config;
+    let public = key.public();
+    if !genesis.validators.iter().any(|v| v.key == public) {
+        return Err(NodeError::NotAValidator { key: public });
+    }
+    let peers = peer_addresses(&genesis)?;
+    let ledger = open_ledger(&mut store, &genesis)
+        .await
+        .map_err(|e| NodeError::Open(e.to_string()))?;
+    let records = store.load_records().await?;
+    let replica = Replica::new(
+        Keypair::from_seed(*key.seed()),
+        params,
+        ledger,
+        records,
+        now_ms(),
+    )?;
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let network = Network::start(
+        Arc::new(key),
+        genesis.chain_id.clone(),
+        listener,
+        peers,
+        inbound_tx,
+    );
+    let (submit, submissions) = mpsc::channel(1_024);
+    let (status_tx, status) = watch::channel(status_of(&replica));
+    let (commits, _) = broadcast::channel(1_024);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let handle = NodeHandle {
+        public,
+        submit,
+        status,
+        commits: commits.clone(),
+        shutdown,
+        store: store.clone(),
+    };
+    let driver = Driver {
+        replica,
+        store,
+        network,
+        timers: HashMap::new(),
+        status: status_tx,
+        commits,
+        records: Vec::new(),
+    };
+    let task = tokio::spawn(driver.run(inbound, submissions, shutdown_rx));
+    Ok((handle, task))
+}
+
+fn status_of(replica: &Replica) -> NodeStatus {
+    NodeStatus {
+        height: replica.ledger().height(),
+        head: replica.ledger().tip().hash(),
+        view: replica.view(),
+        changing_view: replica.is_changing_view(),
+        pending: replica.pending(),
+    }
+}
+
+struct Driver {
+    replica: Replica,
+    store: SqliteStore,
+    network: Network,
+    timers: HashMap<Timer, TimestampMs>,
+    status: watch::Sender<NodeStatus>,
+    commits: broadcast::Sender<CommittedBlock>,
+    records: Vec<Record>,
+}
+
+enum Input {
+    Peer(Box<Inbound>),
+    Client(Vec<SignedTx>),
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut submissions: mpsc::Receiver<Vec<SignedTx>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        self.carry_out().await?;
+        loop {
+            let next_timer = self.timers.values().min().copied();
+            let sleep = match next_timer {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                None => Duration::from_secs(3_600),
+            };
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                Some(message) = inbound.recv() => Some(Input::Peer(Box::new(message))),
+                Some(txs) = submissions.recv() => Some(Input::Client(txs)),
+                _ = tokio::time::sleep(sleep) => None,
+            };
+            let mut inputs: Vec<Input> = first.into_iter().collect();
+            while inputs.len() < BURST {
+                if let Ok(message) = inbound.try_recv() {
+                    inputs.push(Input::Peer(Box::new(message)));
+                } else if let Ok(txs) = submissions.try_recv() {
+                    inputs.push(Input::Client(txs));
+                } else {
+                    break;
+                }
+            }
+            for input in inputs {
+                let now = now_ms();
+                match input {
+                    Input::Peer(inbound) => {
+                        let (from, message) = *inbound;
+                        self.replica.handle_message(now, from, message)
+                    }
+                    Input::Client(txs) => self.replica.handle_transactions(now, txs),
+                }
+            }
+            let now = now_ms();
+            let due: Vec<Timer> = self
+                .timers
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(t, _)| *t)
+                .collect();
+            for timer in due {
+                self.timers.remove(&timer);
+                self.replica.handle_timer(now, timer);
+            }
+            self.carry_out().await?;
+        }
+    }
+
+    /// Persists pending records before anything that depends on them.
+    async fn flush(&mut self) -> Result<(), NodeError> {
+        if !self.records.is_empty() {
+            self.store.append_records(&self.records).await?;
+            self.records.clear();
+        }
+        Ok(())
+    }
+
+    async fn carry_out(&mut self) -> Result<(), NodeError> {
+        let mut committed = false;
+        while let Some(output) = self.replica.poll_output() {
+            match output {
+                Output::Persist(record) => self.records.push(record),
+                Output::SetTimer { timer, at } => {
+                    self.timers.insert(timer, at);
+                }
+                Output::Send { to, message } => {
+                    self.flush().await?;
+                    self.network.send(&to, &message);
+                }
+                Output::Broadcast(message) => {
+                    self.flush().await?;
+                    self.network.broadcast(&message);
+                }
+                Output::Committed {
+                    executed,
+                    certificate,
+                } => {
+                    self.flush().await?;
+                    self.store
+                        .commit_block(&executed, Some(&certificate))
+                        .await?;
+                    let header = &executed.block.header;
+                    let _ = self.commits.send(CommittedBlock {
+                        height: header.height,
+                        head: header.hash(),
+                        txs: Arc::new(executed.block.tx_hashes()),
+                        time_ms: header.time_ms,
+                    });
+                    committed = true;
+                }
+                Output::ServeBlocks {
+                    to,
+                    from,
+                    to_height,
+                } => {
+                    self.flush().await?;
+                    self.serve_blocks(to, from, to_height).await?;
+                }
+                Output::Rejected { tx, error } => {
+                    tracing::debug!(%tx, %error, "transaction refused");
+                }
+                Output::Equivocation(evidence) => {
+                    tracing::warn!(
+                        primary = %evidence.first.author,
+                        view = evidence.first.body.view,
+                        "equivocating primary: two signed pre-prepares kept as evidence"
+                    );
+                }
+            }
+        }
+        self.flush().await?;
+        let status = status_of(&self.replica);
+        if committed || *self.status.borrow() != status {
+            let _ = self.status.send(status);
+        }
+        Ok(())
+    }
+
+    async fn serve_blocks(
+        &mut self,
+        to: PublicKey,
+        from: Height,
+        to_height: Height,
+    ) -> Result<(), NodeError> {
+        for height in from..=to_height {
+            let Some((block, Some(certificate))) = self.store.block(height).await? else {
+                break;
+            };
+            let certificate: CommitCertificate = certificate;
+            self.network
+                .send(&to, &Message::Block { block, certificate });
+        }
+        Ok(())
+    }
+}

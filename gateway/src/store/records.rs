@@ -1,0 +1,75 @@
+//! The replica's write-ahead records on sqlite (`consensus_records`).
+//!
+//! Appends are one fsync'd transaction per batch: the driver collects the
+//! records a burst of input produced and writes them before it sends the
+//! messages that depend on them. A stable checkpoint makes the votes and
+//! certificates at or below it obsolete; they are deleted with it, and only
+//! the latest view record is kept.
+
+use itc_chain::codec::{decode, encode};
+use itc_chain::pbft::Record;
+use sqlx::Row;
+
+use super::{corrupt, SqliteStore, StoreError};
+
+fn kind(record: &Record) -> (&'static str, Option<i64>) {
+    match record {
+        Record::View { .. } => ("view", None),
+        Record::Voted { height, .. } => ("voted", Some(*height as i64)),
+        Record::Prepared(proof) => ("prepared", Some(proof.height() as i64)),
+        Record::Stable(proof) => ("stable", Some(proof.height() as i64)),
+    }
+}
+
+impl SqliteStore {
+    /// Appends `records` durably, in order, in one transaction.
+    pub async fn append_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let _writing = self.writer.lock().await;
+        let mut db = self.pool.begin().await?;
+        for record in records {
+            let (kind, height) = kind(record);
+            sqlx::query("INSERT INTO consensus_records (kind, height, record) VALUES (?, ?, ?)")
+                .bind(kind)
+                .bind(height)
+                .bind(encode(record))
+                .execute(&mut *db)
+                .await?;
+            if let (Record::Stable(_), Some(height)) = (record, height) {
+                sqlx::query(
+                    "DELETE FROM consensus_records WHERE \
+                     (kind IN ('voted', 'prepared') AND height <= ?1) \
+                     OR (kind = 'stable' AND height < ?1)",
+                )
+                .bind(height)
+                .execute(&mut *db)
+                .await?;
+            }
+            if let Record::View { .. } = record {
+                sqlx::query(
+                    "DELETE FROM consensus_records WHERE kind = 'view' \
+                     AND seq < (SELECT MAX(seq) FROM consensus_records WHERE kind = 'view')",
+                )
+                .execute(&mut *db)
+                .await?;
+            }
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    /// Every record, oldest first.
+    pub async fn load_records(&self) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query("SELECT record FROM consensus_records ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let bytes: &[u8] = row.try_get(0)?;
+                decode(bytes).map_err(corrupt("consensus record"))
+            })
+            .collect()
+    }
+}
