@@ -74,6 +74,8 @@ pub struct Scenario {
     pub liveness_bound_ms: u64,
     /// A client submits a transfer this often.
     pub submit_every_ms: u64,
+    /// Print every view change, new view and commit as it happens.
+    pub trace: bool,
 }
 
 impl Scenario {
@@ -121,6 +123,7 @@ impl Scenario {
             heal_at,
             liveness_bound_ms: 12_000,
             submit_every_ms: 40 + rng.below(80),
+            trace: false,
         }
     }
 }
@@ -149,12 +152,13 @@ pub enum SimError {
         a: Hash,
         b: Hash,
     },
-    #[error("seed {seed}: no progress within {bound_ms} ms of the heal (heights {heights:?}, target above {target})")]
+    #[error("seed {seed}: no progress within {bound_ms} ms of the heal (heights {heights:?}, target above {target}); replicas: {states:?}")]
     Liveness {
         seed: u64,
         bound_ms: u64,
         heights: Vec<Height>,
         target: Height,
+        states: Vec<String>,
     },
     #[error("seed {seed}: {what}")]
     Broken { seed: u64, what: String },
@@ -341,6 +345,35 @@ impl Sim {
             let Some(output) = replica.poll_output() else {
                 return Ok(());
             };
+            if self.scenario.trace {
+                let what = match &output {
+                    Output::Broadcast(Message::ViewChange(vc)) => Some(format!(
+                        "view change to {} (stable {}, {} prepared)",
+                        vc.body.new_view,
+                        vc.body.stable_height(),
+                        vc.body.prepared.len()
+                    )),
+                    Output::Broadcast(Message::NewView(nv)) => Some(format!(
+                        "new view {} with {} pre-prepares",
+                        nv.view,
+                        nv.pre_prepares.len()
+                    )),
+                    Output::Broadcast(Message::PrePrepare(pp)) => Some(format!(
+                        "pre-prepare view {} height {}",
+                        pp.body.view, pp.body.block.header.height
+                    )),
+                    Output::Committed { executed, .. } => {
+                        Some(format!("committed {}", executed.block.header.height))
+                    }
+                    Output::Persist(Record::View { view, changing }) => {
+                        Some(format!("view {view} changing {changing}"))
+                    }
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    eprintln!("{:>6} node {i}: {what}", self.now);
+                }
+            }
             match output {
                 Output::Send { to, message } => {
                     if let Some(to) = self.nodes.iter().position(|n| n.key == to) {
@@ -692,11 +725,36 @@ impl Sim {
             .max()
             .unwrap_or(0);
         if self.report.recovered_after_ms.is_none() {
+            let states = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| match &n.replica {
+                    Some(r) => format!(
+                        "{i}{}: height {} view {}{} pending {}",
+                        if self.is_honest(i) {
+                            ""
+                        } else {
+                            " (byzantine)"
+                        },
+                        r.ledger().height(),
+                        r.view(),
+                        if r.is_changing_view() {
+                            " (changing)"
+                        } else {
+                            ""
+                        },
+                        r.pending()
+                    ),
+                    None => format!("{i}: down"),
+                })
+                .collect();
             return Err(SimError::Liveness {
                 seed: self.scenario.seed,
                 bound_ms: self.scenario.liveness_bound_ms,
                 heights,
                 target: target.unwrap_or(0),
+                states,
             });
         }
         Ok(self.report)
@@ -706,4 +764,13 @@ impl Sim {
 /// Runs seed `seed` with `nodes` replicas.
 pub fn run_seed(seed: u64, nodes: usize) -> Result<Report, SimError> {
     Sim::new(Scenario::random(seed, nodes))?.run()
+}
+
+/// Replays seed `seed`, printing its scenario and its view changes, new
+/// views and commits as they happen.
+pub fn trace_seed(seed: u64, nodes: usize) -> Result<Report, SimError> {
+    let mut scenario = Scenario::random(seed, nodes);
+    scenario.trace = true;
+    eprintln!("{scenario:?}");
+    Sim::new(scenario)?.run()
 }

@@ -4,14 +4,15 @@
 //! again after the heal.
 //!
 //! `ITC_SIM_SEEDS=n` runs n seeds per cluster size (default 500 for each of
-//! n = 4 and n = 7, so 1,000 runs); `ITC_SIM_SEED=s` replays one seed.
+//! n = 4 and n = 7, so 1,000 runs); `ITC_SIM_SEED=s` replays one seed with a trace.
 
-use itc_chain::sim::{run_seed, Report, SimError};
+use itc_chain::sim::{run_seed, trace_seed, Report, SimError};
 
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("ITC_SIM_SEED") {
         return vec![seed.parse().expect("ITC_SIM_SEED is a number")];
     }
+
     let count = std::env::var("ITC_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -22,6 +23,13 @@ fn seeds() -> Vec<u64> {
 /// Runs the seeds on two threads; returns every failure.
 fn run_all(nodes: usize) -> (Vec<Report>, Vec<SimError>) {
     let seeds = seeds();
+    if let [seed] = seeds[..] {
+        // One seed: a replay, traced.
+        return match trace_seed(seed, nodes) {
+            Ok(report) => (vec![report], Vec::new()),
+            Err(error) => (Vec::new(), vec![error]),
+        };
+    }
     let (a, b) = seeds.split_at(seeds.len() / 2);
     let results: Vec<Result<Report, SimError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = [a, b]

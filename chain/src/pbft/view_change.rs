@@ -83,7 +83,9 @@ impl Replica {
 
     /// §4.5.2: a replica changing to view v starts its timer only once it
     /// has 2f+1 view changes for v, so that it does not run ahead alone
-    /// into v+1 while the others are still gathering for v.
+    /// into v+1 while the others are still gathering for v. A replica that
+    /// has already asked for a later view counts too: it will not come back
+    /// to v, so waiting for it without a timer could wait forever.
     fn arm_view_change_timer(&mut self, now: TimestampMs) {
         if !self.changing {
             return;
@@ -92,7 +94,7 @@ impl Replica {
         let gathered = self
             .view_changes
             .values()
-            .filter(|s| s.body.new_view == view)
+            .filter(|s| s.body.new_view >= view)
             .count();
         if gathered >= self.set.quorum() {
             self.arm_timer(now);
