@@ -1,10 +1,13 @@
 //! # itc-gateway
 //!
 //! The gateway: everything that touches the outside world on behalf of the
-//! pure cores in `itc-chain` and `itc-bridges`. Today it holds the chain
-//! store on sqlite ([`store`]); the PBFT network, the device bridges and the
-//! REST API are wired in here as they land.
+//! pure cores in `itc-chain` and `itc-bridges`: the chain store on sqlite
+//! ([`store`]), the encrypted network between gateways ([`net`]), the node
+//! that drives the PBFT replica ([`node`]) and its configuration
+//! ([`config`]). The device bridges and the full REST API are wired in here
+//! as they land.
 
+pub mod config;
 pub mod net;
 pub mod node;
 pub mod store;

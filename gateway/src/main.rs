@@ -6,11 +6,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use itc_chain::codec::Text;
 use itc_chain::genesis::Genesis;
+use itc_chain::pbft::Params;
 use itc_chain::store::open_ledger;
 use itc_chain::tx::ChainId;
 use itc_chain::validators::Validator;
 use itc_chain::Keypair;
+use itc_gateway::config::{read_key, Config};
+use itc_gateway::node::{self, NodeConfig};
 use itc_gateway::SqliteStore;
+use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one gateway from its configuration file.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, env = "ITC_CONFIG")]
+        config: PathBuf,
+        /// Overrides the API address.
+        #[arg(long, env = "ITC_API")]
+        api: Option<std::net::SocketAddr>,
+        /// Overrides the store path.
+        #[arg(long, env = "ITC_DB")]
+        db: Option<PathBuf>,
+    },
     /// Start a local development cluster.
     ///
     /// Until the consensus, API and bridge issues land, this creates the
@@ -48,7 +64,78 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
+        Command::Run { config, api, db } => {
+            let mut config = Config::load(&config)?;
+            if let Some(api) = api {
+                config.api = api;
+            }
+            if let Some(db) = db {
+                config.db = db;
+            }
+            run(config).await
+        }
         Command::Dev { dir, gateways } => dev(dir, gateways).await,
+    }
+}
+
+/// Runs one gateway until SIGINT or SIGTERM.
+async fn run(config: Config) -> anyhow::Result<()> {
+    let genesis_text = std::fs::read_to_string(&config.genesis)
+        .with_context(|| format!("reading {}", config.genesis.display()))?;
+    let genesis = Genesis::from_toml(&genesis_text)?;
+    let key = read_key(&config.key)?;
+    let me = genesis
+        .validators
+        .iter()
+        .find(|v| v.key == key.public())
+        .with_context(|| format!("{} is not a validator of this genesis", key.public()))?;
+    let listener = TcpListener::bind(me.addr.as_str())
+        .await
+        .with_context(|| format!("binding the peer address {}", me.addr.as_str()))?;
+    let store = SqliteStore::open(&config.db).await?;
+    let (node, task) = node::start(NodeConfig {
+        key,
+        genesis,
+        store: store.clone(),
+        listener,
+        params: Params::default(),
+    })
+    .await?;
+    let api = TcpListener::bind(config.api)
+        .await
+        .with_context(|| format!("binding the API address {}", config.api))?;
+    tracing::info!(api = %config.api, gateway = %node.public, "gateway running");
+    println!("api http://{}/api/v1/health", api.local_addr()?);
+    let server =
+        axum::serve(api, itc_web::router(node.clone())).with_graceful_shutdown(shutdown_signal());
+    server.await?;
+    tracing::info!("shutting down");
+    node.shutdown();
+    task.await??;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

@@ -107,6 +107,23 @@ impl NodeHandle {
     }
 }
 
+impl itc_web::Gateway for NodeHandle {
+    fn status(&self) -> itc_web::ChainStatus {
+        let status = NodeHandle::status(self);
+        itc_web::ChainStatus {
+            height: status.height,
+            head: status.head.to_string(),
+            view: status.view,
+            changing_view: status.changing_view,
+            pending: status.pending,
+        }
+    }
+
+    async fn submit(&self, txs: Vec<SignedTx>) -> bool {
+        NodeHandle::submit(self, txs).await
+    }
+}
+
 /// How to start a node.
 pub struct NodeConfig {
     pub key: Keypair,

@@ -1,0 +1,97 @@
+//! The gateway's configuration file (TOML), with environment overrides
+//! applied by the command line.
+//!
+//! ```toml
+//! genesis = "genesis.toml"     # the chain's genesis
+//! key = "gateway-0.key"        # this gateway's key (hex seed, mode 0600)
+//! db = "gateway-0.sqlite"      # its chain store
+//! api = "127.0.0.1:8080"       # where the REST API listens
+//! ```
+//!
+//! Relative paths are relative to the configuration file. The peer-to-peer
+//! address is this gateway's address in the genesis.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use itc_chain::crypto::Keypair;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub genesis: PathBuf,
+    pub key: PathBuf,
+    pub db: PathBuf,
+    pub api: SocketAddr,
+}
+
+/// Why a configuration or key file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path} does not hold a 32-byte hex key seed")]
+    BadKey { path: PathBuf },
+    #[error("{path} is readable by others (mode {mode:o}); make it 0600")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+}
+
+impl Config {
+    /// Reads `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.genesis, &mut config.key, &mut config.db] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Reads a key file: a hex seed, readable by its owner only.
+pub fn read_key(path: &Path) -> Result<Keypair, ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::KeyPermissions {
+                path: path.into(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|_| ConfigError::BadKey { path: path.into() })?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| ConfigError::BadKey { path: path.into() })?;
+    Ok(Keypair::from_seed(seed))
+}
