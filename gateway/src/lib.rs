@@ -7,6 +7,7 @@
 //! ([`config`]). The device bridges and the full REST API are wired in here
 //! as they land.
 
+pub mod bench;
 pub mod config;
 pub mod net;
 pub mod node;

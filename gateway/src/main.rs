@@ -28,7 +28,28 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// PBFT among gateways in this process over loopback TCP + Noise and
+    /// sqlite: committed tx/s and submit-to-commit latency. The last line
+    /// printed is a JSON object.
+    Consensus {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Offered transfers per second; 0 saturates.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Measure the gateway (figures go into BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Run one gateway from its configuration file.
     Run {
         /// The configuration file (TOML).
@@ -75,6 +96,18 @@ async fn main() -> anyhow::Result<()> {
             run(config).await
         }
         Command::Dev { dir, gateways } => dev(dir, gateways).await,
+        Command::Bench {
+            what:
+                BenchCommand::Consensus {
+                    nodes,
+                    seconds,
+                    rate,
+                },
+        } => {
+            let report = itc_gateway::bench::consensus(nodes, seconds, rate).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::net::{Inbound, Network};
+use crate::net::{Inbound, Inboxes, Network};
 use crate::store::SqliteStore;
 
 /// Inbound messages queued from all peers together.
@@ -185,13 +185,17 @@ pub async fn start(
         records,
         now_ms(),
     )?;
-    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (consensus_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (transactions_tx, relayed) = mpsc::channel(INBOUND_QUEUE);
     let network = Network::start(
         Arc::new(key),
         genesis.chain_id.clone(),
         listener,
         peers,
-        inbound_tx,
+        Inboxes {
+            consensus: consensus_tx,
+            transactions: transactions_tx,
+        },
     );
     let (submit, submissions) = mpsc::channel(1_024);
     let (status_tx, status) = watch::channel(status_of(&replica));
@@ -213,8 +217,9 @@ pub async fn start(
         status: status_tx,
         commits,
         records: Vec::new(),
+        pending_commit: None,
     };
-    let task = tokio::spawn(driver.run(inbound, submissions, shutdown_rx));
+    let task = tokio::spawn(driver.run(inbound, relayed, submissions, shutdown_rx));
     Ok((handle, task))
 }
 
@@ -236,6 +241,7 @@ struct Driver {
     status: watch::Sender<NodeStatus>,
     commits: broadcast::Sender<CommittedBlock>,
     records: Vec<Record>,
+    pending_commit: Option<(Box<itc_chain::ledger::Executed>, CommitCertificate)>,
 }
 
 enum Input {
@@ -247,6 +253,7 @@ impl Driver {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut relayed: mpsc::Receiver<Inbound>,
         mut submissions: mpsc::Receiver<Vec<SignedTx>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
@@ -257,21 +264,32 @@ impl Driver {
                 Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
                 None => Duration::from_secs(3_600),
             };
+            // Consensus first: transactions to verify wait behind a round,
+            // never the other way round.
             let first = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
                 Some(message) = inbound.recv() => Some(Input::Peer(Box::new(message))),
-                Some(txs) = submissions.recv() => Some(Input::Client(txs)),
                 _ = tokio::time::sleep(sleep) => None,
+                Some(txs) = submissions.recv() => Some(Input::Client(txs)),
+                Some(message) = relayed.recv() => Some(Input::Peer(Box::new(message))),
             };
             let mut inputs: Vec<Input> = first.into_iter().collect();
             while inputs.len() < BURST {
                 if let Ok(message) = inbound.try_recv() {
                     inputs.push(Input::Peer(Box::new(message)));
-                } else if let Ok(txs) = submissions.try_recv() {
-                    inputs.push(Input::Client(txs));
                 } else {
                     break;
+                }
+            }
+            // A few transaction batches per burst, so a backlog of them
+            // cannot hold a round up for long.
+            for _ in 0..4 {
+                if let Ok(txs) = submissions.try_recv() {
+                    inputs.push(Input::Client(txs));
+                }
+                if let Ok(message) = relayed.try_recv() {
+                    inputs.push(Input::Peer(Box::new(message)));
                 }
             }
             for input in inputs {
@@ -299,9 +317,22 @@ impl Driver {
         }
     }
 
-    /// Persists pending records before anything that depends on them.
+    /// Persists pending records (and a committed block waiting with them)
+    /// before anything that depends on them.
     async fn flush(&mut self) -> Result<(), NodeError> {
-        if !self.records.is_empty() {
+        if let Some((executed, certificate)) = self.pending_commit.take() {
+            self.store
+                .commit_block_with_records(&executed, Some(&certificate), &self.records)
+                .await?;
+            self.records.clear();
+            let header = &executed.block.header;
+            let _ = self.commits.send(CommittedBlock {
+                height: header.height,
+                head: header.hash(),
+                txs: Arc::new(executed.block.tx_hashes()),
+                time_ms: header.time_ms,
+            });
+        } else if !self.records.is_empty() {
             self.store.append_records(&self.records).await?;
             self.records.clear();
         }
@@ -328,17 +359,10 @@ impl Driver {
                     executed,
                     certificate,
                 } => {
+                    // Stored with the records that follow it (typically the
+                    // next proposal's vote), in one sync.
                     self.flush().await?;
-                    self.store
-                        .commit_block(&executed, Some(&certificate))
-                        .await?;
-                    let header = &executed.block.header;
-                    let _ = self.commits.send(CommittedBlock {
-                        height: header.height,
-                        head: header.hash(),
-                        txs: Arc::new(executed.block.tx_hashes()),
-                        time_ms: header.time_ms,
-                    });
+                    self.pending_commit = Some((executed, certificate));
                     committed = true;
                 }
                 Output::ServeBlocks {

@@ -5,6 +5,11 @@
 //! its next block from it. Admission checks what can be checked without
 //! ordering: the chain id, the signature, and that the nonce is not already
 //! used. Whether the transaction then applies is the block's business.
+//!
+//! So every transaction in a replica's mempool has had its signature
+//! checked by that replica, and its ledger skips the check when the
+//! transaction comes back in a block: each replica verifies each signature
+//! once, itself.
 
 use std::collections::{HashMap, VecDeque};
 

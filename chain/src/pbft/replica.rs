@@ -55,8 +55,8 @@ impl Default for Params {
             log_window: 40,
             max_batch: 2_000,
             batch_delay_ms: 0,
-            view_timeout_ms: 500,
-            max_view_timeout_ms: 8_000,
+            view_timeout_ms: 1_000,
+            max_view_timeout_ms: 16_000,
             tick_ms: 100,
         }
     }
@@ -486,7 +486,11 @@ impl Replica {
     fn prune_mempool(&mut self, now: TimestampMs) -> bool {
         let candidates = self.mempool.batch(self.params.max_batch);
         let proposer = self.primary(self.view);
-        let Ok(dry_run) = self.ledger.propose(candidates, now, proposer) else {
+        let mempool = &self.mempool;
+        let Ok(dry_run) = self
+            .ledger
+            .propose_verified(candidates, now, proposer, &|id| mempool.contains(id))
+        else {
             return !self.mempool.is_empty();
         };
         self.drop_refused(&dry_run.rejected);
@@ -547,7 +551,11 @@ impl Replica {
             return;
         }
         let candidates = self.mempool.batch(self.params.max_batch);
-        let Ok(proposal) = self.ledger.propose(candidates, now, self.public()) else {
+        let mempool = &self.mempool;
+        let Ok(proposal) = self
+            .ledger
+            .propose_verified(candidates, now, self.public(), &|id| mempool.contains(id))
+        else {
             return;
         };
         self.drop_refused(&proposal.rejected);
@@ -648,7 +656,11 @@ impl Replica {
             return;
         }
         slot.waiting = None;
-        match self.ledger.execute(&signed.body.block) {
+        let mempool = &self.mempool;
+        match self
+            .ledger
+            .execute_verified(&signed.body.block, &|id| mempool.contains(id))
+        {
             Ok(executed) => {
                 let slot = self.slot(height);
                 slot.accepted = Some(Accepted {
@@ -660,7 +672,13 @@ impl Replica {
                 if self.primary(view) != self.public() {
                     self.vote_prepare(view, height, digest);
                 }
-                self.arm_progress(now);
+                // A valid proposal for the next height shows the primary
+                // is working: the time a big block's round takes is not
+                // held against it.
+                if !self.changing {
+                    self.disarm_progress();
+                    self.arm_progress(now);
+                }
                 self.check_prepared(now, height);
             }
             Err(_) => {

@@ -38,6 +38,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A received message and its authenticated sender.
 pub type Inbound = (PublicKey, Message);
 
+/// Where received messages go: consensus traffic, and relayed transactions.
+#[derive(Clone)]
+pub struct Inboxes {
+    pub consensus: mpsc::Sender<Inbound>,
+    pub transactions: mpsc::Sender<Inbound>,
+}
+
 /// The sending side of the network.
 #[derive(Clone)]
 pub struct Network {
@@ -45,14 +52,16 @@ pub struct Network {
 }
 
 impl Network {
-    /// Starts accepting on `listener` and dialing `peers`; received
-    /// messages go to `inbound`.
+    /// Starts accepting on `listener` and dialing `peers`. Received
+    /// consensus messages go to `inbound`, relayed client transactions to
+    /// `transactions`: the node serves the first before the second, so a
+    /// flood of transactions to verify never delays a round.
     pub fn start(
         key: Arc<Keypair>,
         chain: ChainId,
         listener: TcpListener,
         peers: Vec<(PublicKey, SocketAddr)>,
-        inbound: mpsc::Sender<Inbound>,
+        inbound: Inboxes,
     ) -> Network {
         let allowed: Arc<HashSet<PublicKey>> = Arc::new(peers.iter().map(|(k, _)| *k).collect());
         tokio::spawn(accept_loop(
@@ -152,7 +161,7 @@ async fn accept_loop(
     key: Arc<Keypair>,
     chain: ChainId,
     allowed: Arc<HashSet<PublicKey>>,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Inboxes,
 ) {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -180,7 +189,7 @@ async fn receive(
     key: Arc<Keypair>,
     chain: ChainId,
     allowed: Arc<HashSet<PublicKey>>,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Inboxes,
 ) {
     let _ = stream.set_nodelay(true);
     let is_allowed = |k: &PublicKey| allowed.contains(k) && *k != key.public();
@@ -208,7 +217,11 @@ async fn receive(
         };
         match decode::<Message>(&bytes) {
             Ok(message) => {
-                if inbound.send((peer, message)).await.is_err() {
+                let inbox = match message {
+                    Message::Transactions(_) => &inbound.transactions,
+                    _ => &inbound.consensus,
+                };
+                if inbox.send((peer, message)).await.is_err() {
                     return;
                 }
             }

@@ -19,6 +19,10 @@
 //!   never blocks readers or the writer, and durability does not depend on
 //!   it: a commit is durable once its WAL frames are synced.
 //!
+//! The maintainer runs at most every half second, not after every block:
+//! each round syncs the disk, and on a busy chain those syncs would queue
+//! in front of the commits that consensus waits for.
+//!
 //! Writers (block commits and index batches) take one async mutex, so they
 //! queue in order instead of spinning in sqlite's busy handler.
 
@@ -37,6 +41,9 @@ use super::{corrupt, StoreError, ROWS_PER_STATEMENT};
 /// commit waiting behind a batch waits only a few milliseconds.
 const INDEX_BATCH: i64 = 1_000;
 
+/// The least time between two maintenance rounds.
+const MAINTAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The indexed key of a 32-byte id (a hash or an account): its first 8
 /// bytes as a big-endian integer.
 pub(super) fn index_key(id: &[u8; 32]) -> i64 {
@@ -52,6 +59,9 @@ pub(super) async fn maintain(
     mut wake: mpsc::Receiver<()>,
 ) {
     while wake.recv().await.is_some() {
+        // Work in rounds at most every MAINTAIN_INTERVAL: each round costs
+        // fsyncs, which would otherwise compete with every block's commit.
+        tokio::time::sleep(MAINTAIN_INTERVAL).await;
         loop {
             if pool.is_closed() {
                 return;

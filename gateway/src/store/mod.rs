@@ -141,6 +141,24 @@ impl SqliteStore {
         Ok((store, wake))
     }
 
+    /// Stores a block and the replica records that follow it in one
+    /// fsync'd transaction: the commit and the next vote cost one sync.
+    pub async fn commit_block_with_records(
+        &self,
+        executed: &Executed,
+        certificate: Option<&CommitCertificate>,
+        records: &[itc_chain::pbft::Record],
+    ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        let mut db = self.pool.begin().await?;
+        write_block(&mut db, executed, certificate).await?;
+        records::write_records(&mut db, records).await?;
+        db.commit().await?;
+        // A full channel means the maintainer is already due to run.
+        let _ = self.maintain.try_send(());
+        Ok(())
+    }
+
     /// Does the maintainer's work now: indexes every committed transaction
     /// and checkpoints the WAL.
     pub async fn maintain_now(&self) -> Result<(), StoreError> {
@@ -272,6 +290,99 @@ async fn delete_rows(
     Ok(())
 }
 
+/// Writes a block, its certificate and its state changes into `db`.
+async fn write_block(
+    db: &mut Transaction<'_, Sqlite>,
+    executed: &Executed,
+    certificate: Option<&CommitCertificate>,
+) -> Result<(), StoreError> {
+    let block = &executed.block;
+    let header = &block.header;
+    let height = header.height as i64;
+
+    sqlx::query(
+        "INSERT INTO headers (height, hash, header, certificate, time_ms, tx_count) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(height)
+    .bind(header.hash().0.to_vec())
+    .bind(encode(header))
+    .bind(certificate.map(encode))
+    .bind(header.time_ms as i64)
+    .bind(block.txs.len() as i64)
+    .execute(&mut **db)
+    .await?;
+
+    // Transactions, appended in order; the indexer derives their
+    // lookup indexes after the commit.
+    let txs: Vec<TxRow> = block
+        .txs
+        .as_slice()
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| (tx_seq(height, i), tx.hash().0.to_vec(), encode(tx)))
+        .collect();
+    insert_rows(
+        db,
+        "INSERT INTO transactions (seq, hash, tx) ",
+        "",
+        &txs,
+        |mut b, (seq, hash, tx)| {
+            b.push_bind(*seq)
+                .push_bind(hash.clone())
+                .push_bind(tx.clone());
+        },
+    )
+    .await?;
+
+    // State entries (the tree is derived from them on open).
+    let rows = executed.changes.rows();
+    delete_rows(db, "state", "key", &rows.deletes).await?;
+    insert_rows(
+        db,
+        "INSERT OR REPLACE INTO state (key, value) ",
+        "",
+        &rows.upserts,
+        |mut b, (k, v)| {
+            b.push_bind(k.clone()).push_bind(v.clone());
+        },
+    )
+    .await?;
+
+    // The device projection.
+    for (key, value) in &executed.changes.writes {
+        let StateKey::Device { device } = key else {
+            continue;
+        };
+        match value {
+            Some(StateValue::Device(d)) => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO devices \
+                         (id, device_key, kind, model, registrar, owner, registered_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(device.as_str())
+                .bind(d.key.0.to_vec())
+                .bind(kind_name(d.kind))
+                .bind(d.model.as_str())
+                .bind(d.registrar.0.to_vec())
+                .bind(d.owner.map(|o| o.0.to_vec()))
+                .bind(d.registered_at as i64)
+                .execute(&mut **db)
+                .await?;
+            }
+            _ => {
+                sqlx::query("DELETE FROM devices WHERE id = ?")
+                    .bind(device.as_str())
+                    .execute(&mut **db)
+                    .await?;
+            }
+        }
+    }
+
+    Ok(())
+}
+
 impl ChainStore for SqliteStore {
     type Error = StoreError;
 
@@ -280,96 +391,8 @@ impl ChainStore for SqliteStore {
         executed: &Executed,
         certificate: Option<&CommitCertificate>,
     ) -> Result<(), StoreError> {
-        let block = &executed.block;
-        let header = &block.header;
-        let height = header.height as i64;
-        let _writing = self.writer.lock().await;
-        let mut db = self.pool.begin().await?;
-
-        sqlx::query(
-            "INSERT INTO headers (height, hash, header, certificate, time_ms, tx_count) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(height)
-        .bind(header.hash().0.to_vec())
-        .bind(encode(header))
-        .bind(certificate.map(encode))
-        .bind(header.time_ms as i64)
-        .bind(block.txs.len() as i64)
-        .execute(&mut *db)
-        .await?;
-
-        // Transactions, appended in order; the indexer derives their
-        // lookup indexes after the commit.
-        let txs: Vec<TxRow> = block
-            .txs
-            .as_slice()
-            .iter()
-            .enumerate()
-            .map(|(i, tx)| (tx_seq(height, i), tx.hash().0.to_vec(), encode(tx)))
-            .collect();
-        insert_rows(
-            &mut db,
-            "INSERT INTO transactions (seq, hash, tx) ",
-            "",
-            &txs,
-            |mut b, (seq, hash, tx)| {
-                b.push_bind(*seq)
-                    .push_bind(hash.clone())
-                    .push_bind(tx.clone());
-            },
-        )
-        .await?;
-
-        // State entries (the tree is derived from them on open).
-        let rows = executed.changes.rows();
-        delete_rows(&mut db, "state", "key", &rows.deletes).await?;
-        insert_rows(
-            &mut db,
-            "INSERT OR REPLACE INTO state (key, value) ",
-            "",
-            &rows.upserts,
-            |mut b, (k, v)| {
-                b.push_bind(k.clone()).push_bind(v.clone());
-            },
-        )
-        .await?;
-
-        // The device projection.
-        for (key, value) in &executed.changes.writes {
-            let StateKey::Device { device } = key else {
-                continue;
-            };
-            match value {
-                Some(StateValue::Device(d)) => {
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO devices \
-                         (id, device_key, kind, model, registrar, owner, registered_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(device.as_str())
-                    .bind(d.key.0.to_vec())
-                    .bind(kind_name(d.kind))
-                    .bind(d.model.as_str())
-                    .bind(d.registrar.0.to_vec())
-                    .bind(d.owner.map(|o| o.0.to_vec()))
-                    .bind(d.registered_at as i64)
-                    .execute(&mut *db)
-                    .await?;
-                }
-                _ => {
-                    sqlx::query("DELETE FROM devices WHERE id = ?")
-                        .bind(device.as_str())
-                        .execute(&mut *db)
-                        .await?;
-                }
-            }
-        }
-
-        db.commit().await?;
-        // A full channel means the maintainer is already due to run.
-        let _ = self.maintain.try_send(());
-        Ok(())
+        self.commit_block_with_records(executed, certificate, &[])
+            .await
     }
 
     async fn load(&mut self) -> Result<Option<Snapshot>, StoreError> {

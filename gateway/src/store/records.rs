@@ -8,7 +8,7 @@
 
 use itc_chain::codec::{decode, encode};
 use itc_chain::pbft::Record;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::{corrupt, SqliteStore, StoreError};
 
@@ -21,6 +21,42 @@ fn kind(record: &Record) -> (&'static str, Option<i64>) {
     }
 }
 
+/// Writes `records` into `db`, pruning what a stable checkpoint or a newer
+/// view makes obsolete.
+pub(super) async fn write_records(
+    db: &mut Transaction<'_, Sqlite>,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    for record in records {
+        let (kind, height) = kind(record);
+        sqlx::query("INSERT INTO consensus_records (kind, height, record) VALUES (?, ?, ?)")
+            .bind(kind)
+            .bind(height)
+            .bind(encode(record))
+            .execute(&mut **db)
+            .await?;
+        if let (Record::Stable(_), Some(height)) = (record, height) {
+            sqlx::query(
+                "DELETE FROM consensus_records WHERE \
+                 (kind IN ('voted', 'prepared') AND height <= ?1) \
+                 OR (kind = 'stable' AND height < ?1)",
+            )
+            .bind(height)
+            .execute(&mut **db)
+            .await?;
+        }
+        if let Record::View { .. } = record {
+            sqlx::query(
+                "DELETE FROM consensus_records WHERE kind = 'view' \
+                 AND seq < (SELECT MAX(seq) FROM consensus_records WHERE kind = 'view')",
+            )
+            .execute(&mut **db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Appends `records` durably, in order, in one transaction.
     pub async fn append_records(&self, records: &[Record]) -> Result<(), StoreError> {
@@ -29,33 +65,7 @@ impl SqliteStore {
         }
         let _writing = self.writer.lock().await;
         let mut db = self.pool.begin().await?;
-        for record in records {
-            let (kind, height) = kind(record);
-            sqlx::query("INSERT INTO consensus_records (kind, height, record) VALUES (?, ?, ?)")
-                .bind(kind)
-                .bind(height)
-                .bind(encode(record))
-                .execute(&mut *db)
-                .await?;
-            if let (Record::Stable(_), Some(height)) = (record, height) {
-                sqlx::query(
-                    "DELETE FROM consensus_records WHERE \
-                     (kind IN ('voted', 'prepared') AND height <= ?1) \
-                     OR (kind = 'stable' AND height < ?1)",
-                )
-                .bind(height)
-                .execute(&mut *db)
-                .await?;
-            }
-            if let Record::View { .. } = record {
-                sqlx::query(
-                    "DELETE FROM consensus_records WHERE kind = 'view' \
-                     AND seq < (SELECT MAX(seq) FROM consensus_records WHERE kind = 'view')",
-                )
-                .execute(&mut *db)
-                .await?;
-            }
-        }
+        write_records(&mut db, records).await?;
         db.commit().await?;
         Ok(())
     }

@@ -1,0 +1,197 @@
+//! `itc-gateway bench consensus`: a cluster of gateway nodes in this
+//! process, over real loopback TCP with Noise channels and real sqlite
+//! stores (WAL, `synchronous = FULL`), fed pre-signed transfers at an
+//! offered rate (or as fast as they commit), measuring submit-to-commit
+//! latency and committed throughput.
+//!
+//! Every replica verifies every signature itself (at admission to its own
+//! mempool); nothing verified is shared between replicas. Transfers are
+//! signed before the timed run. Each user's transfers go to one gateway, so
+//! they reach the primary in nonce order.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use itc_chain::codec::Text;
+use itc_chain::crypto::{Hash, Keypair};
+use itc_chain::pbft::Params;
+use itc_chain::testkit::Workload;
+use itc_chain::tx::{SignedTx, Tx, TxBody};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::node::{self, NodeConfig, NodeHandle};
+use crate::SqliteStore;
+
+/// What the benchmark measured; printed as JSON on its last line.
+#[derive(Debug, Serialize)]
+pub struct ConsensusReport {
+    pub nodes: usize,
+    pub seconds: u64,
+    /// 0 when offering as fast as the cluster takes them.
+    pub offered_tx_per_s: f64,
+    pub submitted: usize,
+    pub committed: usize,
+    pub committed_tx_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub blocks: u64,
+    pub mean_block_txs: f64,
+    /// The highest view any node reached (0: no view change).
+    pub max_view: u64,
+}
+
+const USERS: usize = 2_000;
+
+/// Runs the consensus benchmark: `rate` transfers per second offered (0 =
+/// saturation: keep `window` transfers in flight).
+pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<ConsensusReport> {
+    let dir = tempfile::tempdir()?;
+    let mut work = Workload::new(nodes, USERS, 0xbe7c);
+    let mut listeners = Vec::new();
+    for v in work.genesis.validators.iter_mut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        v.addr = Text::new(listener.local_addr()?.to_string())?;
+        listeners.push(listener);
+    }
+    let mut handles: Vec<NodeHandle> = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let key = work
+            .validators
+            .iter()
+            .find(|k| k.public() == work.genesis.validators[i].key)
+            .map(|k| Keypair::from_seed(*k.seed()))
+            .ok_or_else(|| anyhow::anyhow!("no key"))?;
+        let store = SqliteStore::open(&dir.path().join(format!("gw{i}.sqlite"))).await?;
+        let params = Params {
+            max_batch: 1_000,
+            ..Params::default()
+        };
+        let (handle, _task) = node::start(NodeConfig {
+            key,
+            genesis: work.genesis.clone(),
+            store,
+            listener,
+            params,
+        })
+        .await?;
+        handles.push(handle);
+    }
+
+    // Pre-sign: enough for the offered rate, or for saturation at twice
+    // the target.
+    let total = if rate == 0 {
+        20_000 * seconds as usize
+    } else {
+        (rate * seconds) as usize + rate as usize
+    };
+    eprintln!("signing {total} transfers…");
+    let txs = sign_transfers(&work, total);
+
+    let mut commits = handles[0].commits();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut submitted_at: HashMap<Hash, Instant> = HashMap::with_capacity(total);
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut committed = 0usize;
+    let mut blocks = 0u64;
+    let mut next = 0usize;
+    // Saturation keeps this many transfers in flight.
+    let window = 8_000usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let due = if rate == 0 {
+                    (next + window.saturating_sub(next - committed.min(next))).min(txs.len())
+                } else {
+                    (((now - started).as_secs_f64() * rate as f64) as usize).min(txs.len())
+                };
+                if due > next {
+                    let mut per_node: Vec<Vec<SignedTx>> = vec![Vec::new(); nodes];
+                    for (i, (user, tx)) in txs[next..due].iter().enumerate() {
+                        let _ = i;
+                        submitted_at.insert(tx.hash(), now);
+                        per_node[user % nodes].push(tx.clone());
+                    }
+                    next = due;
+                    for (handle, batch) in handles.iter().zip(per_node) {
+                        if !batch.is_empty() {
+                            handle.submit(batch).await;
+                        }
+                    }
+                }
+            }
+            block = commits.recv() => {
+                let Ok(block) = block else { continue };
+                let now = Instant::now();
+                blocks += 1;
+                for id in block.txs.iter() {
+                    if let Some(at) = submitted_at.remove(id) {
+                        committed += 1;
+                        latencies.push((now - at).as_secs_f64() * 1_000.0);
+                    }
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let max_view = handles.iter().map(|h| h.status().view).max().unwrap_or(0);
+    for handle in &handles {
+        handle.shutdown();
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| -> f64 {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        latencies[((latencies.len() - 1) as f64 * q) as usize]
+    };
+    Ok(ConsensusReport {
+        nodes,
+        seconds,
+        offered_tx_per_s: rate as f64,
+        submitted: next,
+        committed,
+        committed_tx_per_s: committed as f64 / elapsed,
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        blocks,
+        mean_block_txs: if blocks == 0 {
+            0.0
+        } else {
+            committed as f64 / blocks as f64
+        },
+        max_view,
+    })
+}
+
+/// `count` transfers, each user's in nonce order: (user index, tx).
+fn sign_transfers(work: &Workload, count: usize) -> Vec<(usize, SignedTx)> {
+    let users = work.users.len();
+    let mut nonces = vec![0u64; users];
+    (0..count)
+        .map(|k| {
+            let from = k % users;
+            let to = (from + 1 + k / users) % users;
+            let to = if to == from { (to + 1) % users } else { to };
+            let tx = Tx {
+                chain_id: work.genesis.chain_id.clone(),
+                sender: work.users[from].public(),
+                nonce: nonces[from],
+                body: TxBody::Transfer {
+                    to: work.users[to].public(),
+                    amount: 1,
+                },
+            }
+            .sign(&work.users[from]);
+            nonces[from] += 1;
+            (from, tx)
+        })
+        .collect()
+}
