@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use itc_chain::codec::Text;
 use itc_chain::genesis::Genesis;
 use itc_chain::pbft::Params;
-use itc_chain::store::open_ledger;
 use itc_chain::tx::ChainId;
 use itc_chain::validators::Validator;
 use itc_chain::Keypair;
@@ -62,11 +61,8 @@ enum Command {
         #[arg(long, env = "ITC_DB")]
         db: Option<PathBuf>,
     },
-    /// Start a local development cluster.
-    ///
-    /// Until the consensus, API and bridge issues land, this creates the
-    /// cluster's genesis, keys and per-gateway sqlite stores and reports what
-    /// is not there yet.
+    /// Start a local development cluster: the gateways run PBFT among
+    /// themselves on loopback, each with its sqlite store and its API.
     Dev {
         /// Where the cluster's files go.
         #[arg(long, default_value = "itc-dev")]
@@ -182,13 +178,18 @@ async fn dev(dir: PathBuf, gateways: usize) -> anyhow::Result<()> {
         let mut validators = Vec::new();
         for i in 0..gateways {
             let key = Keypair::generate(&rng)?;
-            let key_path = dir.join(format!("gateway-{i}.key"));
-            write_secret(&key_path, &hex::encode(key.seed()))?;
+            write_secret(
+                &dir.join(format!("gateway-{i}.key")),
+                &hex::encode(key.seed()),
+            )?;
             validators.push(Validator {
                 key: key.public(),
                 addr: Text::new(format!("127.0.0.1:{}", 7100 + i))?,
             });
         }
+        // An owner account with tokens, whose key the developer holds.
+        let owner = Keypair::generate(&rng)?;
+        write_secret(&dir.join("owner.key"), &hex::encode(owner.seed()))?;
         let genesis = Genesis {
             chain_id: ChainId::new("itc-dev")?,
             genesis_time_ms: std::time::SystemTime::now()
@@ -196,29 +197,59 @@ async fn dev(dir: PathBuf, gateways: usize) -> anyhow::Result<()> {
                 .as_millis() as u64,
             epoch_length: 100,
             validators,
-            balances: Vec::new(),
+            balances: vec![itc_chain::genesis::GenesisBalance {
+                account: owner.public(),
+                amount: 1_000_000 * 1_000_000,
+            }],
         };
         std::fs::write(&genesis_path, genesis.to_toml()?)?;
         genesis
     };
-    for i in 0..genesis.validators.len() {
-        let db = dir.join(format!("gateway-{i}.sqlite"));
-        let mut store = SqliteStore::open(&db).await?;
-        let ledger = open_ledger(&mut store, &genesis).await?;
-        println!(
-            "gateway {i}: store {} at height {}, state root {}",
-            db.display(),
-            ledger.height(),
-            ledger.state_root()
+    let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    for (i, validator) in genesis.validators.iter().enumerate() {
+        let key = read_key(&dir.join(format!("gateway-{i}.key")))?;
+        anyhow::ensure!(
+            key.public() == validator.key,
+            "gateway-{i}.key does not match the genesis"
         );
-        store.close().await;
+        let listener = TcpListener::bind(validator.addr.as_str())
+            .await
+            .with_context(|| format!("binding {}", validator.addr.as_str()))?;
+        let store = SqliteStore::open(&dir.join(format!("gateway-{i}.sqlite"))).await?;
+        let (node, task) = node::start(NodeConfig {
+            key,
+            genesis: genesis.clone(),
+            store: store.clone(),
+            listener,
+            params: Params::default(),
+        })
+        .await?;
+        let api = TcpListener::bind(("127.0.0.1", 8080 + i as u16)).await?;
+        println!(
+            "gateway {i}: api http://{}/api/v1/health  (status: /api/v1/chain/status, submit: POST /api/v1/transactions)",
+            api.local_addr()?
+        );
+        servers.push(tokio::spawn(std::future::IntoFuture::into_future(
+            axum::serve(api, itc_web::router(node.clone())),
+        )));
+        nodes.push((node, task, store));
     }
     println!("genesis: {}", genesis_path.display());
+    println!("owner key (funded): {}", dir.join("owner.key").display());
     println!(
-        "Not there yet: PBFT consensus between the gateways (issue 3), the REST API and \
-         simulated bulbs (issue 4). Nothing is being served; this command only prepared the \
-         cluster's genesis, keys and stores."
+        "Not there yet: simulated bulbs, the lighting/ownership API with signed requests and \
+         claim codes (issue 4). Ctrl-C stops the cluster."
     );
+    shutdown_signal().await;
+    for server in &servers {
+        server.abort();
+    }
+    for (node, task, store) in nodes {
+        node.shutdown();
+        task.await??;
+        store.close().await;
+    }
     Ok(())
 }
 
