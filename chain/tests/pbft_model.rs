@@ -299,9 +299,7 @@ impl Model for Pbft {
             }
             Action::Prepared(me) => {
                 let r = &mut next.replicas[me as usize];
-                let Some((view, block)) = r.accepted else {
-                    return None;
-                };
+                let (view, block) = r.accepted?;
                 r.prepared = Some((view, block));
                 next.network.insert(Msg::Commit {
                     view,
