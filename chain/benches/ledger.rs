@@ -3,6 +3,8 @@
 //!   pre-signed transfers over 10,000 funded accounts: every Ed25519
 //!   signature verified, every balance and nonce updated, the Jellyfish root
 //!   recomputed. One core.
+//! - `execute_block/1000_transfers_preverified`: the same block at a replica
+//!   that checked each signature when the transaction entered its mempool.
 //! - `state_restore/100k_accounts`: rebuilding the tree from stored entries,
 //!   what reopening a store costs.
 //! - `ed25519_verify/ring`: one signature check, the floor under the above.
@@ -31,6 +33,13 @@ fn execute_block(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("1000_transfers", |b| {
         b.iter(|| ledger.execute(&block).unwrap())
+    });
+    // What a PBFT replica does with a block whose transactions it already
+    // verified at admission to its mempool: every other check, no second
+    // signature check.
+    let ids: std::collections::HashSet<_> = block.tx_hashes().into_iter().collect();
+    group.bench_function("1000_transfers_preverified", |b| {
+        b.iter(|| ledger.execute_verified(&block, &|id| ids.contains(id)).unwrap())
     });
     group.bench_function("1000_transfers_and_commit", |b| {
         b.iter_batched(
