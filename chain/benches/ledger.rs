@@ -39,7 +39,11 @@ fn execute_block(c: &mut Criterion) {
     // signature check.
     let ids: std::collections::HashSet<_> = block.tx_hashes().into_iter().collect();
     group.bench_function("1000_transfers_preverified", |b| {
-        b.iter(|| ledger.execute_verified(&block, &|id| ids.contains(id)).unwrap())
+        b.iter(|| {
+            ledger
+                .execute_verified(&block, &|id| ids.contains(id))
+                .unwrap()
+        })
     });
     group.bench_function("1000_transfers_and_commit", |b| {
         b.iter_batched(

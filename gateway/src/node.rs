@@ -382,6 +382,7 @@ impl Driver {
                         view = evidence.first.body.view,
                         "equivocating primary: two signed pre-prepares kept as evidence"
                     );
+                    self.store.record_evidence(&evidence).await?;
                 }
             }
         }

@@ -118,6 +118,84 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
         let (first, _) = block(&nodes[0].store, target).await;
         assert_eq!(mine.header.hash(), first.header.hash());
     }
+
+    // A validator's authenticated channel carrying garbage, then a primary
+    // equivocating to one node: the garbage is ignored, the two signed
+    // pre-prepares are kept as evidence, and the cluster commits on.
+    let (ledger, set) = {
+        let mut store = nodes[0].store.clone();
+        let ledger = itc_chain::store::open_ledger(&mut store, &work.genesis)
+            .await
+            .unwrap();
+        let set = ledger.validator_sets().active;
+        (ledger, set)
+    };
+    let primary_key = set.primary(nodes[0].status().view).key;
+    let primary = work
+        .validators
+        .iter()
+        .find(|k| k.public() == primary_key)
+        .unwrap();
+    let victim = nodes.iter().position(|n| n.public != primary_key).unwrap();
+    let victim_addr = work
+        .genesis
+        .validators
+        .iter()
+        .find(|v| v.key == nodes[victim].public)
+        .unwrap()
+        .addr
+        .to_string();
+    let mut stream = TcpStream::connect(&victim_addr).await.unwrap();
+    let mut channel = itc_gateway::net::noise::dial(
+        &mut stream,
+        primary,
+        &work.genesis.chain_id,
+        nodes[victim].public,
+    )
+    .await
+    .unwrap();
+    channel.send(&mut stream, b"\x01garbage").await.unwrap();
+    channel.send(&mut stream, &[]).await.unwrap();
+    let view = nodes[victim].status().view;
+    let txs = work.transfers(&ledger, 2);
+    for count in [2, 1] {
+        let block = ledger
+            .propose(txs[..count].to_vec(), ledger.tip().time_ms + 1, primary_key)
+            .unwrap()
+            .executed
+            .block;
+        let message = itc_chain::pbft::Message::PrePrepare(itc_chain::pbft::Signed::sign(
+            primary,
+            &work.genesis.chain_id,
+            itc_chain::pbft::PrePrepare { view, block },
+        ));
+        channel
+            .send(&mut stream, &itc_chain::codec::encode(&message))
+            .await
+            .unwrap();
+    }
+    let store = nodes[victim].store.clone();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while store.evidence().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the equivocation was not kept");
+    let evidence = store.evidence().await.unwrap();
+    assert_eq!(evidence[0].first.author, primary_key);
+    assert_ne!(evidence[0].first.body.block, evidence[0].second.body.block);
+
+    let before = nodes.iter().map(|n| n.status().height).max().unwrap();
+    let more = {
+        let mut store = nodes[0].store.clone();
+        let ledger = itc_chain::store::open_ledger(&mut store, &work.genesis)
+            .await
+            .unwrap();
+        work.transfers(&ledger, 5)
+    };
+    assert!(nodes[0].submit(more).await);
+    wait_for_height(&nodes, before + 1).await;
     for node in &nodes {
         node.shutdown();
     }

@@ -7,7 +7,7 @@
 //! the latest view record is kept.
 
 use itc_chain::codec::{decode, encode};
-use itc_chain::pbft::Record;
+use itc_chain::pbft::{Equivocation, Record};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{corrupt, SqliteStore, StoreError};
@@ -79,6 +79,36 @@ impl SqliteStore {
             .map(|row| {
                 let bytes: &[u8] = row.try_get(0)?;
                 decode(bytes).map_err(corrupt("consensus record"))
+            })
+            .collect()
+    }
+}
+
+impl SqliteStore {
+    /// Keeps an equivocation (once per offender, view and height).
+    pub async fn record_evidence(&self, evidence: &Equivocation) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        sqlx::query(
+            "INSERT OR IGNORE INTO evidence (offender, view, height, evidence) VALUES (?, ?, ?, ?)",
+        )
+        .bind(evidence.first.author.0.to_vec())
+        .bind(evidence.first.body.view as i64)
+        .bind(evidence.first.body.block.header.height as i64)
+        .bind(encode(evidence))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every equivocation kept, oldest view first.
+    pub async fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
+        let rows = sqlx::query("SELECT evidence FROM evidence ORDER BY view, height")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let bytes: &[u8] = row.try_get(0)?;
+                decode(bytes).map_err(corrupt("evidence"))
             })
             .collect()
     }
