@@ -182,6 +182,15 @@ async fn dev(dir: PathBuf, gateways: usize) -> anyhow::Result<()> {
                 &dir.join(format!("gateway-{i}.key")),
                 &hex::encode(key.seed()),
             )?;
+            // The same gateway on its own: `itc-gateway run --config …`.
+            std::fs::write(
+                dir.join(format!("gateway-{i}.toml")),
+                format!(
+                    "genesis = \"genesis.toml\"\nkey = \"gateway-{i}.key\"\n\
+                     db = \"gateway-{i}.sqlite\"\napi = \"127.0.0.1:{}\"\n",
+                    8080 + i
+                ),
+            )?;
             validators.push(Validator {
                 key: key.public(),
                 addr: Text::new(format!("127.0.0.1:{}", 7100 + i))?,
