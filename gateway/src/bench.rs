@@ -114,8 +114,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
                 };
                 if due > next {
                     let mut per_node: Vec<Vec<SignedTx>> = vec![Vec::new(); nodes];
-                    for (i, (user, tx)) in txs[next..due].iter().enumerate() {
-                        let _ = i;
+                    for (user, tx) in &txs[next..due] {
                         submitted_at.insert(tx.hash(), now);
                         per_node[user % nodes].push(tx.clone());
                     }

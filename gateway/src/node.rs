@@ -404,7 +404,6 @@ impl Driver {
             let Some((block, Some(certificate))) = self.store.block(height).await? else {
                 break;
             };
-            let certificate: CommitCertificate = certificate;
             self.network
                 .send(&to, &Message::Block { block, certificate });
         }

@@ -287,7 +287,7 @@ impl Replica {
         }
         // Everything above the stable checkpoint is kept, committed or not:
         // a prepared certificate must reach any view change until then.
-        let tip = replica.low_mark();
+        let low = replica.low_mark();
         for record in records {
             match record {
                 Record::View { view, changing } => {
@@ -301,13 +301,13 @@ impl Replica {
                     view,
                     height,
                     digest,
-                } if height > tip => {
+                } if height > low => {
                     replica
                         .slot(height)
                         .voted
                         .insert((view, vote_tag(vote)), digest);
                 }
-                Record::Prepared(proof) if proof.height() > tip => {
+                Record::Prepared(proof) if proof.height() > low => {
                     let slot = replica.slot(proof.height());
                     if slot
                         .prepared
