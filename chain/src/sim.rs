@@ -20,7 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use crate::block::{Block, CommitCertificate};
-use crate::crypto::{Hash, Keypair, PublicKey};
+use crate::crypto::{Hash, PublicKey};
 use crate::ledger::Ledger;
 use crate::pbft::{
     Commit, Message, Output, Params, PrePrepare, Prepare, Record, Replica, Signed, Timer,
@@ -214,13 +214,6 @@ pub struct Sim {
     report: Report,
 }
 
-fn keypair(work: &Workload, key: &PublicKey) -> Option<Keypair> {
-    work.validators
-        .iter()
-        .find(|k| k.public() == *key)
-        .map(|k| Keypair::from_seed(*k.seed()))
-}
-
 impl Sim {
     pub fn new(scenario: Scenario) -> Result<Sim, SimError> {
         let seed = scenario.seed;
@@ -251,7 +244,9 @@ impl Sim {
         });
         let mut nodes = Vec::new();
         for key in &keys {
-            let keypair = keypair(&work, key).ok_or_else(|| broken("no key".into()))?;
+            let keypair = work
+                .validator_keypair(key)
+                .ok_or_else(|| broken("no key".into()))?;
             let replica = Replica::new(keypair, params.clone(), ledger.clone(), Vec::new(), 0)
                 .map_err(|e| broken(e.to_string()))?;
             nodes.push(Node {
@@ -470,7 +465,7 @@ impl Sim {
         if b != i {
             return plain(message);
         }
-        let Some(key) = keypair(&self.work, &self.nodes[i].key) else {
+        let Some(key) = self.work.validator_keypair(&self.nodes[i].key) else {
             return Vec::new();
         };
         let chain = self.work.genesis.chain_id.clone();
@@ -626,7 +621,10 @@ impl Sim {
             let executed = ledger.execute(block).map_err(|e| broken(e.to_string()))?;
             ledger.commit(executed).map_err(|e| broken(e.to_string()))?;
         }
-        let key = keypair(&self.work, &self.nodes[i].key).ok_or_else(|| broken("key".into()))?;
+        let key = self
+            .work
+            .validator_keypair(&self.nodes[i].key)
+            .ok_or_else(|| broken("key".into()))?;
         let records = self.nodes[i].disk.records.clone();
         let replica = Replica::new(key, self.params.clone(), ledger, records, self.now)
             .map_err(|e| broken(e.to_string()))?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::block::{CommitCertificate, CommitSig, Header};
 use crate::codec::Text;
-use crate::crypto::{AccountId, Keypair};
+use crate::crypto::{AccountId, Keypair, PublicKey};
 use crate::genesis::{Genesis, GenesisBalance};
 use crate::ledger::Ledger;
 use crate::tx::{ChainId, SignedTx, Tx, TxBody};
@@ -148,9 +148,17 @@ impl Workload {
     pub fn proposer(&self, ledger: &Ledger) -> &Keypair {
         let set = ledger.validator_sets().active;
         let key = set.primary(ledger.height() + 1).key;
-        self.validators
-            .iter()
-            .find(|k| k.public() == key)
-            .unwrap_or(&self.validators[0])
+        self.validator_key(&key).unwrap_or(&self.validators[0])
+    }
+
+    /// The key pair of the validator whose public key is `key`.
+    pub fn validator_key(&self, key: &PublicKey) -> Option<&Keypair> {
+        self.validators.iter().find(|k| k.public() == *key)
+    }
+
+    /// An owned copy of that key pair (a replica or a node takes one).
+    pub fn validator_keypair(&self, key: &PublicKey) -> Option<Keypair> {
+        self.validator_key(key)
+            .map(|k| Keypair::from_seed(*k.seed()))
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use itc_chain::codec::Text;
-use itc_chain::crypto::{Hash, Keypair};
+use itc_chain::crypto::Hash;
 use itc_chain::pbft::Params;
 use itc_chain::testkit::Workload;
 use itc_chain::tx::{SignedTx, Tx, TxBody};
@@ -57,10 +57,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
     let mut handles: Vec<NodeHandle> = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let key = work
-            .validators
-            .iter()
-            .find(|k| k.public() == work.genesis.validators[i].key)
-            .map(|k| Keypair::from_seed(*k.seed()))
+            .validator_keypair(&work.genesis.validators[i].key)
             .ok_or_else(|| anyhow::anyhow!("no key"))?;
         let store = SqliteStore::open(&dir.path().join(format!("gw{i}.sqlite"))).await?;
         let params = Params {

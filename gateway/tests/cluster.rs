@@ -23,15 +23,13 @@ async fn cluster(work: &mut Workload, dir: &std::path::Path) -> Vec<NodeHandle> 
     let mut handles = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let key = work
-            .validators
-            .iter()
-            .find(|k| k.public() == work.genesis.validators[i].key)
+            .validator_keypair(&work.genesis.validators[i].key)
             .unwrap();
         let store = SqliteStore::open(&dir.join(format!("gw{i}.sqlite")))
             .await
             .unwrap();
         let (handle, _task) = node::start(NodeConfig {
-            key: Keypair::from_seed(*key.seed()),
+            key,
             genesis: work.genesis.clone(),
             store,
             listener,
@@ -131,11 +129,7 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
         (ledger, set)
     };
     let primary_key = set.primary(nodes[0].status().view).key;
-    let primary = work
-        .validators
-        .iter()
-        .find(|k| k.public() == primary_key)
-        .unwrap();
+    let primary = work.validator_key(&primary_key).unwrap();
     let victim = nodes.iter().position(|n| n.public != primary_key).unwrap();
     let victim_addr = work
         .genesis

@@ -117,11 +117,7 @@ async fn kill_a_backup_then_the_primary_and_catch_up() {
     .unwrap();
     let mut gateways = Vec::new();
     for (i, v) in work.genesis.validators.iter().enumerate() {
-        let key = work
-            .validators
-            .iter()
-            .find(|k| k.public() == v.key)
-            .unwrap();
+        let key = work.validator_key(&v.key).unwrap();
         write_secret(
             &dir.path().join(format!("gw{i}.key")),
             &hex::encode(key.seed()),

@@ -612,31 +612,16 @@ impl Replica {
         if let Some(accepted) = &slot.accepted {
             if accepted.view == view {
                 if accepted.digest != digest {
-                    // Two pre-prepares for one view and height: evidence.
-                    let evidence = Equivocation {
-                        first: accepted.signed.clone(),
-                        second: signed,
-                    };
-                    self.evidence.push(evidence.clone());
-                    self.outputs
-                        .push_back(Output::Equivocation(Box::new(evidence)));
-                    let next = self.view + 1;
-                    self.start_view_change(now, next);
+                    let first = accepted.signed.clone();
+                    self.equivocation(now, first, signed);
                 }
                 return;
             }
         }
         if let Some(waiting) = &slot.waiting {
             if waiting.body.view == view && waiting.body.block.header.hash() != digest {
-                let evidence = Equivocation {
-                    first: waiting.clone(),
-                    second: signed,
-                };
-                self.evidence.push(evidence.clone());
-                self.outputs
-                    .push_back(Output::Equivocation(Box::new(evidence)));
-                let next = self.view + 1;
-                self.start_view_change(now, next);
+                let first = waiting.clone();
+                self.equivocation(now, first, signed);
                 return;
             }
         }
@@ -687,6 +672,22 @@ impl Replica {
                 self.start_view_change(now, next);
             }
         }
+    }
+
+    /// Two pre-prepares from the primary for one view and height: keep
+    /// both as evidence and replace the primary.
+    fn equivocation(
+        &mut self,
+        now: TimestampMs,
+        first: Signed<PrePrepare>,
+        second: Signed<PrePrepare>,
+    ) {
+        let evidence = Equivocation { first, second };
+        self.evidence.push(evidence.clone());
+        self.outputs
+            .push_back(Output::Equivocation(Box::new(evidence)));
+        let next = self.view + 1;
+        self.start_view_change(now, next);
     }
 
     fn vote_prepare(&mut self, view: View, height: Height, digest: Hash) {

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 
 use super::*;
-use crate::crypto::Keypair;
 use crate::ledger::Ledger;
 use crate::testkit::Workload;
 
@@ -15,12 +14,7 @@ fn cluster(work: &Workload) -> Vec<Replica> {
     set.validators()
         .iter()
         .map(|v| {
-            let key = work
-                .validators
-                .iter()
-                .find(|k| k.public() == v.key)
-                .map(|k| Keypair::from_seed(*k.seed()))
-                .expect("a key per validator");
+            let key = work.validator_keypair(&v.key).expect("a key per validator");
             Replica::new(key, Params::default(), ledger.clone(), Vec::new(), 0).expect("params")
         })
         .collect()
@@ -108,11 +102,7 @@ fn a_restarted_replica_never_contradicts_its_vote() {
     let work = Workload::new(4, 4, 22);
     let replicas = cluster(&work);
     let primary = replicas.iter().find(|r| r.is_primary()).expect("primary");
-    let primary_key = work
-        .validators
-        .iter()
-        .find(|k| k.public() == primary.public())
-        .expect("key");
+    let primary_key = work.validator_key(&primary.public()).expect("key");
     let ledger = primary.ledger().clone();
     let chain = ledger.params().chain_id.clone();
     let block = |count: usize, time: u64| {
@@ -157,14 +147,7 @@ fn a_restarted_replica_never_contradicts_its_vote() {
     assert_eq!(prepared, 1);
 
     // Restart from the records; the other block must get no prepare.
-    let key = Keypair::from_seed(
-        *work
-            .validators
-            .iter()
-            .find(|k| k.public() == backup.public())
-            .expect("key")
-            .seed(),
-    );
+    let key = work.validator_keypair(&backup.public()).expect("key");
     let mut restarted =
         Replica::new(key, Params::default(), ledger.clone(), records, 2).expect("params");
     restarted.handle_message(3, primary_key.public(), Message::PrePrepare(second));
@@ -181,11 +164,7 @@ fn an_equivocating_primary_leaves_evidence_and_is_replaced() {
     let work = Workload::new(4, 4, 23);
     let replicas = cluster(&work);
     let primary = replicas.iter().find(|r| r.is_primary()).expect("primary");
-    let primary_key = work
-        .validators
-        .iter()
-        .find(|k| k.public() == primary.public())
-        .expect("key");
+    let primary_key = work.validator_key(&primary.public()).expect("key");
     let ledger = primary.ledger().clone();
     let chain = ledger.params().chain_id.clone();
     let txs = work.transfers(&ledger, 2);

@@ -118,6 +118,19 @@ fn builder() -> Result<snow::Builder<'static>, ChannelError> {
     Ok(snow::Builder::new(PATTERN.parse()?))
 }
 
+/// A fresh Noise static key (one per channel; the gateway key is bound to
+/// it by signature) and the handshake state for one side.
+fn handshake(initiator: bool) -> Result<(snow::Keypair, HandshakeState), ChannelError> {
+    let static_key = builder()?.generate_keypair()?;
+    let builder = builder()?.local_private_key(&static_key.private);
+    let hs = if initiator {
+        builder.build_initiator()?
+    } else {
+        builder.build_responder()?
+    };
+    Ok((static_key, hs))
+}
+
 /// Runs the initiator's side of the handshake and checks that the peer is
 /// `expected`.
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
@@ -126,13 +139,8 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     chain: &ChainId,
     expected: PublicKey,
 ) -> Result<Channel, ChannelError> {
-    let static_key = builder()?.generate_keypair()?;
-    let mut hs: HandshakeState = builder()?
-        .local_private_key(&static_key.private)
-        .build_initiator()?;
-    let mut out = vec![0u8; NOISE_MAX];
-    let mut buf = Vec::new();
-    let mut payload = vec![0u8; NOISE_MAX];
+    let (static_key, mut hs) = handshake(true)?;
+    let (mut out, mut buf, mut payload) = (vec![0u8; NOISE_MAX], Vec::new(), vec![0u8; NOISE_MAX]);
     // -> e
     let n = hs.write_message(&[], &mut out)?;
     write_frame(io, &out[..n]).await?;
@@ -167,13 +175,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     chain: &ChainId,
     allowed: &(dyn Fn(&PublicKey) -> bool + Sync),
 ) -> Result<Channel, ChannelError> {
-    let static_key = builder()?.generate_keypair()?;
-    let mut hs: HandshakeState = builder()?
-        .local_private_key(&static_key.private)
-        .build_responder()?;
-    let mut out = vec![0u8; NOISE_MAX];
-    let mut buf = Vec::new();
-    let mut payload = vec![0u8; NOISE_MAX];
+    let (static_key, mut hs) = handshake(false)?;
+    let (mut out, mut buf, mut payload) = (vec![0u8; NOISE_MAX], Vec::new(), vec![0u8; NOISE_MAX]);
     read_frame(io, &mut buf).await?;
     hs.read_message(&buf, &mut payload)?;
     let me = identity(key, chain, &static_key.public);

@@ -72,19 +72,13 @@ impl SqliteStore {
 
     /// Every record, oldest first.
     pub async fn load_records(&self) -> Result<Vec<Record>, StoreError> {
-        let rows = sqlx::query("SELECT record FROM consensus_records ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let bytes: &[u8] = row.try_get(0)?;
-                decode(bytes).map_err(corrupt("consensus record"))
-            })
-            .collect()
+        self.decode_all(
+            "SELECT record FROM consensus_records ORDER BY seq",
+            "consensus record",
+        )
+        .await
     }
-}
 
-impl SqliteStore {
     /// Keeps an equivocation (once per offender, view and height).
     pub async fn record_evidence(&self, evidence: &Equivocation) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
@@ -102,13 +96,24 @@ impl SqliteStore {
 
     /// Every equivocation kept, oldest view first.
     pub async fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
-        let rows = sqlx::query("SELECT evidence FROM evidence ORDER BY view, height")
-            .fetch_all(&self.pool)
-            .await?;
+        self.decode_all(
+            "SELECT evidence FROM evidence ORDER BY view, height",
+            "evidence",
+        )
+        .await
+    }
+
+    /// The first column of every row `sql` selects, decoded.
+    async fn decode_all<T: borsh::BorshDeserialize + borsh::BorshSerialize>(
+        &self,
+        sql: &str,
+        what: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let bytes: &[u8] = row.try_get(0)?;
-                decode(bytes).map_err(corrupt("evidence"))
+                decode(bytes).map_err(corrupt(what))
             })
             .collect()
     }
