@@ -857,13 +857,21 @@ impl Replica {
         if votes.len() < quorum {
             return;
         }
-        let Some(executed) = accepted.executed.clone() else {
+        let Some(header) = accepted.executed.as_ref().map(|e| &e.block.header) else {
             return;
         };
-        let Ok(certificate) = CommitCertificate::new(&executed.block.header, votes) else {
+        let Ok(certificate) = CommitCertificate::new(header, votes) else {
             return;
         };
-        self.commit(now, executed, certificate);
+        // The slot is done with its execution result: move it, not a copy.
+        let executed = self
+            .slots
+            .get_mut(&height)
+            .and_then(|s| s.accepted.as_mut())
+            .and_then(|a| a.executed.take());
+        if let Some(executed) = executed {
+            self.commit(now, executed, certificate);
+        }
     }
 
     /// Applies a committed block: ledger, store, mempool, checkpoint, timers.
