@@ -16,6 +16,7 @@
 //!
 //! A run is a pure function of its seed, so a failing seed replays exactly.
 
+use crate::ledger::StateRead;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 

@@ -6,6 +6,7 @@
 //! It is plain library code with no IO, so the gateway's tests and benches
 //! can use it too.
 
+use crate::ledger::StateRead;
 use std::collections::HashMap;
 
 use crate::block::{CommitCertificate, CommitSig, Header};

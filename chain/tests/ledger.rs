@@ -4,6 +4,7 @@
 use itc_chain::block::Block;
 use itc_chain::codec::{BoundedVec, Text};
 use itc_chain::crypto::{Domain, Hash, Keypair};
+use itc_chain::ledger::StateRead;
 use itc_chain::ledger::{Access, AccessError, BlockError, Ledger, TxError};
 use itc_chain::merkle;
 use itc_chain::state::StateKey;

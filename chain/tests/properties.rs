@@ -10,6 +10,7 @@ use itc_chain::block::{Block, CommitCertificate, Header};
 use itc_chain::codec::{decode, encode, Text};
 use itc_chain::crypto::{Domain, Hash, Keypair};
 use itc_chain::ledger::Ledger;
+use itc_chain::ledger::StateRead;
 use itc_chain::state::{StateKey, StateProof, StateValue};
 use itc_chain::testkit::Workload;
 use itc_chain::tx::{

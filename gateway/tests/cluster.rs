@@ -2,6 +2,7 @@
 //! channels and real sqlite stores: they commit what clients submit, and a
 //! peer sending garbage, or a stranger, changes nothing.
 
+use itc_chain::ledger::StateRead;
 use std::time::Duration;
 
 use itc_chain::codec::Text;

@@ -8,6 +8,7 @@
 //! a fresh in-memory replay of the same deterministic workload to that height.
 //! Each restart resumes writing where the store left off.
 
+use itc_chain::ledger::StateRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;

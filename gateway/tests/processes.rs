@@ -6,6 +6,7 @@
 //!
 //! (With n = 4, f = 1: one gateway down at a time keeps a quorum.)
 
+use itc_chain::ledger::StateRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 use itc_chain::codec::Text;
 use itc_chain::crypto::{Domain, Keypair};
 use itc_chain::ledger::Ledger;
+use itc_chain::ledger::StateRead;
 use itc_chain::store::{open_ledger, ChainStore, OpenError};
 use itc_chain::testkit::Workload;
 use itc_chain::tx::{claim_payload, registration_payload, DeviceRegistration, Tx, TxBody};

@@ -16,21 +16,22 @@
 
 mod error;
 mod exec;
+mod read;
 
 use crate::block::{dag_root, tx_root, Block, Header, MAX_BLOCK_TXS};
 use crate::codec::BoundedVec;
-use crate::crypto::{AccountId, Hash, PublicKey};
+use crate::crypto::{Hash, PublicKey};
 use crate::genesis::{Genesis, GenesisError};
 use crate::state::{
-    Account, DeviceRecord, GrantRecord, ManifestRecord, State, StateChanges, StateError, StateKey,
-    StateProof, StateValue, ValidatorSets,
+    Account, State, StateChanges, StateError, StateKey, StateProof, StateValue, ValidatorSets,
 };
 use crate::tx::{ChainId, SignedTx};
-use crate::types::{DeviceId, FirmwareVersion, Height, Model, Rights, TimestampMs};
+use crate::types::{Height, TimestampMs};
 use crate::validators::ValidatorSet;
 
 pub use error::{AccessError, BlockError, TxError};
-use exec::{grant_allows, BlockWrites, GrantCheck};
+use exec::BlockWrites;
+pub use read::StateRead;
 
 /// The chain's fixed parameters, from its genesis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -381,122 +382,6 @@ impl Ledger {
             now.max(self.tip.time_ms),
         );
         block.apply(signed)
-    }
-
-    // --- Queries against committed state ---
-
-    pub fn account(&self, account: &AccountId) -> Account {
-        match self.state.get(&StateKey::Account { account: *account }) {
-            Some(StateValue::Account(a)) => *a,
-            _ => Account::default(),
-        }
-    }
-
-    pub fn device(&self, device: &DeviceId) -> Option<&DeviceRecord> {
-        match self.state.get(&StateKey::Device {
-            device: device.clone(),
-        }) {
-            Some(StateValue::Device(d)) => Some(d),
-            _ => None,
-        }
-    }
-
-    pub fn grant(&self, device: &DeviceId, grantee: &AccountId) -> Option<&GrantRecord> {
-        match self.state.get(&StateKey::Grant {
-            device: device.clone(),
-            grantee: *grantee,
-        }) {
-            Some(StateValue::Grant(g)) => Some(g),
-            _ => None,
-        }
-    }
-
-    /// Every grant on `device`, expired ones included.
-    pub fn grants(&self, device: &DeviceId) -> Vec<(AccountId, GrantRecord)> {
-        let from = StateKey::Grant {
-            device: device.clone(),
-            grantee: PublicKey([0; 32]),
-        };
-        self.state
-            .range_from(&from)
-            .map_while(|(key, value)| match (key, value) {
-                (StateKey::Grant { device: d, grantee }, StateValue::Grant(g)) if d == device => {
-                    Some((*grantee, *g))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub fn manifest(
-        &self,
-        manufacturer: &AccountId,
-        model: &Model,
-        version: FirmwareVersion,
-    ) -> Option<&ManifestRecord> {
-        match self.state.get(&StateKey::Manifest {
-            manufacturer: *manufacturer,
-            model: model.clone(),
-            version,
-        }) {
-            Some(StateValue::Manifest(m)) => Some(m),
-            _ => None,
-        }
-    }
-
-    pub fn validator_sets(&self) -> ValidatorSets {
-        match self.state.get(&StateKey::Validators) {
-            Some(StateValue::Validators(sets)) => sets.clone(),
-            _ => exec::unreachable_validators(),
-        }
-    }
-
-    /// May `account` use `device` with `need` at time `now`? The owner may do
-    /// anything; anyone else needs an unexpired grant with the right.
-    pub fn authorize(
-        &self,
-        account: &AccountId,
-        device: &DeviceId,
-        need: Rights,
-        now: TimestampMs,
-    ) -> Result<Access, AccessError> {
-        let record = self
-            .device(device)
-            .ok_or_else(|| AccessError::UnknownDevice {
-                device: device.clone(),
-            })?;
-        let owner = record.owner.ok_or_else(|| AccessError::NotClaimed {
-            device: device.clone(),
-        })?;
-        if &owner == account {
-            return Ok(Access::Owner);
-        }
-        let grant = self
-            .grant(device, account)
-            .ok_or_else(|| AccessError::NoGrant {
-                device: device.clone(),
-                account: *account,
-            })?;
-        match grant_allows(grant, need, now) {
-            GrantCheck::Allowed(expires_at) => Ok(Access::Grant { expires_at }),
-            GrantCheck::Expired(expired_at) => Err(AccessError::GrantExpired {
-                device: device.clone(),
-                account: *account,
-                expired_at,
-            }),
-            GrantCheck::Missing(have) => Err(AccessError::MissingRight {
-                device: device.clone(),
-                account: *account,
-                have,
-                need,
-            }),
-        }
-    }
-
-    /// May `account` control `device` at `now`?
-    pub fn can_control(&self, account: &AccountId, device: &DeviceId, now: TimestampMs) -> bool {
-        self.authorize(account, device, Rights::CONTROL, now)
-            .is_ok()
     }
 
     /// A proof of `key`'s value (or absence) against the tip's state root.

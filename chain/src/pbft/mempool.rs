@@ -11,6 +11,7 @@
 //! transaction comes back in a block: each replica verifies each signature
 //! once, itself.
 
+use crate::ledger::StateRead;
 use std::collections::{HashMap, VecDeque};
 
 use crate::crypto::Hash;

@@ -2,6 +2,7 @@
 //! collection (§4.3), commit and execution, state transfer and
 //! retransmission. The view change (§4.4) is in `view_change.rs`.
 
+use crate::ledger::StateRead;
 use std::collections::{BTreeMap, VecDeque};
 
 use borsh::{BorshDeserialize, BorshSerialize};

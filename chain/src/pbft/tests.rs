@@ -2,6 +2,7 @@
 //! durability rule and equivocation evidence. Faulty networks and
 //! Byzantine peers are the simulator's (`crate::sim`, `tests/pbft_sim.rs`).
 
+use crate::ledger::StateRead;
 use std::collections::VecDeque;
 
 use super::*;

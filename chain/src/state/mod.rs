@@ -211,6 +211,42 @@ impl StateChanges {
     }
 }
 
+/// The entries of a state without its Merkle tree: what a reader that needs
+/// no proofs keeps (the gateway's API), updated with each block's writes.
+#[derive(Clone, Debug, Default)]
+pub struct Entries(BTreeMap<StateKey, StateValue>);
+
+impl Entries {
+    pub fn get(&self, key: &StateKey) -> Option<&StateValue> {
+        self.0.get(key)
+    }
+
+    pub fn range_from<'a>(
+        &'a self,
+        from: &StateKey,
+    ) -> impl Iterator<Item = (&'a StateKey, &'a StateValue)> + 'a {
+        self.0.range(from.clone()..)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Applies a committed block's writes.
+    pub fn apply(&mut self, writes: &[(StateKey, Option<StateValue>)]) {
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.0.insert(key.clone(), value.clone()),
+                None => self.0.remove(key),
+            };
+        }
+    }
+}
+
 /// The authenticated state.
 #[derive(Clone, Default)]
 pub struct State {
@@ -235,6 +271,11 @@ impl State {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// A copy of the entries, without the tree.
+    pub fn entries(&self) -> Entries {
+        Entries(self.entries.clone())
     }
 
     pub fn is_empty(&self) -> bool {
