@@ -243,8 +243,8 @@ impl Light {
         if now_ms >= self.end_ms {
             return self.to;
         }
-        let progress = (now_ms.saturating_sub(self.start_ms)) as f64
-            / (self.end_ms - self.start_ms) as f64;
+        let progress =
+            (now_ms.saturating_sub(self.start_ms)) as f64 / (self.end_ms - self.start_ms) as f64;
         let level = |s: &LightState| {
             if s.on {
                 f64::from(s.brightness)
@@ -254,7 +254,8 @@ impl Light {
         };
         let brightness = lerp(level(&self.from), level(&self.to), progress)
             .round()
-            .clamp(f64::from(MIN_BRIGHTNESS), f64::from(MAX_BRIGHTNESS)) as u8;
+            .clamp(f64::from(MIN_BRIGHTNESS), f64::from(MAX_BRIGHTNESS))
+            as u8;
         LightState {
             on: self.from.on || self.to.on,
             brightness,

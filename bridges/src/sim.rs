@@ -267,7 +267,10 @@ mod tests {
         let b: Vec<_> = network().devices().cloned().collect();
         assert_eq!(a, b);
         assert_eq!(a.len(), 3);
-        let other: Vec<_> = SimNetwork::new([8; 32], 3, 0, 0).devices().cloned().collect();
+        let other: Vec<_> = SimNetwork::new([8; 32], 3, 0, 0)
+            .devices()
+            .cloned()
+            .collect();
         assert_ne!(a, other);
     }
 

@@ -101,6 +101,8 @@ pub enum Domain {
     Consensus,
     /// A gateway binding its key to a network channel's key.
     Peer,
+    /// A user signing a REST request to a gateway's API.
+    ApiRequest,
 }
 
 impl Domain {
@@ -113,6 +115,7 @@ impl Domain {
             Domain::Commit => b"ITC/v1/commit\0",
             Domain::Consensus => b"ITC/v1/consensus\0",
             Domain::Peer => b"ITC/v1/peer\0",
+            Domain::ApiRequest => b"ITC/v1/api-request\0",
         }
     }
 }

@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use super::StateRead;
 use crate::crypto::{AccountId, Domain, Hash, PublicKey};
 use crate::merkle;
 use crate::state::{
-    Account, DeviceRecord, GrantRecord, ManifestRecord, State, StateKey, StateValue, ValidatorSets,
+    Account, DeviceRecord, GrantRecord, ManifestRecord, StateKey, StateValue, ValidatorSets,
 };
 use crate::tx::{
     claim_payload, registration_payload, validator_change_payload, Approval, ChainId,
@@ -27,7 +28,7 @@ pub(crate) type Writes = BTreeMap<StateKey, Option<StateValue>>;
 
 /// What a block's accepted transactions wrote so far.
 pub(crate) struct BlockWrites<'a> {
-    pub(crate) state: &'a State,
+    pub(crate) state: &'a dyn StateRead,
     pub(crate) writes: Writes,
     pub(crate) chain_id: &'a ChainId,
     pub(crate) height: Height,
@@ -44,7 +45,7 @@ pub(crate) fn none_verified(_: &Hash) -> bool {
 
 impl<'a> BlockWrites<'a> {
     pub(crate) fn new(
-        state: &'a State,
+        state: &'a dyn StateRead,
         chain_id: &'a ChainId,
         height: Height,
         time_ms: TimestampMs,
@@ -186,7 +187,7 @@ impl TxScope<'_, '_> {
         let mut grantees: Vec<AccountId> = self
             .block
             .state
-            .range_from(&from)
+            .entries_from(&from)
             .map_while(|(k, _)| on_device(k))
             .chain(
                 self.block

@@ -375,17 +375,26 @@ impl Ledger {
     /// Would `signed` be accepted in the next block at `now`? (Mempool
     /// admission.)
     pub fn check_tx(&self, signed: &SignedTx, now: TimestampMs) -> Result<(), TxError> {
-        let mut block = BlockWrites::new(
-            &self.state,
-            &self.params.chain_id,
-            self.tip.height + 1,
-            now.max(self.tip.time_ms),
-        );
-        block.apply(signed)
+        check_tx(&self.state, &self.params.chain_id, &self.tip, signed, now)
     }
 
     /// A proof of `key`'s value (or absence) against the tip's state root.
     pub fn prove(&self, key: &StateKey) -> Result<StateProof, StateError> {
         self.state.prove(key)
     }
+}
+
+/// Would `signed` be accepted in the block after `tip`, on `state` (the
+/// committed state at `tip`), at `now`? For readers that hold a copy of the
+/// committed entries rather than the ledger, such as the gateway's API
+/// checking a transaction before it submits it.
+pub fn check_tx(
+    state: &dyn StateRead,
+    chain_id: &ChainId,
+    tip: &Header,
+    signed: &SignedTx,
+    now: TimestampMs,
+) -> Result<(), TxError> {
+    let mut block = BlockWrites::new(state, chain_id, tip.height + 1, now.max(tip.time_ms));
+    block.apply(signed)
 }
