@@ -25,6 +25,7 @@ pub const MAX_TRANSITION_MS: u32 = 65_535 * 100;
 
 /// A light's colour.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Color {
     /// White at a colour temperature.
@@ -37,6 +38,7 @@ pub enum Color {
 
 /// What a light shows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LightState {
     pub on: bool,
     pub brightness: u8,
@@ -56,6 +58,7 @@ impl Default for LightState {
 
 /// A command: every field is optional; what is left out stays as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LightCommand {
     #[serde(default, skip_serializing_if = "Option::is_none")]

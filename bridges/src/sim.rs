@@ -213,6 +213,11 @@ impl SimNetwork {
         })
     }
 
+    /// Where a bulb's current transition ends.
+    pub fn target(&self, device: &DeviceId) -> Option<LightState> {
+        self.joined.get(device).map(|b| b.light.target())
+    }
+
     /// The bulb's public key, to register it on chain.
     pub fn device_key(&self, device: &DeviceId) -> Option<PublicKey> {
         self.joined.get(device).map(|b| b.key.public())

@@ -24,6 +24,16 @@ pub struct Config {
     pub key: PathBuf,
     pub db: PathBuf,
     pub api: SocketAddr,
+    /// Where the peer listener binds, if not the address in the genesis
+    /// (e.g. `0.0.0.0:7100` in a container).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Simulated bulbs on this gateway's network (until radios are
+    /// attached), and factory-new ones that join when it is opened.
+    #[serde(default)]
+    pub bulbs: usize,
+    #[serde(default)]
+    pub spare_bulbs: usize,
 }
 
 /// Why a configuration or key file was refused.
@@ -94,4 +104,30 @@ pub fn read_key(path: &Path) -> Result<Keypair, ConfigError> {
         .try_into()
         .map_err(|_| ConfigError::BadKey { path: path.into() })?;
     Ok(Keypair::from_seed(seed))
+}
+
+/// Writes a secret (a key seed) readable by its owner only; never
+/// overwrites one.
+pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Makes a new key and writes its seed to `path` (0600).
+pub fn generate_key(path: &Path) -> Result<Keypair, ConfigError> {
+    let rng = ring::rand::SystemRandom::new();
+    let key = Keypair::generate(&rng).map_err(|_| ConfigError::BadKey { path: path.into() })?;
+    write_secret(path, &hex::encode(key.seed())).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    Ok(key)
 }

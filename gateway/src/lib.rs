@@ -7,10 +7,12 @@
 //! ([`config`]). The device bridges and the full REST API are wired in here
 //! as they land.
 
+pub mod app;
 pub mod bench;
 pub mod config;
 pub mod net;
 pub mod node;
+pub mod service;
 pub mod store;
 
 pub use store::{SqliteStore, StoreError};

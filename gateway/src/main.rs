@@ -1,18 +1,15 @@
 //! The `itc-gateway` command line.
 
+mod cli;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use itc_chain::codec::Text;
+use clap::{Parser, Subcommand, ValueEnum};
 use itc_chain::genesis::Genesis;
 use itc_chain::pbft::Params;
-use itc_chain::tx::ChainId;
-use itc_chain::validators::Validator;
-use itc_chain::Keypair;
+use itc_gateway::app::{self, GatewayConfig};
 use itc_gateway::config::{read_key, Config};
-use itc_gateway::node::{self, NodeConfig};
-use itc_gateway::SqliteStore;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -22,32 +19,33 @@ use tokio::net::TcpListener;
     about = "ITC gateway: a cloud-free ledger for lighting gateways"
 )]
 struct Cli {
+    /// Log lines for people, or JSON for a collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "ITC_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// PBFT among gateways in this process over loopback TCP + Noise and
-    /// sqlite: committed tx/s and submit-to-commit latency. The last line
-    /// printed is a JSON object.
-    Consensus {
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Offered transfers per second; 0 saturates.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-    },
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure the gateway (figures go into BENCHMARKS.md).
-    Bench {
+    /// Prepare a gateway: its key, its config and a genesis, made or joined.
+    Init(cli::setup::Init),
+    /// Make or show keys.
+    Keys {
         #[command(subcommand)]
-        what: BenchCommand,
+        command: cli::setup::KeysCommand,
     },
     /// Run one gateway from its configuration file.
     Run {
@@ -60,28 +58,70 @@ enum Command {
         /// Overrides the store path.
         #[arg(long, env = "ITC_DB")]
         db: Option<PathBuf>,
+        /// Overrides the number of simulated bulbs.
+        #[arg(long, env = "ITC_BULBS")]
+        bulbs: Option<usize>,
     },
-    /// Start a local development cluster: the gateways run PBFT among
-    /// themselves on loopback, each with its sqlite store and its API.
-    Dev {
-        /// Where the cluster's files go.
-        #[arg(long, default_value = "itc-dev")]
-        dir: PathBuf,
-        /// Number of gateways.
-        #[arg(long, default_value_t = 4)]
-        gateways: usize,
+    /// Start a local development cluster: gateways running PBFT among
+    /// themselves on loopback, each with its store, its API and simulated
+    /// bulbs.
+    Dev(cli::setup::Dev),
+    /// A gateway's chain status, as a signed user.
+    Status {
+        #[command(flatten)]
+        args: cli::client::ClientArgs,
+    },
+    /// Call a gateway's API as a signed user.
+    Client {
+        #[command(flatten)]
+        args: cli::client::ClientArgs,
+        #[command(subcommand)]
+        command: cli::client::ClientCommand,
+    },
+    /// Measure the gateway (figures go into BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: cli::bench::BenchCommand,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Run { config, api, db } => {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_async(cli: Cli) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match cli.command {
+        Command::Init(init) => cli::setup::init(init),
+        Command::Keys { command } => cli::setup::keys(command),
+        Command::Run {
+            config,
+            api,
+            db,
+            bulbs,
+        } => {
             let mut config = Config::load(&config)?;
             if let Some(api) = api {
                 config.api = api;
@@ -89,21 +129,26 @@ async fn main() -> anyhow::Result<()> {
             if let Some(db) = db {
                 config.db = db;
             }
+            if let Some(bulbs) = bulbs {
+                config.bulbs = bulbs;
+            }
             run(config).await
         }
-        Command::Dev { dir, gateways } => dev(dir, gateways).await,
-        Command::Bench {
-            what:
-                BenchCommand::Consensus {
-                    nodes,
-                    seconds,
-                    rate,
-                },
-        } => {
-            let report = itc_gateway::bench::consensus(nodes, seconds, rate).await?;
-            println!("{}", serde_json::to_string(&report)?);
+        Command::Dev(dev) => cli::setup::dev(dev).await,
+        Command::Status { args } => {
+            let client = args.client()?;
+            let status = client.status().await?;
+            let info = client.info().await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "gateway": info, "chain": status
+                }))?
+            );
             Ok(())
         }
+        Command::Client { args, command } => cli::client::run(&args, command).await,
+        Command::Bench { what } => cli::bench::run(what).await,
     }
 }
 
@@ -118,162 +163,36 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .find(|v| v.key == key.public())
         .with_context(|| format!("{} is not a validator of this genesis", key.public()))?;
-    let listener = TcpListener::bind(me.addr.as_str())
+    let listen = match config.listen {
+        Some(addr) => addr.to_string(),
+        None => me.addr.as_str().to_string(),
+    };
+    let peers = TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("binding the peer address {}", me.addr.as_str()))?;
-    let store = SqliteStore::open(&config.db).await?;
-    let (node, task) = node::start(NodeConfig {
-        key,
-        genesis,
-        store: store.clone(),
-        listener,
-        params: Params::default(),
-    })
-    .await?;
+        .with_context(|| format!("binding the peer address {listen}"))?;
     let api = TcpListener::bind(config.api)
         .await
         .with_context(|| format!("binding the API address {}", config.api))?;
-    tracing::info!(api = %config.api, gateway = %node.public, "gateway running");
-    println!("api http://{}/api/v1/health", api.local_addr()?);
-    let server =
-        axum::serve(api, itc_web::router(node.clone())).with_graceful_shutdown(shutdown_signal());
-    server.await?;
+    let gateway = app::launch(GatewayConfig {
+        key,
+        genesis,
+        db: config.db.clone(),
+        peers,
+        api,
+        params: Params::default(),
+        bulbs: config.bulbs,
+        spare_bulbs: config.spare_bulbs,
+        limits: itc_web::Limits::default(),
+    })
+    .await?;
+    tracing::info!(api = %gateway.api, gateway = %gateway.node.public, "gateway running");
+    println!("api {}/api/v1/health", gateway.url());
+    if let Some(code) = &gateway.claim_code {
+        println!("claim code {code}  (claim this gateway with it: itc-gateway client claim-gateway {code})");
+        tracing::info!(code = %code, "unclaimed gateway: one-time claim code");
+    }
+    cli::shutdown_signal().await;
     tracing::info!("shutting down");
-    node.shutdown();
-    task.await??;
-    store.close().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-}
-
-async fn dev(dir: PathBuf, gateways: usize) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let rng = ring::rand::SystemRandom::new();
-    let genesis_path = dir.join("genesis.toml");
-    let genesis = if genesis_path.exists() {
-        Genesis::from_toml(&std::fs::read_to_string(&genesis_path)?)?
-    } else {
-        let mut validators = Vec::new();
-        for i in 0..gateways {
-            let key = Keypair::generate(&rng)?;
-            write_secret(
-                &dir.join(format!("gateway-{i}.key")),
-                &hex::encode(key.seed()),
-            )?;
-            // The same gateway on its own: `itc-gateway run --config …`.
-            std::fs::write(
-                dir.join(format!("gateway-{i}.toml")),
-                format!(
-                    "genesis = \"genesis.toml\"\nkey = \"gateway-{i}.key\"\n\
-                     db = \"gateway-{i}.sqlite\"\napi = \"127.0.0.1:{}\"\n",
-                    8080 + i
-                ),
-            )?;
-            validators.push(Validator {
-                key: key.public(),
-                addr: Text::new(format!("127.0.0.1:{}", 7100 + i))?,
-            });
-        }
-        // An owner account with tokens, whose key the developer holds.
-        let owner = Keypair::generate(&rng)?;
-        write_secret(&dir.join("owner.key"), &hex::encode(owner.seed()))?;
-        let genesis = Genesis {
-            chain_id: ChainId::new("itc-dev")?,
-            genesis_time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis() as u64,
-            epoch_length: 100,
-            validators,
-            balances: vec![itc_chain::genesis::GenesisBalance {
-                account: owner.public(),
-                amount: 1_000_000 * 1_000_000,
-            }],
-        };
-        std::fs::write(&genesis_path, genesis.to_toml()?)?;
-        genesis
-    };
-    let mut nodes = Vec::new();
-    let mut servers = Vec::new();
-    for (i, validator) in genesis.validators.iter().enumerate() {
-        let key = read_key(&dir.join(format!("gateway-{i}.key")))?;
-        anyhow::ensure!(
-            key.public() == validator.key,
-            "gateway-{i}.key does not match the genesis"
-        );
-        let listener = TcpListener::bind(validator.addr.as_str())
-            .await
-            .with_context(|| format!("binding {}", validator.addr.as_str()))?;
-        let store = SqliteStore::open(&dir.join(format!("gateway-{i}.sqlite"))).await?;
-        let (node, task) = node::start(NodeConfig {
-            key,
-            genesis: genesis.clone(),
-            store: store.clone(),
-            listener,
-            params: Params::default(),
-        })
-        .await?;
-        let api = TcpListener::bind(("127.0.0.1", 8080 + i as u16)).await?;
-        println!(
-            "gateway {i}: api http://{}/api/v1/health  (status: /api/v1/chain/status, submit: POST /api/v1/transactions)",
-            api.local_addr()?
-        );
-        servers.push(tokio::spawn(std::future::IntoFuture::into_future(
-            axum::serve(api, itc_web::router(node.clone())),
-        )));
-        nodes.push((node, task, store));
-    }
-    println!("genesis: {}", genesis_path.display());
-    println!("owner key (funded): {}", dir.join("owner.key").display());
-    println!(
-        "Not there yet: simulated bulbs, the lighting/ownership API with signed requests and \
-         claim codes (issue 4). Ctrl-C stops the cluster."
-    );
-    shutdown_signal().await;
-    for server in &servers {
-        server.abort();
-    }
-    for (node, task, store) in nodes {
-        node.shutdown();
-        task.await??;
-        store.close().await;
-    }
-    Ok(())
-}
-
-/// Writes a secret readable by the owner only.
-fn write_secret(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
+    gateway.shutdown().await?;
     Ok(())
 }

@@ -14,18 +14,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use itc_chain::block::CommitCertificate;
+use itc_chain::block::{CommitCertificate, Header};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::genesis::Genesis;
 use itc_chain::pbft::{Message, Output, Params, Record, Replica, Timer};
+use itc_chain::state::{Entries, StateKey, StateProof};
 use itc_chain::store::{open_ledger, ChainStore};
+use itc_chain::tx::ChainId;
 use itc_chain::tx::SignedTx;
 use itc_chain::types::{Height, TimestampMs};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::net::{Inbound, Inboxes, Network};
@@ -70,6 +72,26 @@ pub struct CommittedBlock {
     pub time_ms: TimestampMs,
 }
 
+/// The committed state as the API reads it: a copy of the entries (no
+/// Merkle tree) and the tip, updated right after each block is stored, so
+/// authorising a command needs neither the consensus task nor sqlite.
+#[derive(Clone, Debug)]
+pub struct CommittedView {
+    pub chain_id: ChainId,
+    pub entries: Entries,
+    pub tip: Header,
+}
+
+/// A transaction the replica refused, and why.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub tx: Hash,
+    pub error: String,
+}
+
+/// A state proof against the tip it was made at.
+pub type ProofAtTip = (StateProof, Header);
+
 /// What a running node offers the rest of the gateway (the API, benches).
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -78,7 +100,15 @@ pub struct NodeHandle {
     status: watch::Receiver<NodeStatus>,
     commits: broadcast::Sender<CommittedBlock>,
     shutdown: watch::Sender<bool>,
+    refusals: broadcast::Sender<Refusal>,
+    queries: mpsc::Sender<Query>,
+    committed: Arc<RwLock<CommittedView>>,
     pub store: SqliteStore,
+}
+
+/// A question only the replica's ledger can answer.
+enum Query {
+    Prove(StateKey, oneshot::Sender<Result<ProofAtTip, String>>),
 }
 
 impl NodeHandle {
@@ -100,27 +130,33 @@ impl NodeHandle {
         self.commits.subscribe()
     }
 
+    /// Transactions the replica refused from now on.
+    pub fn refusals(&self) -> broadcast::Receiver<Refusal> {
+        self.refusals.subscribe()
+    }
+
+    /// The committed state (read it briefly: the node writes it after
+    /// every block).
+    pub fn committed(&self) -> &Arc<RwLock<CommittedView>> {
+        &self.committed
+    }
+
+    /// A proof of `key` against the current tip's state root.
+    pub async fn prove(&self, key: StateKey) -> Result<ProofAtTip, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queries
+            .send(Query::Prove(key, reply))
+            .await
+            .map_err(|_| "the node has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the node has stopped".to_string())?
+    }
+
     /// Stops the node after the input it is handling; nothing committed or
     /// persisted is lost.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-    }
-}
-
-impl itc_web::Gateway for NodeHandle {
-    fn status(&self) -> itc_web::ChainStatus {
-        let status = NodeHandle::status(self);
-        itc_web::ChainStatus {
-            height: status.height,
-            head: status.head.to_string(),
-            view: status.view,
-            changing_view: status.changing_view,
-            pending: status.pending,
-        }
-    }
-
-    async fn submit(&self, txs: Vec<SignedTx>) -> bool {
-        NodeHandle::submit(self, txs).await
     }
 }
 
@@ -201,12 +237,22 @@ pub async fn start(
     let (status_tx, status) = watch::channel(status_of(&replica));
     let (commits, _) = broadcast::channel(1_024);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (refusals, _) = broadcast::channel(1_024);
+    let (queries, queries_rx) = mpsc::channel(64);
+    let committed = Arc::new(RwLock::new(CommittedView {
+        chain_id: genesis.chain_id.clone(),
+        entries: replica.ledger().state().entries(),
+        tip: replica.ledger().tip().clone(),
+    }));
     let handle = NodeHandle {
         public,
         submit,
         status,
         commits: commits.clone(),
         shutdown,
+        refusals: refusals.clone(),
+        queries,
+        committed: committed.clone(),
         store: store.clone(),
     };
     let driver = Driver {
@@ -218,8 +264,10 @@ pub async fn start(
         commits,
         records: Vec::new(),
         pending_commit: None,
+        refusals,
+        committed,
     };
-    let task = tokio::spawn(driver.run(inbound, relayed, submissions, shutdown_rx));
+    let task = tokio::spawn(driver.run(inbound, relayed, submissions, queries_rx, shutdown_rx));
     Ok((handle, task))
 }
 
@@ -242,6 +290,8 @@ struct Driver {
     commits: broadcast::Sender<CommittedBlock>,
     records: Vec<Record>,
     pending_commit: Option<(Box<itc_chain::ledger::Executed>, CommitCertificate)>,
+    refusals: broadcast::Sender<Refusal>,
+    committed: Arc<RwLock<CommittedView>>,
 }
 
 enum Input {
@@ -255,6 +305,7 @@ impl Driver {
         mut inbound: mpsc::Receiver<Inbound>,
         mut relayed: mpsc::Receiver<Inbound>,
         mut submissions: mpsc::Receiver<Vec<SignedTx>>,
+        mut queries: mpsc::Receiver<Query>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         self.carry_out().await?;
@@ -273,6 +324,10 @@ impl Driver {
                 _ = tokio::time::sleep(sleep) => None,
                 Some(txs) = submissions.recv() => Some(Input::Client(txs)),
                 Some(message) = relayed.recv() => Some(Input::Peer(Box::new(message))),
+                Some(query) = queries.recv() => {
+                    self.answer(query);
+                    None
+                }
             };
             let mut inputs: Vec<Input> = first.into_iter().collect();
             while inputs.len() < BURST {
@@ -326,6 +381,10 @@ impl Driver {
                 .await?;
             self.records.clear();
             let header = &executed.block.header;
+            if let Ok(mut view) = self.committed.write() {
+                view.entries.apply(&executed.changes.writes);
+                view.tip = header.clone();
+            }
             let _ = self.commits.send(CommittedBlock {
                 height: header.height,
                 head: header.hash(),
@@ -375,6 +434,10 @@ impl Driver {
                 }
                 Output::Rejected { tx, error } => {
                     tracing::debug!(%tx, %error, "transaction refused");
+                    let _ = self.refusals.send(Refusal {
+                        tx,
+                        error: error.to_string(),
+                    });
                 }
                 Output::Equivocation(evidence) => {
                     tracing::warn!(
@@ -392,6 +455,19 @@ impl Driver {
             let _ = self.status.send(status);
         }
         Ok(())
+    }
+
+    fn answer(&self, query: Query) {
+        match query {
+            Query::Prove(key, reply) => {
+                let ledger = self.replica.ledger();
+                let proof = ledger
+                    .prove(&key)
+                    .map(|proof| (proof, ledger.tip().clone()))
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(proof);
+            }
+        }
     }
 
     async fn serve_blocks(

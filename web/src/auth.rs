@@ -189,7 +189,8 @@ impl ReplayGuard {
         // remembered at least that long.
         let expiry = caller.ts_ms + MAX_SKEW_MS + 1;
         self.seen.insert((caller.key, caller.nonce));
-        self.order.push_back((expiry.max(now_ms), caller.key, caller.nonce));
+        self.order
+            .push_back((expiry.max(now_ms), caller.key, caller.nonce));
         Ok(())
     }
 
@@ -282,7 +283,16 @@ mod tests {
         };
         guard.check(100_001, &other).unwrap();
         // Once the timestamp is too old to be accepted the nonce is dropped.
-        guard.check(100_000 + MAX_SKEW_MS + 2, &Caller { nonce: [3; 16], ts_ms: 100_000 + MAX_SKEW_MS + 2, ..caller }).unwrap();
+        guard
+            .check(
+                100_000 + MAX_SKEW_MS + 2,
+                &Caller {
+                    nonce: [3; 16],
+                    ts_ms: 100_000 + MAX_SKEW_MS + 2,
+                    ..caller
+                },
+            )
+            .unwrap();
         assert_eq!(guard.len(), 1);
     }
 }

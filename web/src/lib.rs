@@ -1,148 +1,183 @@
 //! # itc-web: the gateway's REST API
 //!
 //! Speaks HTTP (axum + tower) and calls into the gateway through the
-//! [`Gateway`] trait; it holds no chain logic of its own.
+//! [`Gateway`] trait; it holds no chain, lighting or ownership logic of its
+//! own.
 //!
-//! Today it serves what the consensus layer needs from clients: health,
-//! chain status, and submission of signed transactions (a transaction
-//! carries its sender's signature, so submitting one needs no further
-//! authentication). The lighting and ownership API with signed requests
-//! builds on this router.
+//! - [`auth`]: the signed-request scheme (pure) and the replay guard;
+//! - [`guard`]: the middleware that enforces it, with body and rate limits;
+//! - [`routes`]: one handler per endpoint, documented for OpenAPI;
+//! - [`model`]: the JSON bodies; [`error`]: RFC 7807 problems;
+//! - [`client`]: the signing client the CLI, tests and benches use, so the
+//!   same code signs every request the server is tested with;
+//! - [`metrics`]: Prometheus at `/metrics`.
 //!
-//! Errors are RFC 7807 `application/problem+json`.
+//! Unsigned: `/api/v1/health`, `/api/v1/openapi.json`, `/metrics`, and the
+//! raw transaction submission (a transaction carries its sender's
+//! signature). Everything else needs a signed request.
 
-use std::future::Future;
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod gateway;
+pub mod guard;
+pub mod metrics;
+pub mod model;
+pub mod routes;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use itc_chain::codec::decode;
-use itc_chain::tx::SignedTx;
-use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
 
-/// Largest request body: a batch of transactions.
+pub use error::{ApiError, Problem};
+pub use gateway::{ApiResult, Gateway};
+pub use guard::Limits;
+pub use model::*;
+
+/// Largest body of an unsigned transaction batch.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// Most transactions per submission.
-pub const MAX_BATCH: usize = 10_000;
-
-/// The chain as a client sees it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChainStatus {
-    pub height: u64,
-    pub head: String,
-    pub view: u64,
-    pub changing_view: bool,
-    pub pending: usize,
-}
-
-/// What the API needs from the gateway.
-pub trait Gateway: Clone + Send + Sync + 'static {
-    fn status(&self) -> ChainStatus;
-    /// Hands signed transactions to the replica; `false` if it has stopped.
-    fn submit(&self, txs: Vec<SignedTx>) -> impl Future<Output = bool> + Send;
-}
-
-/// A submission: transactions in their canonical encoding, hex.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Submit {
-    pub txs: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Submitted {
-    /// The transactions' ids, in order.
-    pub ids: Vec<String>,
-}
-
-/// An RFC 7807 problem.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-}
-
-fn problem(status: StatusCode, title: &str, detail: String) -> Response {
-    let body = Problem {
-        kind: "about:blank".into(),
-        title: title.into(),
-        status: status.as_u16(),
-        detail,
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::to_string(&body).unwrap_or_default(),
+/// The OpenAPI 3 document, generated from the handlers and models.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ITC gateway API",
+        description = "Lights, ownership on chain, and the chain itself. Every request but health, \
+                       this document and raw transaction submission is signed: see \
+                       `Authorization: ITC-Ed25519 key=…,ts=…,nonce=…,sig=…`."
+    ),
+    paths(
+        routes::health,
+        routes::status,
+        routes::submit,
+        routes::gateway_info,
+        routes::claim_gateway,
+        routes::lights,
+        routes::light,
+        routes::set_light,
+        routes::groups,
+        routes::create_group,
+        routes::delete_group,
+        routes::set_group,
+        routes::scenes,
+        routes::store_scene,
+        routes::recall_scene,
+        routes::claim_authorization,
+        routes::claim_device,
+        routes::transfer_device,
+        routes::share_device,
+        routes::revoke_grant,
+        routes::grants,
+        routes::permit_join,
+        routes::devices,
+        routes::account,
+        routes::blocks,
+        routes::block,
+        routes::transaction,
+        routes::owner_proof,
+        routes::events,
     )
-        .into_response()
-}
+)]
+pub struct ApiDoc;
 
-/// The API's routes under `/api/v1`.
+/// The API's routes under `/api/v1`, with default limits.
 pub fn router<G: Gateway>(gateway: G) -> Router {
-    Router::new()
-        .route("/api/v1/health", get(|| async { "ok" }))
-        .route("/api/v1/chain/status", get(status::<G>))
-        .route("/api/v1/transactions", post(submit::<G>))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(gateway)
+    router_with(gateway, Limits::default())
 }
 
-async fn status<G: Gateway>(State(gateway): State<G>) -> Json<ChainStatus> {
-    Json(gateway.status())
-}
-
-async fn submit<G: Gateway>(
-    State(gateway): State<G>,
-    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return problem(
-                rejection.status(),
-                "Malformed request",
-                rejection.body_text(),
-            )
-        }
+/// The API's routes with the given per-key limits.
+pub fn router_with<G: Gateway>(gateway: G, limits: Limits) -> Router {
+    let metrics = Arc::new(metrics::Metrics::new(|registry| {
+        gateway.register_metrics(registry)
+    }));
+    let state = guard::AppState {
+        gateway,
+        guard: Arc::new(guard::Guard::new(limits)),
     };
-    if body.txs.len() > MAX_BATCH {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Too many transactions",
-            format!(
-                "{} transactions; at most {MAX_BATCH} per request",
-                body.txs.len()
-            ),
+    let signed = Router::new()
+        .route("/api/v1/chain/status", get(routes::status::<G>))
+        .route("/api/v1/chain/blocks", get(routes::blocks::<G>))
+        .route("/api/v1/chain/blocks/{height}", get(routes::block::<G>))
+        .route(
+            "/api/v1/chain/transactions/{id}",
+            get(routes::transaction::<G>),
+        )
+        .route(
+            "/api/v1/chain/devices/{id}/owner",
+            get(routes::owner_proof::<G>),
+        )
+        .route("/api/v1/accounts/{id}", get(routes::account::<G>))
+        .route("/api/v1/gateway", get(routes::gateway_info::<G>))
+        .route("/api/v1/gateway/claim", post(routes::claim_gateway::<G>))
+        .route("/api/v1/lights", get(routes::lights::<G>))
+        .route("/api/v1/lights/{id}", get(routes::light::<G>))
+        .route("/api/v1/lights/{id}/state", put(routes::set_light::<G>))
+        .route(
+            "/api/v1/groups",
+            get(routes::groups::<G>).post(routes::create_group::<G>),
+        )
+        .route("/api/v1/groups/{id}", delete(routes::delete_group::<G>))
+        .route("/api/v1/groups/{id}/state", put(routes::set_group::<G>))
+        .route(
+            "/api/v1/groups/{id}/scenes",
+            get(routes::scenes::<G>).post(routes::store_scene::<G>),
+        )
+        .route(
+            "/api/v1/scenes/{id}/recall",
+            post(routes::recall_scene::<G>),
+        )
+        .route(
+            "/api/v1/devices/{id}/claim-authorization",
+            get(routes::claim_authorization::<G>),
+        )
+        .route(
+            "/api/v1/devices/{id}/claim",
+            post(routes::claim_device::<G>),
+        )
+        .route(
+            "/api/v1/devices/{id}/transfer",
+            post(routes::transfer_device::<G>),
+        )
+        .route(
+            "/api/v1/devices/{id}/grants",
+            get(routes::grants::<G>).post(routes::share_device::<G>),
+        )
+        .route(
+            "/api/v1/devices/{id}/grants/{grantee}",
+            delete(routes::revoke_grant::<G>),
+        )
+        .route(
+            "/api/v1/network/permit-join",
+            post(routes::permit_join::<G>),
+        )
+        .route("/api/v1/network/devices", get(routes::devices::<G>))
+        .route("/api/v1/events", get(routes::events::<G>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::authenticate::<G>,
+        ));
+    let open = Router::new()
+        .route("/api/v1/health", get(routes::health))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(ApiDoc::openapi()) }),
+        )
+        .route(
+            "/api/v1/transactions",
+            post(routes::submit::<G>).layer(DefaultBodyLimit::max(MAX_BODY)),
         );
-    }
-    let mut txs = Vec::with_capacity(body.txs.len());
-    for (index, text) in body.txs.iter().enumerate() {
-        let tx = hex::decode(text)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| decode::<SignedTx>(&bytes).map_err(|e| e.to_string()));
-        match tx {
-            Ok(tx) => txs.push(tx),
-            Err(error) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "Malformed transaction",
-                    format!("transaction {index}: {error}"),
-                )
-            }
-        }
-    }
-    let ids = txs.iter().map(|tx| tx.hash().to_string()).collect();
-    if !gateway.submit(txs).await {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Gateway stopping",
-            "the replica is shutting down".into(),
-        );
-    }
-    (StatusCode::ACCEPTED, Json(Submitted { ids })).into_response()
+    let metrics_route = Router::new()
+        .route("/metrics", get(metrics::serve))
+        .with_state(metrics.clone());
+    signed
+        .merge(open)
+        .with_state(state)
+        .merge(metrics_route)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
 }

@@ -1,0 +1,126 @@
+//! A whole gateway in one call: the node (replica, network, store), the
+//! service (bulbs, ownership, events) and the REST API, started together
+//! and stopped together. `run`, `dev`, the integration tests and the API
+//! bench all start gateways this way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use itc_chain::crypto::Keypair;
+use itc_chain::genesis::Genesis;
+use itc_chain::pbft::Params;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::node::{self, NodeConfig, NodeError, NodeHandle};
+use crate::service::{Service, ServiceConfig, ServiceError};
+use crate::store::{SqliteStore, StoreError};
+
+/// Why a gateway could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the API server failed: {0}")]
+    Api(#[from] std::io::Error),
+    #[error("a gateway task panicked: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What a gateway needs to start.
+pub struct GatewayConfig {
+    pub key: Keypair,
+    pub genesis: Genesis,
+    pub db: PathBuf,
+    /// Bound to the gateway's peer address from the genesis.
+    pub peers: TcpListener,
+    pub api: TcpListener,
+    pub params: Params,
+    pub bulbs: usize,
+    pub spare_bulbs: usize,
+    pub limits: itc_web::Limits,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub node: NodeHandle,
+    pub service: Service,
+    pub api: SocketAddr,
+    /// The one-time claim code, while nobody administers the gateway.
+    pub claim_code: Option<String>,
+    store: SqliteStore,
+    node_task: JoinHandle<Result<(), NodeError>>,
+    service_task: JoinHandle<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_api: watch::Sender<bool>,
+}
+
+/// Starts a gateway.
+pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
+    let store = SqliteStore::open(&config.db).await?;
+    let service_key = Keypair::from_seed(*config.key.seed());
+    let (node, node_task) = node::start(NodeConfig {
+        key: config.key,
+        genesis: config.genesis,
+        store: store.clone(),
+        listener: config.peers,
+        params: config.params,
+    })
+    .await?;
+    let (service, claim_code, service_task) = Service::start(ServiceConfig {
+        node: node.clone(),
+        key: service_key,
+        bulbs: config.bulbs,
+        spare_bulbs: config.spare_bulbs,
+    })
+    .await?;
+    let api = config.api.local_addr()?;
+    let router = itc_web::router_with(service.clone(), config.limits);
+    let (stop_api, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(config.api, router).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }),
+    ));
+    Ok(Gateway {
+        node,
+        service,
+        api,
+        claim_code,
+        store,
+        node_task,
+        service_task,
+        server,
+        stop_api,
+    })
+}
+
+impl Gateway {
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// Stops taking requests, lets the ones in flight finish, stops the node
+    /// after its current input (everything committed or persisted stays),
+    /// and closes the store.
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        let _ = self.stop_api.send(true);
+        // Long-lived event streams would hold a graceful stop forever.
+        let mut server = self.server;
+        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut server).await {
+            Ok(result) => result??,
+            Err(_) => server.abort(),
+        }
+        self.node.shutdown();
+        self.node_task.await??;
+        self.service_task.abort();
+        self.store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,486 @@
+//! The gateway's services behind the REST API: lights, groups and scenes,
+//! ownership, the device network, chain queries and live events.
+//!
+//! Every decision about a device is made against the node's committed view
+//! ([`CommittedView`]): a control command runs if chain state says the
+//! caller owns the light or holds an unexpired grant with the control right
+//! — checked locally, with no consensus round. Ownership changes are chain
+//! transactions the caller signs; the service checks them against the same
+//! view, submits them and waits for their commit.
+//!
+//! The bulbs are reached through a bridge; until the radio bridges land it
+//! is the simulated network of `itc_bridges::sim`, driven here with real
+//! time. Bulbs that join are registered on chain by this gateway (it signs
+//! the registration; each bulb signs its proof of key possession).
+
+mod admin;
+mod chain;
+mod lights;
+mod ownership;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use itc_bridges::sim::{SimEvent, SimNetwork};
+use itc_chain::crypto::{Hash, Keypair, PublicKey};
+use itc_chain::ledger::StateRead;
+use itc_web::{ApiError, Event};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+
+use crate::node::{CommittedView, NodeHandle};
+use crate::store::StoreError;
+
+pub use admin::ClaimError;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// How to start the service.
+pub struct ServiceConfig {
+    pub node: NodeHandle,
+    /// The gateway's key (the node's): it registers bulbs and consents to
+    /// claims.
+    pub key: Keypair,
+    /// Simulated bulbs on the network at start, and factory-new ones that
+    /// join when the network is opened.
+    pub bulbs: usize,
+    pub spare_bulbs: usize,
+}
+
+/// The running service; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeHandle,
+    key: Keypair,
+    network: Mutex<SimNetwork>,
+    admins: RwLock<admin::Admins>,
+    events: broadcast::Sender<Event>,
+    /// Woken when bulbs join or a block commits: registration may be due.
+    registration: Notify,
+    /// Woken after a command: a transition may need a tick.
+    ticks: Notify,
+    metrics: ServiceMetrics,
+}
+
+#[derive(Default)]
+struct ServiceMetrics {
+    height: Gauge,
+    lights: Gauge,
+    commands: Counter,
+    refused_commands: Counter,
+    committed_txs: Counter<u64, AtomicU64>,
+}
+
+/// The gateway's clock, unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Service {
+    /// Starts the service and its background tasks. Returns the one-time
+    /// claim code when nobody administers the gateway yet.
+    pub async fn start(
+        config: ServiceConfig,
+    ) -> Result<(Service, Option<String>, JoinHandle<()>), ServiceError> {
+        let rng = ring::rand::SystemRandom::new();
+        let (admins, code) = admin::Admins::load(config.node.store.pool().clone(), &rng).await?;
+        let seed = Hash::digest_parts(&[b"itc-sim-network", config.key.seed()]).0;
+        let network = SimNetwork::new(seed, config.bulbs, config.spare_bulbs, now_ms());
+        let (events, _) = broadcast::channel(4_096);
+        let service = Service {
+            inner: Arc::new(Inner {
+                node: config.node,
+                key: config.key,
+                network: Mutex::new(network),
+                admins: RwLock::new(admins),
+                events,
+                registration: Notify::new(),
+                ticks: Notify::new(),
+                metrics: ServiceMetrics::default(),
+            }),
+        };
+        let tasks = tokio::spawn(service.clone().run());
+        Ok((service, code, tasks))
+    }
+
+    pub fn node(&self) -> &NodeHandle {
+        &self.inner.node
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.inner.key.public()
+    }
+
+    /// Reads the committed view.
+    fn view<T>(&self, read: impl FnOnce(&CommittedView) -> T) -> Result<T, ApiError> {
+        let view = self
+            .inner
+            .node
+            .committed()
+            .read()
+            .map_err(|_| ApiError::unavailable("the committed view is poisoned"))?;
+        Ok(read(&view))
+    }
+
+    fn is_admin(&self, key: &PublicKey) -> bool {
+        self.inner
+            .admins
+            .read()
+            .map(|a| a.is_admin(key))
+            .unwrap_or(false)
+    }
+
+    fn network(&self) -> Result<std::sync::MutexGuard<'_, SimNetwork>, ApiError> {
+        self.inner
+            .network
+            .lock()
+            .map_err(|_| ApiError::unavailable("the bulb network is poisoned"))
+    }
+
+    /// Publishes what the network reports and wakes whoever must act on it.
+    fn drain(&self, network: &mut SimNetwork) {
+        while let Some(event) = network.poll_event() {
+            match event {
+                SimEvent::Joined { device } => {
+                    tracing::info!(%device, "bulb joined");
+                    let _ = self.inner.events.send(Event::DeviceJoined {
+                        device: device.to_string(),
+                        bridge: "sim".into(),
+                    });
+                    self.inner.registration.notify_one();
+                }
+                SimEvent::Reported { device, state } => {
+                    let _ = self.inner.events.send(Event::LightStateChanged {
+                        device: device.to_string(),
+                        state,
+                    });
+                }
+            }
+        }
+        self.inner.metrics.lights.set(network.len() as i64);
+    }
+
+    /// The background work: ticking the bulbs, registering new ones,
+    /// announcing commits.
+    async fn run(self) {
+        let ticker = tokio::spawn(self.clone().tick_bulbs());
+        let registrar = tokio::spawn(self.clone().register_bulbs());
+        let mut commits = self.inner.node.commits();
+        loop {
+            match commits.recv().await {
+                Ok(block) => {
+                    self.inner.metrics.height.set(block.height as i64);
+                    self.inner
+                        .metrics
+                        .committed_txs
+                        .inc_by(block.txs.len() as u64);
+                    for id in block.txs.iter() {
+                        let _ = self.inner.events.send(Event::TransactionCommitted {
+                            id: id.to_string(),
+                            height: block.height,
+                        });
+                    }
+                    self.inner.registration.notify_one();
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        ticker.abort();
+        registrar.abort();
+    }
+
+    async fn tick_bulbs(self) {
+        loop {
+            let next = {
+                let Ok(mut network) = self.network() else {
+                    return;
+                };
+                let now = now_ms();
+                network.handle_tick(now);
+                self.drain(&mut network);
+                network.next_deadline(now)
+            };
+            let sleep = next.map_or(Duration::from_secs(1), |at| {
+                Duration::from_millis(at.saturating_sub(now_ms())).min(Duration::from_secs(1))
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.inner.ticks.notified() => {}
+            }
+        }
+    }
+
+    /// Whether the caller may see a device's events.
+    fn may_use(&self, caller: &PublicKey, device: &str) -> bool {
+        let Ok(device) = itc_chain::types::DeviceId::new(device) else {
+            return false;
+        };
+        if self.is_admin(caller) {
+            return true;
+        }
+        self.view(|v| v.entries.can_control(caller, &device, now_ms()))
+            .unwrap_or(false)
+    }
+}
+
+impl itc_web::Gateway for Service {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn status(&self) -> itc_web::ChainStatus {
+        let status = self.inner.node.status();
+        itc_web::ChainStatus {
+            height: status.height,
+            head: status.head.to_string(),
+            view: status.view,
+            changing_view: status.changing_view,
+            pending: status.pending,
+        }
+    }
+
+    async fn submit(&self, txs: Vec<itc_chain::tx::SignedTx>) -> bool {
+        self.inner.node.submit(txs).await
+    }
+
+    fn account(&self, account: &itc_chain::crypto::AccountId) -> itc_web::Account {
+        let state = self
+            .view(|v| v.entries.account(account))
+            .unwrap_or_default();
+        itc_web::Account {
+            account: account.to_string(),
+            balance: state.balance,
+            nonce: state.nonce,
+        }
+    }
+
+    async fn blocks(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> itc_web::ApiResult<Vec<itc_web::BlockSummary>> {
+        chain::blocks(self, from, limit).await
+    }
+
+    async fn block(&self, height: u64) -> itc_web::ApiResult<itc_web::BlockDetail> {
+        chain::block(self, height).await
+    }
+
+    async fn transaction(&self, id: Hash) -> itc_web::ApiResult<itc_web::TransactionDetail> {
+        chain::transaction(self, id).await
+    }
+
+    async fn owner_proof(
+        &self,
+        device: itc_chain::types::DeviceId,
+    ) -> itc_web::ApiResult<itc_web::OwnerProof> {
+        chain::owner_proof(self, device).await
+    }
+
+    fn info(&self, caller: &PublicKey) -> itc_web::GatewayInfo {
+        let claimed = self
+            .inner
+            .admins
+            .read()
+            .map(|a| a.claimed())
+            .unwrap_or(true);
+        itc_web::GatewayInfo {
+            key: self.public().to_string(),
+            chain_id: self
+                .view(|v| v.chain_id.as_str().to_string())
+                .unwrap_or_default(),
+            claimed,
+            admin: self.is_admin(caller),
+        }
+    }
+
+    async fn claim(
+        &self,
+        caller: PublicKey,
+        code: String,
+    ) -> itc_web::ApiResult<itc_web::GatewayInfo> {
+        self.claim_gateway(caller, &code).await?;
+        Ok(self.info(&caller))
+    }
+
+    fn lights(&self, caller: &PublicKey) -> Vec<itc_web::Light> {
+        lights::list(self, caller)
+    }
+
+    fn light(
+        &self,
+        caller: &PublicKey,
+        device: &itc_chain::types::DeviceId,
+    ) -> itc_web::ApiResult<itc_web::Light> {
+        lights::get(self, caller, device)
+    }
+
+    fn set_light(
+        &self,
+        caller: &PublicKey,
+        device: &itc_chain::types::DeviceId,
+        command: &itc_bridges::light::LightCommand,
+    ) -> itc_web::ApiResult<itc_web::Light> {
+        lights::set(self, caller, std::slice::from_ref(device), command)
+            .map(|mut lights| lights.remove(0))
+    }
+
+    async fn groups(&self, caller: PublicKey) -> itc_web::ApiResult<Vec<itc_web::Group>> {
+        lights::groups(self, caller).await
+    }
+
+    async fn create_group(
+        &self,
+        caller: PublicKey,
+        group: itc_web::NewGroup,
+    ) -> itc_web::ApiResult<itc_web::Group> {
+        lights::create_group(self, caller, group).await
+    }
+
+    async fn delete_group(&self, caller: PublicKey, id: i64) -> itc_web::ApiResult<()> {
+        lights::delete_group(self, caller, id).await
+    }
+
+    async fn set_group(
+        &self,
+        caller: PublicKey,
+        id: i64,
+        command: itc_bridges::light::LightCommand,
+    ) -> itc_web::ApiResult<Vec<itc_web::Light>> {
+        let group = lights::group(self, caller, id).await?;
+        let devices = lights::parse_devices(&group.lights)?;
+        lights::set(self, &caller, &devices, &command)
+    }
+
+    async fn scenes(
+        &self,
+        caller: PublicKey,
+        group: i64,
+    ) -> itc_web::ApiResult<Vec<itc_web::Scene>> {
+        lights::scenes(self, caller, group).await
+    }
+
+    async fn store_scene(
+        &self,
+        caller: PublicKey,
+        group: i64,
+        scene: itc_web::NewScene,
+    ) -> itc_web::ApiResult<itc_web::Scene> {
+        lights::store_scene(self, caller, group, scene).await
+    }
+
+    async fn recall_scene(
+        &self,
+        caller: PublicKey,
+        scene: i64,
+        recall: itc_web::RecallScene,
+    ) -> itc_web::ApiResult<Vec<itc_web::Light>> {
+        lights::recall_scene(self, caller, scene, recall).await
+    }
+
+    fn claim_authorization(
+        &self,
+        caller: &PublicKey,
+        device: &itc_chain::types::DeviceId,
+    ) -> itc_web::ApiResult<itc_web::ClaimAuthorization> {
+        ownership::claim_authorization(self, caller, device)
+    }
+
+    async fn submit_and_wait(
+        &self,
+        tx: itc_chain::tx::SignedTx,
+        wait: Duration,
+    ) -> itc_web::ApiResult<itc_web::TxOutcome> {
+        ownership::submit_and_wait(self, tx, wait).await
+    }
+
+    fn grants(
+        &self,
+        caller: &PublicKey,
+        device: &itc_chain::types::DeviceId,
+    ) -> itc_web::ApiResult<Vec<itc_web::Grant>> {
+        ownership::grants(self, caller, device)
+    }
+
+    fn permit_join(
+        &self,
+        caller: &PublicKey,
+        seconds: u32,
+    ) -> itc_web::ApiResult<itc_web::JoinWindow> {
+        if !self.is_admin(caller) {
+            return Err(ApiError::forbidden(
+                "only this gateway's administrator may open the network",
+            ));
+        }
+        let now = now_ms();
+        let mut network = self.network()?;
+        network.permit_join(now, u64::from(seconds) * 1_000);
+        tracing::info!(seconds, "network open for joining");
+        self.inner.ticks.notify_one();
+        Ok(itc_web::JoinWindow {
+            open_until_ms: network.permit_until(),
+        })
+    }
+
+    fn devices(&self, caller: &PublicKey) -> itc_web::ApiResult<Vec<itc_web::Device>> {
+        lights::devices(self, caller)
+    }
+
+    fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn may_see(&self, caller: &PublicKey, event: &Event) -> bool {
+        match event {
+            Event::LightStateChanged { device, .. } => self.may_use(caller, device),
+            Event::DeviceJoined { .. } => self.is_admin(caller),
+            Event::TransactionCommitted { .. } => true,
+        }
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let m = &self.inner.metrics;
+        registry.register(
+            "chain_height",
+            "Height of the last committed block",
+            m.height.clone(),
+        );
+        registry.register(
+            "lights",
+            "Lights on this gateway's networks",
+            m.lights.clone(),
+        );
+        registry.register(
+            "light_commands",
+            "Light commands carried out",
+            m.commands.clone(),
+        );
+        registry.register(
+            "light_commands_refused",
+            "Light commands refused by chain state",
+            m.refused_commands.clone(),
+        );
+        registry.register(
+            "committed_transactions",
+            "Transactions in committed blocks",
+            m.committed_txs.clone(),
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! The API's JSON bodies, shared by the server and the signing client.
+//!
+//! Keys, hashes and signatures travel in their text forms
+//! (`itc_chain::text`): accounts as `itcpk1…`, hashes as `sha256:…`,
+//! signatures as `ed25519:…`; chain objects that a client verifies itself
+//! (headers, certificates, proofs) travel in their canonical encoding, hex.
+
+use itc_bridges::light::LightState;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The chain as a client sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ChainStatus {
+    pub height: u64,
+    pub head: String,
+    pub view: u64,
+    pub changing_view: bool,
+    pub pending: usize,
+}
+
+/// A batch of signed transactions in their canonical encoding, hex.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Submit {
+    pub txs: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    /// The transactions' ids, in order.
+    pub ids: Vec<String>,
+}
+
+/// This gateway.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct GatewayInfo {
+    /// The gateway's own key (its validator and chain account).
+    pub key: String,
+    pub chain_id: String,
+    /// Whether someone has claimed the gateway with its one-time code.
+    pub claimed: bool,
+    /// Whether the caller administers this gateway.
+    pub admin: bool,
+}
+
+/// Claiming the gateway with the code it showed on its console.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimGateway {
+    pub code: String,
+}
+
+/// How the caller may use a light.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessView {
+    Owner,
+    Grant,
+    /// The gateway's administrator seeing a light nobody has claimed yet.
+    Unclaimed,
+}
+
+/// A light as the caller may see it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Light {
+    pub id: String,
+    pub access: AccessView,
+    pub owner: Option<String>,
+    /// Where the light is now (mid-transition, if one is running).
+    pub state: LightState,
+    /// Where the light is going.
+    pub target: LightState,
+    pub link_quality: u8,
+    pub last_seen_ms: u64,
+}
+
+/// A group of lights, kept by this gateway for its creator.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub lights: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewGroup {
+    pub name: String,
+    pub lights: Vec<String>,
+}
+
+/// A scene: each light of a group with the state it was in when stored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Scene {
+    pub id: i64,
+    pub group: i64,
+    pub name: String,
+    pub states: Vec<SceneEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct SceneEntry {
+    pub light: String,
+    pub state: LightState,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewScene {
+    pub name: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct RecallScene {
+    #[serde(default)]
+    pub transition_ms: Option<u32>,
+}
+
+/// An ownership transaction, signed by the caller.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OwnershipTx {
+    /// The signed transaction, canonical encoding, hex.
+    pub tx: String,
+    /// How long to wait for the commit; 0 returns at once. Default 5000,
+    /// at most 30000.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// What became of a transaction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct TxOutcome {
+    pub id: String,
+    /// Committed within the wait.
+    pub committed: bool,
+    pub height: Option<u64>,
+}
+
+/// The registering gateway's consent for the caller to claim a device.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimAuthorization {
+    pub device: String,
+    pub claimant: String,
+    pub authorizer: String,
+    pub authorization: String,
+}
+
+/// A grant on a device.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Grant {
+    pub grantee: String,
+    pub rights: Vec<String>,
+    pub expires_at_ms: u64,
+    pub granted_at: u64,
+    pub expired: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PermitJoin {
+    pub seconds: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JoinWindow {
+    pub open_until_ms: u64,
+}
+
+/// A device on one of the gateway's bridges.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Device {
+    pub id: String,
+    pub bridge: String,
+    pub model: String,
+    pub link_quality: u8,
+    pub last_seen_ms: u64,
+    /// Registered on chain (by this gateway).
+    pub registered: bool,
+    pub owner: Option<String>,
+}
+
+/// An account on chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Account {
+    pub account: String,
+    pub balance: u64,
+    /// The nonce its next transaction must carry.
+    pub nonce: u64,
+}
+
+/// A block's header and commit certificate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct BlockSummary {
+    pub height: u64,
+    pub hash: String,
+    pub time_ms: u64,
+    /// The header, canonical encoding, hex.
+    pub header: String,
+    /// The commit certificate (absent for the genesis), hex.
+    pub certificate: Option<String>,
+}
+
+/// A block with its transactions' ids.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct BlockDetail {
+    #[serde(flatten)]
+    pub summary: BlockSummary,
+    pub transactions: Vec<String>,
+}
+
+/// A committed transaction and the proof it is in its block.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TransactionDetail {
+    pub id: String,
+    pub height: u64,
+    pub index: u64,
+    /// The transaction, readable.
+    #[schema(value_type = Object)]
+    pub tx: serde_json::Value,
+    /// The signed transaction, canonical encoding, hex.
+    pub encoded: String,
+    /// The Merkle inclusion proof against the header's tx root, hex.
+    pub proof: String,
+    pub block: BlockSummary,
+}
+
+/// Who owns a device, proven against a certified header.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OwnerProof {
+    pub device: String,
+    pub owner: Option<String>,
+    /// The state proof (inclusion or absence), hex.
+    pub proof: String,
+    pub block: BlockSummary,
+}
+
+/// A live event (Server-Sent Events at `/api/v1/events`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    LightStateChanged { device: String, state: LightState },
+    DeviceJoined { device: String, bridge: String },
+    TransactionCommitted { id: String, height: u64 },
+}
+
+impl Event {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::LightStateChanged { .. } => "light_state_changed",
+            Event::DeviceJoined { .. } => "device_joined",
+            Event::TransactionCommitted { .. } => "transaction_committed",
+        }
+    }
+}
