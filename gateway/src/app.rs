@@ -124,3 +124,71 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// Gateways of one chain on loopback, each with its own store, API port
+/// and simulated bulbs: what the integration tests and `bench api` run.
+pub struct LocalCluster {
+    pub gateways: Vec<Gateway>,
+    /// Funded user accounts of the genesis.
+    pub users: Vec<Keypair>,
+    pub genesis: Genesis,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `n` gateways with `bulbs` simulated bulbs each (and `spare`
+/// waiting to join), on ports the system picks, with `users` funded users.
+pub async fn local_cluster(
+    n: usize,
+    users: usize,
+    bulbs: usize,
+    spare: usize,
+    limits: itc_web::Limits,
+) -> Result<LocalCluster, AppError> {
+    let dir = tempfile::tempdir()?;
+    let mut work = itc_chain::testkit::Workload::new(n, users, 0x11c7);
+    let mut listeners = Vec::new();
+    for v in work.genesis.validators.iter_mut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        v.addr = itc_chain::codec::Text::new(addr)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        listeners.push(listener);
+    }
+    let mut gateways = Vec::new();
+    for (i, peers) in listeners.into_iter().enumerate() {
+        let key = work
+            .validator_keypair(&work.genesis.validators[i].key)
+            .ok_or_else(|| std::io::Error::other("the workload lost a validator's key"))?;
+        gateways.push(
+            launch(GatewayConfig {
+                key,
+                genesis: work.genesis.clone(),
+                db: dir.path().join(format!("gateway-{i}.sqlite")),
+                peers,
+                api: TcpListener::bind("127.0.0.1:0").await?,
+                params: Params::default(),
+                bulbs,
+                spare_bulbs: spare,
+                limits,
+            })
+            .await?,
+        );
+    }
+    let users = std::mem::take(&mut work.users);
+    Ok(LocalCluster {
+        gateways,
+        users,
+        genesis: work.genesis,
+        _dir: dir,
+    })
+}
+
+impl LocalCluster {
+    /// Stops every gateway.
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        for gateway in self.gateways {
+            gateway.shutdown().await?;
+        }
+        Ok(())
+    }
+}
