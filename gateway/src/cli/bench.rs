@@ -16,6 +16,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// Signed control requests against one gateway of a loopback cluster:
+    /// requests/s and REST-call-to-bulb-state latency.
+    Api {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Callers in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Lights the commands go to.
+        #[arg(long, default_value_t = 8)]
+        lights: usize,
+    },
+    /// The resident memory of one gateway with many simulated bulbs, all
+    /// registered on chain.
+    Rss {
+        #[arg(long, default_value_t = 1_000)]
+        bulbs: usize,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
@@ -26,6 +44,18 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             rate,
         } => {
             let report = itc_gateway::bench::consensus(nodes, seconds, rate).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Api {
+            seconds,
+            concurrency,
+            lights,
+        } => {
+            let report = itc_gateway::bench::api::api(seconds, concurrency, lights).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Rss { bulbs } => {
+            let report = itc_gateway::bench::api::rss(bulbs).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }

@@ -142,12 +142,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
         handle.shutdown();
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        latencies[((latencies.len() - 1) as f64 * q) as usize]
-    };
+    let pick = |q: f64| super::quantile(&latencies, q);
     Ok(ConsensusReport {
         nodes,
         seconds,
