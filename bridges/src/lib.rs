@@ -14,3 +14,4 @@
 
 pub mod light;
 pub mod sim;
+pub mod zigbee;
