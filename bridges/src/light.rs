@@ -215,10 +215,13 @@ impl Light {
     }
 
     /// Starts moving towards the command's target from wherever the light
-    /// is at `now_ms`. Returns the target; the command must be valid.
+    /// is at `now_ms`. What the command leaves out keeps heading where it
+    /// was going (a colour change does not cut a running fade short; on a
+    /// bulb these are separate clusters). Returns the target; the command
+    /// must be valid.
     pub fn apply(&mut self, now_ms: u64, command: &LightCommand) -> LightState {
         let from = self.state_at(now_ms);
-        let to = command.target(&from);
+        let to = command.target(&self.to);
         *self = Light {
             from,
             to,

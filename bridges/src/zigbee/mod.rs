@@ -5,8 +5,17 @@
 //! - [`mt`]: the Monitor and Test commands the driver uses, typed (pure);
 //! - [`zcl`]: the Zigbee Cluster Library frames of lights — Basic, On/Off,
 //!   Level Control, Color Control — and how they map onto
-//!   [`crate::light`] (pure).
+//!   [`crate::light`] (pure);
+//! - [`host`]: requests matched to responses, retries, data requests
+//!   tracked to their delivery confirm (sans-IO);
+//! - [`network`]: the coordinator brought up, devices interviewed, light
+//!   commands sent and reports folded in (sans-IO);
+//! - [`stick`]: a simulated coordinator with bulbs, byte-exact ZNP
+//!   (sans-IO), for `dev`, tests and benches.
 
+pub mod host;
 pub mod mt;
+pub mod network;
+pub mod stick;
 pub mod zcl;
 pub mod znp;

@@ -894,13 +894,16 @@ mod tests {
         // herdsman special-cases it, a strict decoder refuses it.
         let bytes = [
             28, 95, 17, 3, 10, 5, 0, 66, 21, 108, 117, 109, 105, 46, 115, 101, 110, 115, 111, 114,
-            95, 119, 108, 101, 97, 107, 46, 97, 113, 49, 1, 255, 66, 34, 1, 33, 213, 12, 3, 40,
-            33, 4, 33, 168, 19, 5, 33, 43, 0, 6, 36, 0, 0, 5, 0, 0, 8, 33, 4, 2, 10, 33, 0, 0,
-            100, 16, 0,
+            95, 119, 108, 101, 97, 107, 46, 97, 113, 49, 1, 255, 66, 34, 1, 33, 213, 12, 3, 40, 33,
+            4, 33, 168, 19, 5, 33, 43, 0, 6, 36, 0, 0, 5, 0, 0, 8, 33, 4, 2, 10, 33, 0, 0, 100, 16,
+            0,
         ];
         let frame = Frame::decode(&bytes).unwrap();
         assert_eq!(frame.header.manufacturer, Some(4447));
-        assert!(matches!(Global::decode(&frame), Err(ZclError::Short { .. })));
+        assert!(matches!(
+            Global::decode(&frame),
+            Err(ZclError::Short { .. })
+        ));
         let first = Frame::decode(&bytes[..30]).unwrap();
         assert_eq!(
             Global::decode(&first).unwrap(),
