@@ -11,11 +11,16 @@
 //! - [`network`]: the coordinator brought up, devices interviewed, light
 //!   commands sent and reports folded in (sans-IO);
 //! - [`stick`]: a simulated coordinator with bulbs, byte-exact ZNP
-//!   (sans-IO), for `dev`, tests and benches.
+//!   (sans-IO), for `dev`, tests and benches;
+//! - [`driver`]: the network on a real serial port (tokio-serial), with
+//!   reopening when the stick comes back;
+//! - [`sim_port`]: the simulated stick behind a real pseudo-terminal.
 
+pub mod driver;
 pub mod host;
 pub mod mt;
 pub mod network;
+pub mod sim_port;
 pub mod stick;
 pub mod zcl;
 pub mod znp;
