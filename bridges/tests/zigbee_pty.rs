@@ -14,6 +14,10 @@ use itc_bridges::zigbee::sim_port::SimPort;
 use itc_bridges::zigbee::stick::MODEL;
 use itc_bridges::zigbee::zcl::cluster;
 
+/// A ZCL frame as delivered: its cluster, and the bytes after frame
+/// control and sequence number.
+type Sent = (u16, Vec<u8>);
+
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), future)
         .await
@@ -41,7 +45,7 @@ async fn bulbs_join_obey_report_and_survive_an_unplugged_stick() {
 
     // Commands reach the right bulb as the right ZCL bytes.
     let bulb = joined[4];
-    let cases: [(LightCommand, Vec<(u16, Vec<u8>)>); 4] = [
+    let cases: [(LightCommand, Vec<Sent>); 4] = [
         (
             LightCommand {
                 on: Some(false),
@@ -75,7 +79,7 @@ async fn bulbs_join_obey_report_and_survive_an_unplugged_stick() {
     for (command, expected) in cases {
         let before = stick.delivered().len();
         zigbee.send(bulb, command).await.unwrap();
-        let sent: Vec<(u16, Vec<u8>)> = stick.delivered()[before..]
+        let sent: Vec<Sent> = stick.delivered()[before..]
             .iter()
             .map(|d| {
                 assert_eq!(d.ieee, bulb, "the right bulb");
