@@ -43,6 +43,8 @@ pub struct GatewayConfig {
     pub params: Params,
     pub bulbs: usize,
     pub spare_bulbs: usize,
+    /// A Zigbee coordinator, real or simulated.
+    pub zigbee: Option<crate::config::ZigbeeConfig>,
     pub limits: itc_web::Limits,
 }
 
@@ -53,6 +55,9 @@ pub struct Gateway {
     pub api: SocketAddr,
     /// The one-time claim code, while nobody administers the gateway.
     pub claim_code: Option<String>,
+    /// The simulated Zigbee stick, when the config asks for one.
+    pub sim_stick: Option<itc_bridges::zigbee::sim_port::SimPort>,
+    zigbee_task: Option<JoinHandle<()>>,
     store: SqliteStore,
     node_task: JoinHandle<Result<(), NodeError>>,
     service_task: JoinHandle<()>,
@@ -72,11 +77,34 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         params: config.params,
     })
     .await?;
+    let (sim_stick, zigbee, zigbee_task) = match config.zigbee {
+        Some(zigbee) => {
+            let stick = zigbee.simulate.map(|bulbs| {
+                let seed = u64::from_le_bytes([
+                    service_key.seed()[0],
+                    service_key.seed()[1],
+                    service_key.seed()[2],
+                    service_key.seed()[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ]);
+                itc_bridges::zigbee::sim_port::SimPort::start(&zigbee.port, bulbs, seed)
+            });
+            let (handle, task) = itc_bridges::zigbee::driver::spawn(
+                itc_bridges::zigbee::driver::DriverConfig::new(&zigbee.port),
+            );
+            (stick, Some(handle), Some(task))
+        }
+        None => (None, None, None),
+    };
     let (service, claim_code, service_task) = Service::start(ServiceConfig {
         node: node.clone(),
         key: service_key,
         bulbs: config.bulbs,
         spare_bulbs: config.spare_bulbs,
+        zigbee,
     })
     .await?;
     let api = config.api.local_addr()?;
@@ -92,6 +120,8 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         service,
         api,
         claim_code,
+        sim_stick,
+        zigbee_task,
         store,
         node_task,
         service_task,
@@ -120,6 +150,9 @@ impl Gateway {
         self.node.shutdown();
         self.node_task.await??;
         self.service_task.abort();
+        if let Some(task) = self.zigbee_task {
+            task.abort();
+        }
         self.store.close().await;
         Ok(())
     }
@@ -135,15 +168,45 @@ pub struct LocalCluster {
     _dir: tempfile::TempDir,
 }
 
-/// Starts `n` gateways with `bulbs` simulated bulbs each (and `spare`
-/// waiting to join), on ports the system picks, with `users` funded users.
-pub async fn local_cluster(
-    n: usize,
-    users: usize,
-    bulbs: usize,
-    spare: usize,
-    limits: itc_web::Limits,
-) -> Result<LocalCluster, AppError> {
+/// What a loopback cluster has.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterOptions {
+    pub gateways: usize,
+    /// Funded users at genesis.
+    pub users: usize,
+    /// Simulated bulbs per gateway, on the network from the start, and
+    /// waiting to join.
+    pub bulbs: usize,
+    pub spare_bulbs: usize,
+    /// Bulbs behind a simulated Zigbee stick (on a PTY) per gateway; 0 for
+    /// no Zigbee coordinator.
+    pub zigbee_bulbs: usize,
+    pub limits: itc_web::Limits,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            gateways: 4,
+            users: 2,
+            bulbs: 0,
+            spare_bulbs: 0,
+            zigbee_bulbs: 0,
+            limits: itc_web::Limits::default(),
+        }
+    }
+}
+
+/// Starts a cluster on loopback, on ports the system picks.
+pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppError> {
+    let ClusterOptions {
+        gateways: n,
+        users,
+        bulbs,
+        spare_bulbs: spare,
+        zigbee_bulbs,
+        limits,
+    } = options;
     let dir = tempfile::tempdir()?;
     let mut work = itc_chain::testkit::Workload::new(n, users, 0x11c7);
     let mut listeners = Vec::new();
@@ -169,6 +232,10 @@ pub async fn local_cluster(
                 params: Params::default(),
                 bulbs,
                 spare_bulbs: spare,
+                zigbee: (zigbee_bulbs > 0).then(|| crate::config::ZigbeeConfig {
+                    port: dir.path().join(format!("gateway-{i}.zigbee")),
+                    simulate: Some(zigbee_bulbs),
+                }),
                 limits,
             })
             .await?,

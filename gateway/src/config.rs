@@ -34,6 +34,22 @@ pub struct Config {
     pub bulbs: usize,
     #[serde(default)]
     pub spare_bulbs: usize,
+    /// A Zigbee coordinator (TI Z-Stack, ZNP) on a serial port.
+    #[serde(default)]
+    pub zigbee: Option<ZigbeeConfig>,
+}
+
+/// The Zigbee coordinator.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZigbeeConfig {
+    /// The stick's serial port, e.g.
+    /// `/dev/serial/by-id/usb-Texas_Instruments_…-if00`.
+    pub port: PathBuf,
+    /// Instead of a stick: a simulated one with this many bulbs, on a
+    /// pseudo-terminal linked at `port` (development and tests).
+    #[serde(default)]
+    pub simulate: Option<usize>,
 }
 
 /// Why a configuration or key file was refused.
@@ -69,7 +85,11 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.genesis, &mut config.key, &mut config.db] {
+        let zigbee_port = config.zigbee.as_mut().map(|z| &mut z.port);
+        for p in [&mut config.genesis, &mut config.key, &mut config.db]
+            .into_iter()
+            .chain(zigbee_port)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

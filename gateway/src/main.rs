@@ -182,6 +182,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         params: Params::default(),
         bulbs: config.bulbs,
         spare_bulbs: config.spare_bulbs,
+        zigbee: config.zigbee.clone(),
         limits: itc_web::Limits::default(),
     })
     .await?;

@@ -12,7 +12,7 @@ use itc_chain::state::StateProof;
 use itc_chain::types::{DeviceId, Rights};
 use itc_chain::validators::ValidatorSet;
 use itc_chain::{CommitCertificate, Header};
-use itc_gateway::app::{local_cluster, LocalCluster};
+use itc_gateway::app::{local_cluster, ClusterOptions, LocalCluster};
 use itc_gateway::service::now_ms;
 use itc_web::auth::authorization;
 use itc_web::client::{Client, ClientError};
@@ -75,7 +75,13 @@ fn user(cluster: &LocalCluster, index: usize) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_signed_fresh_authorised_requests_are_obeyed() {
-    let cluster = local_cluster(4, 3, 2, 0, Limits::default()).await.unwrap();
+    let cluster = local_cluster(ClusterOptions {
+        users: 3,
+        bulbs: 2,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
     let (owner, lights) = claimed(&cluster, 2).await;
     let friend = user(&cluster, 1);
     let stranger = user(&cluster, 2);
@@ -267,7 +273,14 @@ async fn only_signed_fresh_authorised_requests_are_obeyed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_scenes_events_and_proofs() {
-    let cluster = local_cluster(4, 2, 3, 1, Limits::default()).await.unwrap();
+    let cluster = local_cluster(ClusterOptions {
+        users: 2,
+        bulbs: 3,
+        spare_bulbs: 1,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
     let (owner, lights) = claimed(&cluster, 3).await;
     let stranger = user(&cluster, 1);
 
@@ -391,7 +404,13 @@ async fn a_caller_over_its_rate_is_told_to_slow_down() {
         per_second: 1,
         burst: 3,
     };
-    let cluster = local_cluster(4, 1, 0, 0, limits).await.unwrap();
+    let cluster = local_cluster(ClusterOptions {
+        users: 1,
+        limits,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
     let client = user(&cluster, 0);
     let mut statuses = Vec::new();
     for _ in 0..6 {

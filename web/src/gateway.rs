@@ -53,10 +53,10 @@ pub trait Gateway: Clone + Send + Sync + 'static {
     fn light(&self, caller: &PublicKey, device: &DeviceId) -> ApiResult<Light>;
     fn set_light(
         &self,
-        caller: &PublicKey,
-        device: &DeviceId,
-        command: &LightCommand,
-    ) -> ApiResult<Light>;
+        caller: PublicKey,
+        device: DeviceId,
+        command: LightCommand,
+    ) -> impl Future<Output = ApiResult<Light>> + Send;
     fn groups(&self, caller: PublicKey) -> impl Future<Output = ApiResult<Vec<Group>>> + Send;
     fn create_group(
         &self,
@@ -110,7 +110,11 @@ pub trait Gateway: Clone + Send + Sync + 'static {
     fn grants(&self, caller: &PublicKey, device: &DeviceId) -> ApiResult<Vec<Grant>>;
 
     // --- Network ---
-    fn permit_join(&self, caller: &PublicKey, seconds: u32) -> ApiResult<JoinWindow>;
+    fn permit_join(
+        &self,
+        caller: PublicKey,
+        seconds: u32,
+    ) -> impl Future<Output = ApiResult<JoinWindow>> + Send;
     fn devices(&self, caller: &PublicKey) -> ApiResult<Vec<Device>>;
 
     // --- Events and metrics ---

@@ -148,11 +148,9 @@ pub async fn set_light<G: Gateway>(
 ) -> ApiResult<Json<Light>> {
     let command = body(command)?;
     let device = device_id(&id)?;
-    Ok(Json(state.gateway.set_light(
-        &caller.key,
-        &device,
-        &command,
-    )?))
+    Ok(Json(
+        state.gateway.set_light(caller.key, device, command).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "lights", responses((status = 200, body = [Group])))]
@@ -410,7 +408,10 @@ pub async fn permit_join<G: Gateway>(
         ));
     }
     Ok(Json(
-        state.gateway.permit_join(&caller.key, request.seconds)?,
+        state
+            .gateway
+            .permit_join(caller.key, request.seconds)
+            .await?,
     ))
 }
 

@@ -102,7 +102,7 @@ impl ZigbeeHandle {
         answer.await.map_err(|_| DriverError::Stopped)?
     }
 
-    /// The devices as last seen.
+    /// The devices as last seen (last-seen times in unix ms).
     pub fn devices(&self) -> Vec<Device> {
         self.devices.lock().map(|d| d.clone()).unwrap_or_default()
     }
@@ -142,6 +142,9 @@ pub fn spawn(config: DriverConfig) -> (ZigbeeHandle, JoinHandle<()>) {
         devices,
         up: up_tx,
         epoch: Instant::now(),
+        epoch_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
     };
     (handle, tokio::spawn(driver.run(inbox)))
 }
@@ -154,6 +157,9 @@ struct Driver {
     devices: Arc<Mutex<Vec<Device>>>,
     up: watch::Sender<bool>,
     epoch: Instant,
+    /// Wall-clock time at `epoch`, unix ms: devices' last-seen times are
+    /// handed out in it.
+    epoch_unix_ms: u64,
 }
 
 impl Driver {
@@ -300,7 +306,14 @@ impl Driver {
         }
         if changed {
             if let Ok(mut devices) = self.devices.lock() {
-                *devices = self.network.devices().cloned().collect();
+                *devices = self
+                    .network
+                    .devices()
+                    .map(|d| Device {
+                        last_seen_ms: d.last_seen_ms + self.epoch_unix_ms,
+                        ..d.clone()
+                    })
+                    .collect();
             }
         }
     }

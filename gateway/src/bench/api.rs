@@ -17,7 +17,7 @@ use itc_web::client::Client;
 use itc_web::Limits;
 use serde::Serialize;
 
-use crate::app::{local_cluster, LocalCluster};
+use crate::app::{local_cluster, ClusterOptions, LocalCluster};
 
 const UNLIMITED: Limits = Limits {
     per_second: 1_000_000_000,
@@ -68,7 +68,13 @@ async fn claim_lights(
 }
 
 pub async fn api(seconds: u64, concurrency: usize, lights: usize) -> anyhow::Result<ApiReport> {
-    let cluster = local_cluster(4, 1, lights.max(1), 0, UNLIMITED).await?;
+    let cluster = local_cluster(ClusterOptions {
+        users: 1,
+        bulbs: lights.max(1),
+        limits: UNLIMITED,
+        ..ClusterOptions::default()
+    })
+    .await?;
     let (owner, ids) = claim_lights(&cluster, lights.max(1)).await?;
     eprintln!(
         "{} lights claimed; {concurrency} callers for {seconds} s…",
@@ -135,7 +141,14 @@ pub struct RssReport {
 /// registered on chain and each sent a command: this process's RSS.
 pub async fn rss(bulbs: usize) -> anyhow::Result<RssReport> {
     let rss_before = super::rss_bytes().unwrap_or(0);
-    let cluster = local_cluster(1, 1, bulbs, 0, UNLIMITED).await?;
+    let cluster = local_cluster(ClusterOptions {
+        gateways: 1,
+        users: 1,
+        bulbs,
+        limits: UNLIMITED,
+        ..ClusterOptions::default()
+    })
+    .await?;
     let gateway = &cluster.gateways[0];
     let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
     let code = gateway

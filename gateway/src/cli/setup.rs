@@ -173,12 +173,11 @@ pub struct Dev {
     /// Number of gateways.
     #[arg(long, default_value_t = 4)]
     pub gateways: usize,
-    /// Simulated bulbs per gateway.
+    /// Simulated Zigbee bulbs per gateway: factory-new, in range of the
+    /// gateway's simulated coordinator stick (a real PTY speaking ZNP);
+    /// they join when the gateway's network is opened (permit join).
     #[arg(long, default_value_t = 4)]
     pub bulbs: usize,
-    /// Factory-new bulbs per gateway that join when the network is opened.
-    #[arg(long, default_value_t = 2)]
-    pub spare_bulbs: usize,
     /// The first gateway's API port; the others follow.
     #[arg(long, default_value_t = 8080)]
     pub api_port: u16,
@@ -202,10 +201,10 @@ fn dev_genesis(dev: &Dev) -> anyhow::Result<Genesis> {
             dev.dir.join(format!("gateway-{i}.toml")),
             format!(
                 "genesis = \"genesis.toml\"\nkey = \"gateway-{i}.key\"\n\
-                 db = \"gateway-{i}.sqlite\"\napi = \"127.0.0.1:{}\"\nbulbs = {}\nspare_bulbs = {}\n",
+                 db = \"gateway-{i}.sqlite\"\napi = \"127.0.0.1:{}\"\n\n\
+                 [zigbee]\nport = \"gateway-{i}.zigbee\"\nsimulate = {}\n",
                 dev.api_port as usize + i,
                 dev.bulbs,
-                dev.spare_bulbs
             ),
         )?;
         validators.push(Validator {
@@ -254,8 +253,12 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                 peers,
                 api,
                 params: Params::default(),
-                bulbs: dev.bulbs,
-                spare_bulbs: dev.spare_bulbs,
+                bulbs: 0,
+                spare_bulbs: 0,
+                zigbee: Some(itc_gateway::config::ZigbeeConfig {
+                    port: dev.dir.join(format!("gateway-{i}.zigbee")),
+                    simulate: Some(dev.bulbs),
+                }),
                 limits: itc_web::Limits::default(),
             })
             .await?,
@@ -291,6 +294,7 @@ fn print_dev(dir: &Path, genesis: &Genesis, gateways: &[app::Gateway]) -> anyhow
     println!("Try, as the owner:");
     println!("  export ITC_URL={first} ITC_KEY={}", owner_key.display());
     println!("  itc-gateway client claim-gateway <gateway 0's claim code>");
+    println!("  itc-gateway client permit-join 60        # the simulated Zigbee bulbs join");
     println!("  itc-gateway client lights");
     println!("  itc-gateway client claim <light id>");
     println!("  itc-gateway client set <light id> --on --brightness 128 --transition-ms 500");

@@ -6,8 +6,7 @@
 //! for every light first and carried out only if all may be controlled, so
 //! a refused group command changes nothing.
 
-use itc_bridges::light::{LightCommand, LightState};
-use itc_bridges::sim::DeviceInfo;
+use itc_bridges::light::LightCommand;
 use itc_chain::crypto::PublicKey;
 use itc_chain::ledger::{AccessError, StateRead};
 use itc_chain::types::{DeviceId, Rights};
@@ -17,6 +16,7 @@ use itc_web::{
 };
 use sqlx::Row;
 
+use super::bridge::{BridgeError, BridgeLight};
 use super::{now_ms, Service};
 use crate::node::CommittedView;
 use crate::store::StoreError;
@@ -47,42 +47,54 @@ fn access(
     }
 }
 
-fn light(view: &CommittedView, info: DeviceInfo, access: AccessView, target: LightState) -> Light {
+fn light(view: &CommittedView, bridged: BridgeLight, access: AccessView) -> Light {
     let owner = view
         .entries
-        .device(&info.id)
+        .device(&bridged.id)
         .and_then(|d| d.owner)
         .map(|o| o.to_string());
     Light {
-        id: info.id.to_string(),
+        id: bridged.id.to_string(),
         access,
         owner,
-        state: info.state,
-        target,
-        link_quality: info.link_quality,
-        last_seen_ms: info.last_seen_ms,
+        state: bridged.state,
+        target: bridged.target,
+        link_quality: bridged.link_quality,
+        last_seen_ms: bridged.last_seen_ms,
     }
 }
 
 pub fn list(service: &Service, caller: &PublicKey) -> Vec<Light> {
     let admin = service.is_admin(caller);
     let now = now_ms();
-    let Ok(network) = service.network() else {
-        return Vec::new();
-    };
+    let bridged = service.all_lights();
     service
         .view(|view| {
-            network
-                .devices()
-                .filter_map(|id| {
-                    let access = access(view, caller, id, admin, now).ok()?;
-                    let info = network.info(id, now)?;
-                    let target = network.target(id)?;
-                    Some(light(view, info, access, target))
+            bridged
+                .into_iter()
+                .filter_map(|l| {
+                    let access = access(view, caller, &l.id, admin, now).ok()?;
+                    Some(light(view, l, access))
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A light on one of the bridges, or 404.
+fn find(service: &Service, device: &DeviceId) -> ApiResult<BridgeLight> {
+    service
+        .bridge_for(device)
+        .and_then(|bridge| bridge.light(device))
+        .ok_or_else(|| ApiError::not_found(format!("light {device}")))
+}
+
+fn bridge_error(error: BridgeError) -> ApiError {
+    match error {
+        BridgeError::Unknown { device } => ApiError::not_found(format!("light {device}")),
+        BridgeError::Command(detail) => ApiError::bad_request("Bad light command", detail),
+        other => ApiError::unavailable(other.to_string()),
+    }
 }
 
 fn refused(error: AccessError) -> ApiError {
@@ -97,34 +109,40 @@ fn refused(error: AccessError) -> ApiError {
 pub fn get(service: &Service, caller: &PublicKey, device: &DeviceId) -> ApiResult<Light> {
     let admin = service.is_admin(caller);
     let now = now_ms();
-    let network = service.network()?;
-    let info = network
-        .info(device, now)
-        .ok_or_else(|| ApiError::not_found(format!("light {device}")))?;
-    let target = network.target(device).unwrap_or(info.state);
+    let bridged = find(service, device)?;
     service.view(|view| {
         let access = access(view, caller, device, admin, now).map_err(refused)?;
-        Ok(light(view, info, access, target))
+        Ok(light(view, bridged, access))
     })?
 }
 
 /// Sends `command` to every light in `devices` if `caller` may control all
 /// of them; otherwise to none.
-pub fn set(
+pub async fn set(
     service: &Service,
     caller: &PublicKey,
     devices: &[DeviceId],
     command: &LightCommand,
 ) -> ApiResult<Vec<Light>> {
-    command
-        .validate()
-        .map_err(|e| ApiError::bad_request("Bad light command", e.to_string()))?;
+    set_each(service, caller, devices, |_| *command).await
+}
+
+/// Sends each light its own command (a scene), after checking that
+/// `caller` may control every one of them.
+async fn set_each(
+    service: &Service,
+    caller: &PublicKey,
+    devices: &[DeviceId],
+    command: impl Fn(usize) -> LightCommand,
+) -> ApiResult<Vec<Light>> {
+    for index in 0..devices.len() {
+        command(index)
+            .validate()
+            .map_err(|e| ApiError::bad_request("Bad light command", e.to_string()))?;
+    }
     let now = now_ms();
-    let mut network = service.network()?;
     for device in devices {
-        if network.info(device, now).is_none() {
-            return Err(ApiError::not_found(format!("light {device}")));
-        }
+        find(service, device)?;
     }
     let accesses = service.view(|view| {
         devices
@@ -144,23 +162,23 @@ pub fn set(
         }
     };
     let mut lights = Vec::with_capacity(devices.len());
-    for (device, access) in devices.iter().zip(accesses) {
-        let target = network
-            .handle_command(now, device, command)
-            .map_err(|e| ApiError::bad_request("Bad light command", e.to_string()))?;
-        service.inner.metrics.commands.inc();
-        let info = network
-            .info(device, now)
+    for (index, (device, access)) in devices.iter().zip(accesses).enumerate() {
+        let bridge = service
+            .bridge_for(device)
             .ok_or_else(|| ApiError::not_found(format!("light {device}")))?;
+        let target = bridge
+            .send(device, &command(index))
+            .await
+            .map_err(bridge_error)?;
+        service.inner.metrics.commands.inc();
+        let mut bridged = find(service, device)?;
+        bridged.target = target;
         let access = match access {
             itc_chain::ledger::Access::Owner => AccessView::Owner,
             itc_chain::ledger::Access::Grant { .. } => AccessView::Grant,
         };
-        lights.push(service.view(|view| light(view, info, access, target))?);
+        lights.push(service.view(|view| light(view, bridged, access))?);
     }
-    service.drain(&mut network);
-    drop(network);
-    service.inner.ticks.notify_one();
     Ok(lights)
 }
 
@@ -170,20 +188,18 @@ pub fn devices(service: &Service, caller: &PublicKey) -> ApiResult<Vec<itc_web::
             "only this gateway's administrator may list its devices",
         ));
     }
-    let now = now_ms();
-    let network = service.network()?;
+    let bridged = service.all_lights();
     service.view(|view| {
-        network
-            .devices()
-            .filter_map(|id| network.info(id, now))
-            .map(|info| {
-                let record = view.entries.device(&info.id);
+        bridged
+            .into_iter()
+            .map(|l| {
+                let record = view.entries.device(&l.id);
                 itc_web::Device {
-                    id: info.id.to_string(),
-                    bridge: info.bridge.into(),
-                    model: info.model,
-                    link_quality: info.link_quality,
-                    last_seen_ms: info.last_seen_ms,
+                    id: l.id.to_string(),
+                    bridge: l.bridge.into(),
+                    model: l.model,
+                    link_quality: l.link_quality,
+                    last_seen_ms: l.last_seen_ms,
                     registered: record.is_some(),
                     owner: record.and_then(|r| r.owner).map(|o| o.to_string()),
                 }
@@ -263,13 +279,8 @@ pub async fn create_group(service: &Service, caller: PublicKey, new: NewGroup) -
     devices.dedup();
     // Only lights the caller may control now can be grouped.
     let now = now_ms();
-    {
-        let network = service.network()?;
-        for device in &devices {
-            if network.info(device, now).is_none() {
-                return Err(ApiError::not_found(format!("light {device}")));
-            }
-        }
+    for device in &devices {
+        find(service, device)?;
     }
     service.view(|view| {
         devices.iter().try_for_each(|device| {
@@ -349,21 +360,15 @@ pub async fn store_scene(
     check_name(&new.name)?;
     let group = group(service, caller, group_id).await?;
     let devices = parse_devices(&group.lights)?;
-    let states = {
-        let network = service.network()?;
-        devices
-            .iter()
-            .map(|device| {
-                network
-                    .target(device)
-                    .map(|state| SceneEntry {
-                        light: device.to_string(),
-                        state,
-                    })
-                    .ok_or_else(|| ApiError::not_found(format!("light {device}")))
+    let states = devices
+        .iter()
+        .map(|device| {
+            find(service, device).map(|l| SceneEntry {
+                light: device.to_string(),
+                state: l.target,
             })
-            .collect::<ApiResult<Vec<_>>>()?
-    };
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
     let json = serde_json::to_string(&states)
         .map_err(|e| ApiError::unavailable(format!("encoding a scene: {e}")))?;
     let id = sqlx::query("INSERT INTO scenes (group_id, name, states) VALUES (?, ?, ?)")
@@ -405,31 +410,5 @@ pub async fn recall_scene(
     set_each(service, &caller, &devices, |index| {
         LightCommand::to_state(&scene.states[index].state, recall.transition_ms)
     })
-}
-
-fn set_each(
-    service: &Service,
-    caller: &PublicKey,
-    devices: &[DeviceId],
-    command: impl Fn(usize) -> LightCommand,
-) -> ApiResult<Vec<Light>> {
-    let now = now_ms();
-    service.view(|view| {
-        devices.iter().try_for_each(|device| {
-            view.entries
-                .authorize(caller, device, Rights::CONTROL, now)
-                .map(drop)
-                .map_err(refused)
-        })
-    })??;
-    let mut lights = Vec::with_capacity(devices.len());
-    for (index, device) in devices.iter().enumerate() {
-        lights.extend(set(
-            service,
-            caller,
-            std::slice::from_ref(device),
-            &command(index),
-        )?);
-    }
-    Ok(lights)
+    .await
 }

@@ -8,31 +8,35 @@
 //! transactions the caller signs; the service checks them against the same
 //! view, submits them and waits for their commit.
 //!
-//! The bulbs are reached through a bridge; until the radio bridges land it
-//! is the simulated network of `itc_bridges::sim`, driven here with real
-//! time. Bulbs that join are registered on chain by this gateway (it signs
-//! the registration; each bulb signs its proof of key possession).
+//! The bulbs are reached through bridges ([`bridge`]): the Zigbee
+//! coordinator (a real stick, or the simulated one on a PTY) and the
+//! simulated bulb network. Bulbs that join are registered on chain by this
+//! gateway (it signs the registration; the bulb's key, or the key the
+//! gateway keeps for it, signs the proof of possession).
 
 mod admin;
+pub mod bridge;
 mod chain;
 mod lights;
 mod ownership;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use itc_bridges::sim::{SimEvent, SimNetwork};
+use itc_bridges::sim::SimNetwork;
+use itc_bridges::zigbee::driver::ZigbeeHandle;
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::ledger::StateRead;
 use itc_web::{ApiError, Event};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::node::{CommittedView, NodeHandle};
 use crate::store::StoreError;
+use bridge::{Bridge, BridgeEvent, BridgeLight};
 
 pub use admin::ClaimError;
 
@@ -55,6 +59,8 @@ pub struct ServiceConfig {
     /// join when the network is opened.
     pub bulbs: usize,
     pub spare_bulbs: usize,
+    /// The Zigbee coordinator's driver, if the gateway has one.
+    pub zigbee: Option<ZigbeeHandle>,
 }
 
 /// The running service; cheap to clone.
@@ -66,13 +72,11 @@ pub struct Service {
 struct Inner {
     node: NodeHandle,
     key: Keypair,
-    network: Mutex<SimNetwork>,
+    bridges: Vec<Arc<Bridge>>,
     admins: RwLock<admin::Admins>,
     events: broadcast::Sender<Event>,
     /// Woken when bulbs join or a block commits: registration may be due.
     registration: Notify,
-    /// Woken after a command: a transition may need a tick.
-    ticks: Notify,
     metrics: ServiceMetrics,
 }
 
@@ -100,18 +104,24 @@ impl Service {
     ) -> Result<(Service, Option<String>, JoinHandle<()>), ServiceError> {
         let rng = ring::rand::SystemRandom::new();
         let (admins, code) = admin::Admins::load(config.node.store.pool().clone(), &rng).await?;
-        let seed = Hash::digest_parts(&[b"itc-sim-network", config.key.seed()]).0;
-        let network = SimNetwork::new(seed, config.bulbs, config.spare_bulbs, now_ms());
+        let mut bridges = Vec::new();
+        if let Some(zigbee) = config.zigbee {
+            bridges.push(Arc::new(Bridge::zigbee(zigbee, *config.key.seed())));
+        }
+        if config.bulbs + config.spare_bulbs > 0 {
+            let seed = Hash::digest_parts(&[b"itc-sim-network", config.key.seed()]).0;
+            let network = SimNetwork::new(seed, config.bulbs, config.spare_bulbs, now_ms());
+            bridges.push(Arc::new(Bridge::sim(network)));
+        }
         let (events, _) = broadcast::channel(4_096);
         let service = Service {
             inner: Arc::new(Inner {
                 node: config.node,
                 key: config.key,
-                network: Mutex::new(network),
+                bridges,
                 admins: RwLock::new(admins),
                 events,
                 registration: Notify::new(),
-                ticks: Notify::new(),
                 metrics: ServiceMetrics::default(),
             }),
         };
@@ -146,84 +156,82 @@ impl Service {
             .unwrap_or(false)
     }
 
-    fn network(&self) -> Result<std::sync::MutexGuard<'_, SimNetwork>, ApiError> {
-        self.inner
-            .network
-            .lock()
-            .map_err(|_| ApiError::unavailable("the bulb network is poisoned"))
+    /// The bridge a device id belongs to.
+    fn bridge_for(&self, device: &itc_chain::types::DeviceId) -> Option<&Arc<Bridge>> {
+        self.inner.bridges.iter().find(|b| b.owns(device))
     }
 
-    /// Publishes what the network reports and wakes whoever must act on it.
-    fn drain(&self, network: &mut SimNetwork) {
-        while let Some(event) = network.poll_event() {
-            match event {
-                SimEvent::Joined { device } => {
-                    tracing::info!(%device, "bulb joined");
-                    let _ = self.inner.events.send(Event::DeviceJoined {
-                        device: device.to_string(),
-                        bridge: "sim".into(),
-                    });
-                    self.inner.registration.notify_one();
-                }
-                SimEvent::Reported { device, state } => {
-                    let _ = self.inner.events.send(Event::LightStateChanged {
-                        device: device.to_string(),
-                        state,
-                    });
-                }
+    /// Every light on every bridge.
+    fn all_lights(&self) -> Vec<BridgeLight> {
+        self.inner.bridges.iter().flat_map(|b| b.lights()).collect()
+    }
+
+    /// Publishes what a bridge reports and wakes whoever must act on it.
+    fn bridge_event(&self, event: BridgeEvent) {
+        match event {
+            BridgeEvent::Joined { device, bridge } => {
+                tracing::info!(%device, bridge, "light joined");
+                let _ = self.inner.events.send(Event::DeviceJoined {
+                    device: device.to_string(),
+                    bridge: bridge.into(),
+                });
+                self.inner
+                    .metrics
+                    .lights
+                    .set(self.all_lights().len() as i64);
+                self.inner.registration.notify_one();
+            }
+            BridgeEvent::State { device, state } => {
+                let _ = self.inner.events.send(Event::LightStateChanged {
+                    device: device.to_string(),
+                    state,
+                });
             }
         }
-        self.inner.metrics.lights.set(network.len() as i64);
     }
 
-    /// The background work: ticking the bulbs, registering new ones,
+    /// The background work: the bridges' events, registering new bulbs,
     /// announcing commits.
     async fn run(self) {
-        let ticker = tokio::spawn(self.clone().tick_bulbs());
-        let registrar = tokio::spawn(self.clone().register_bulbs());
+        let (bridge_events, mut from_bridges) = mpsc::channel(1_024);
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = self
+            .inner
+            .bridges
+            .iter()
+            .map(|bridge| tokio::spawn(bridge.clone().pump(bridge_events.clone())))
+            .collect();
+        drop(bridge_events);
+        tasks.push(tokio::spawn(self.clone().register_bulbs()));
+        self.inner
+            .metrics
+            .lights
+            .set(self.all_lights().len() as i64);
         let mut commits = self.inner.node.commits();
         loop {
-            match commits.recv().await {
-                Ok(block) => {
-                    self.inner.metrics.height.set(block.height as i64);
-                    self.inner
-                        .metrics
-                        .committed_txs
-                        .inc_by(block.txs.len() as u64);
-                    for id in block.txs.iter() {
-                        let _ = self.inner.events.send(Event::TransactionCommitted {
-                            id: id.to_string(),
-                            height: block.height,
-                        });
+            tokio::select! {
+                block = commits.recv() => match block {
+                    Ok(block) => {
+                        self.inner.metrics.height.set(block.height as i64);
+                        self.inner
+                            .metrics
+                            .committed_txs
+                            .inc_by(block.txs.len() as u64);
+                        for id in block.txs.iter() {
+                            let _ = self.inner.events.send(Event::TransactionCommitted {
+                                id: id.to_string(),
+                                height: block.height,
+                            });
+                        }
+                        self.inner.registration.notify_one();
                     }
-                    self.inner.registration.notify_one();
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(event) = from_bridges.recv() => self.bridge_event(event),
             }
         }
-        ticker.abort();
-        registrar.abort();
-    }
-
-    async fn tick_bulbs(self) {
-        loop {
-            let next = {
-                let Ok(mut network) = self.network() else {
-                    return;
-                };
-                let now = now_ms();
-                network.handle_tick(now);
-                self.drain(&mut network);
-                network.next_deadline(now)
-            };
-            let sleep = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis(at.saturating_sub(now_ms())).min(Duration::from_secs(1))
-            });
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = self.inner.ticks.notified() => {}
-            }
+        for task in tasks {
+            task.abort();
         }
     }
 
@@ -332,14 +340,17 @@ impl itc_web::Gateway for Service {
         lights::get(self, caller, device)
     }
 
-    fn set_light(
+    async fn set_light(
         &self,
-        caller: &PublicKey,
-        device: &itc_chain::types::DeviceId,
-        command: &itc_bridges::light::LightCommand,
+        caller: PublicKey,
+        device: itc_chain::types::DeviceId,
+        command: itc_bridges::light::LightCommand,
     ) -> itc_web::ApiResult<itc_web::Light> {
-        lights::set(self, caller, std::slice::from_ref(device), command)
-            .map(|mut lights| lights.remove(0))
+        let mut lights =
+            lights::set(self, &caller, std::slice::from_ref(&device), &command).await?;
+        lights
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("light {device}")))
     }
 
     async fn groups(&self, caller: PublicKey) -> itc_web::ApiResult<Vec<itc_web::Group>> {
@@ -366,7 +377,7 @@ impl itc_web::Gateway for Service {
     ) -> itc_web::ApiResult<Vec<itc_web::Light>> {
         let group = lights::group(self, caller, id).await?;
         let devices = lights::parse_devices(&group.lights)?;
-        lights::set(self, &caller, &devices, &command)
+        lights::set(self, &caller, &devices, &command).await
     }
 
     async fn scenes(
@@ -419,23 +430,25 @@ impl itc_web::Gateway for Service {
         ownership::grants(self, caller, device)
     }
 
-    fn permit_join(
+    async fn permit_join(
         &self,
-        caller: &PublicKey,
+        caller: PublicKey,
         seconds: u32,
     ) -> itc_web::ApiResult<itc_web::JoinWindow> {
-        if !self.is_admin(caller) {
+        if !self.is_admin(&caller) {
             return Err(ApiError::forbidden(
                 "only this gateway's administrator may open the network",
             ));
         }
-        let now = now_ms();
-        let mut network = self.network()?;
-        network.permit_join(now, u64::from(seconds) * 1_000);
+        let until = now_ms() + u64::from(seconds) * 1_000;
+        for bridge in &self.inner.bridges {
+            bridge.permit_join(seconds).await.map_err(|e| {
+                ApiError::unavailable(format!("opening the {} network: {e}", bridge.name()))
+            })?;
+        }
         tracing::info!(seconds, "network open for joining");
-        self.inner.ticks.notify_one();
         Ok(itc_web::JoinWindow {
-            open_until_ms: network.permit_until(),
+            open_until_ms: until,
         })
     }
 

@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use itc_bridges::sim::SimNetwork;
 use itc_chain::crypto::{Domain, PublicKey};
 use itc_chain::ledger::{check_tx, StateRead, TxError};
 use itc_chain::tx::{
     claim_payload, registration_payload, DeviceRegistration, SignedTx, Tx, TxBody,
 };
-use itc_chain::types::{DeviceId, DeviceKind};
+use itc_chain::types::{DeviceId, Model};
 use itc_web::{ApiError, ApiResult, ClaimAuthorization, Grant, TxOutcome};
 
 use super::admin::{Admins, ClaimError};
@@ -223,50 +222,51 @@ impl Service {
 
     fn unregistered(&self) -> Vec<SignedTx> {
         let gateway = self.public();
-        let Ok(network) = self.network() else {
-            return Vec::new();
-        };
         let Ok(view) = self.inner.node.committed().read() else {
             return Vec::new();
         };
         let mut nonce = view.entries.account(&gateway).nonce;
-        let model = SimNetwork::model();
         let mut batch = Vec::new();
-        for device in network.devices() {
-            if batch.len() >= REGISTRATION_BATCH {
-                break;
+        for bridge in &self.inner.bridges {
+            for light in bridge.lights() {
+                if batch.len() >= REGISTRATION_BATCH {
+                    return batch;
+                }
+                let device = &light.id;
+                if view.entries.device(device).is_some() {
+                    continue;
+                }
+                let model = Model::new(light.model.as_str()).unwrap_or_default();
+                let kind = light.kind;
+                let Some(device_key) = bridge.device_key(device) else {
+                    continue;
+                };
+                let payload = registration_payload(
+                    &view.chain_id,
+                    &gateway,
+                    device,
+                    &device_key,
+                    kind,
+                    &model,
+                );
+                let Some((_, proof)) = bridge.sign_registration(device, &payload) else {
+                    continue;
+                };
+                let tx = Tx {
+                    chain_id: view.chain_id.clone(),
+                    sender: gateway,
+                    nonce,
+                    body: TxBody::RegisterDevice(DeviceRegistration {
+                        device: device.clone(),
+                        device_key,
+                        kind,
+                        model,
+                        proof,
+                    }),
+                };
+                batch.push(tx.sign(&self.inner.key));
+                nonce += 1;
             }
-            if view.entries.device(device).is_some() {
-                continue;
-            }
-            let Some(device_key) = network.device_key(device) else {
-                continue;
-            };
-            let payload = registration_payload(
-                &view.chain_id,
-                &gateway,
-                device,
-                &device_key,
-                DeviceKind::Zigbee,
-                &model,
-            );
-            let Some(proof) = network.sign(device, Domain::DeviceRegistration, &payload) else {
-                continue;
-            };
-            let tx = Tx {
-                chain_id: view.chain_id.clone(),
-                sender: gateway,
-                nonce,
-                body: TxBody::RegisterDevice(DeviceRegistration {
-                    device: device.clone(),
-                    device_key,
-                    kind: DeviceKind::Zigbee,
-                    model: model.clone(),
-                    proof,
-                }),
-            };
-            batch.push(tx.sign(&self.inner.key));
-            nonce += 1;
         }
         batch
     }
