@@ -99,6 +99,9 @@ pub struct Header {
     pub manufacturer: Option<u16>,
     pub server_to_client: bool,
     pub disable_default_response: bool,
+    /// Bits 5–7 of the frame control, reserved: kept as received so a
+    /// frame re-encodes to its own bytes.
+    pub reserved: u8,
     pub seq: u8,
     pub command: u8,
 }
@@ -161,6 +164,7 @@ impl Frame {
                 manufacturer,
                 server_to_client: control & 0b1000 != 0,
                 disable_default_response: control & 0b1_0000 != 0,
+                reserved: control >> 5,
                 seq,
                 command,
             },
@@ -183,6 +187,7 @@ impl Frame {
         if h.disable_default_response {
             control |= 0b1_0000;
         }
+        control |= (h.reserved & 0b111) << 5;
         let mut out = vec![control];
         if let Some(code) = h.manufacturer {
             out.extend(code.to_le_bytes());
@@ -201,6 +206,7 @@ impl Frame {
                 manufacturer: None,
                 server_to_client: false,
                 disable_default_response: false,
+                reserved: 0,
                 seq,
                 command,
             },
@@ -216,6 +222,7 @@ impl Frame {
                 manufacturer: None,
                 server_to_client: true,
                 disable_default_response: true,
+                reserved: 0,
                 seq,
                 command,
             },
@@ -828,6 +835,7 @@ mod tests {
                 manufacturer: None,
                 server_to_client: true,
                 disable_default_response: true,
+                reserved: 0,
                 seq: 74,
                 command: 10,
             }
@@ -954,6 +962,10 @@ mod tests {
             Frame::decode(&[0x03, 1, 1]),
             Err(ZclError::FrameType { bits: 3 })
         );
+        // Found by the zcl_decoder fuzz target: reserved frame-control bits
+        // are kept, so the frame re-encodes to its own bytes.
+        let odd = [0x61, 0x60, 0x11];
+        assert_eq!(Frame::decode(&odd).unwrap().encode(), odd);
         let frame = Frame::decode(&[0x18, 1, 0x0a, 0x00, 0x00, 0x21, 0x01]).unwrap();
         assert!(Global::decode(&frame).is_err());
         let frame = Frame::decode(&[0x18, 1, 0x0a, 0x00, 0x00, 0x4c, 0x01]).unwrap();

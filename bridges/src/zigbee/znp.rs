@@ -145,6 +145,8 @@ pub struct ParserStats {
     pub bad_fcs: u64,
     /// Frames dropped for an unknown type or subsystem.
     pub unknown: u64,
+    /// Length bytes over [`MAX_DATA`]: not a frame start.
+    pub too_long: u64,
 }
 
 /// The streaming frame parser.
@@ -196,6 +198,12 @@ impl Parser {
             return false;
         }
         let len = usize::from(self.buffer[1]);
+        if len > MAX_DATA {
+            // No Z-Stack frame is that long: this SOF is noise.
+            self.buffer.pop_front();
+            self.stats.too_long += 1;
+            return true;
+        }
         let total = len + 5;
         if self.buffer.len() < total {
             return false;
@@ -321,6 +329,20 @@ mod tests {
             (Subsystem::Af, 129)
         );
         assert_eq!(frames[1].data.len(), 27);
+    }
+
+    #[test]
+    fn a_length_over_the_limit_is_not_a_frame() {
+        // Found by the znp_parser fuzz target: LEN 251 with a matching FCS
+        // used to parse into a frame that could not be encoded again.
+        let mut bytes = vec![SOF, 251, 0x61, 0x01];
+        bytes.extend([0u8; 251]);
+        bytes.push(fcs(&bytes[1..]));
+        bytes.extend(NV_READ_SRSP);
+        let (frames, stats) = parse(&[&bytes]);
+        assert_eq!(stats.too_long, 1);
+        assert_eq!(frames.len(), 1, "the good frame after it still parses");
+        assert_eq!(frames[0].data, [0, 1, 85]);
     }
 
     #[test]
