@@ -2,7 +2,8 @@
 //! coordinator up, the device table, the interview, light commands as ZCL
 //! data requests, and reports folded into each light's state.
 //!
-//! Start-up, whenever the port (re)opens: SYS_PING, SYS_VERSION,
+//! Start-up, whenever the port (re)opens: a soft SYS_RESET_REQ (answered by
+//! SYS_RESET_IND once the stick rebooted), SYS_PING, SYS_VERSION,
 //! ZDO_STARTUP_FROM_APP (form or resume the network), wait for the state
 //! change to coordinator, AF_REGISTER endpoint 1 (Home Automation). A
 //! device that announces itself is interviewed (Basic: manufacturer and
@@ -71,6 +72,7 @@ pub enum NetError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Down,
+    Reset,
     Ping,
     Version,
     Startup,
@@ -130,8 +132,8 @@ impl Network {
 
     /// The port (re)opened: bring the coordinator up.
     pub fn connected(&mut self, now_ms: u64) {
-        self.phase = Phase::Ping;
-        self.step = Some(self.host.request(now_ms, Request::Ping));
+        self.phase = Phase::Reset;
+        self.step = Some(self.host.request(now_ms, Request::Reset { soft: true }));
     }
 
     /// The port is gone: everything in flight fails; the device table stays.
@@ -279,6 +281,10 @@ impl Network {
     /// The next start-up step, after the current one answered `data`.
     fn advance(&mut self, now_ms: u64, data: &[u8]) {
         let next = match self.phase {
+            Phase::Reset => {
+                self.phase = Phase::Ping;
+                Some(Request::Ping)
+            }
             Phase::Ping => {
                 self.phase = Phase::Version;
                 Some(Request::Version)

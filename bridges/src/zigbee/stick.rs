@@ -223,7 +223,11 @@ impl Stick {
             Request::Ping => self.srsp(frame, vec![0x79, 0x01]),
             Request::Version => self.srsp(frame, VERSION.encode()),
             Request::Reset { .. } => {
-                self.unplug();
+                // A reboot: the stack stops (and must be started again);
+                // the network and its bulbs stay in NV.
+                self.started = false;
+                self.endpoints.clear();
+                self.permit_until_ms = 0;
                 self.send(Indication::Reset {
                     reason: 0,
                     version: [
