@@ -45,6 +45,8 @@ pub struct GatewayConfig {
     pub spare_bulbs: usize,
     /// A Zigbee coordinator, real or simulated.
     pub zigbee: Option<crate::config::ZigbeeConfig>,
+    /// Firmware images to offer devices.
+    pub firmware: Option<crate::service::firmware::FirmwareConfig>,
     pub limits: itc_web::Limits,
 }
 
@@ -105,6 +107,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         bulbs: config.bulbs,
         spare_bulbs: config.spare_bulbs,
         zigbee,
+        firmware: config.firmware,
     })
     .await?;
     let api = config.api.local_addr()?;
@@ -169,7 +172,7 @@ pub struct LocalCluster {
 }
 
 /// What a loopback cluster has.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClusterOptions {
     pub gateways: usize,
     /// Funded users at genesis.
@@ -181,6 +184,8 @@ pub struct ClusterOptions {
     /// Bulbs behind a simulated Zigbee stick (on a PTY) per gateway; 0 for
     /// no Zigbee coordinator.
     pub zigbee_bulbs: usize,
+    /// Firmware images every gateway may offer.
+    pub firmware: Option<crate::service::firmware::FirmwareConfig>,
     pub limits: itc_web::Limits,
 }
 
@@ -192,6 +197,7 @@ impl Default for ClusterOptions {
             bulbs: 0,
             spare_bulbs: 0,
             zigbee_bulbs: 0,
+            firmware: None,
             limits: itc_web::Limits::default(),
         }
     }
@@ -205,6 +211,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         bulbs,
         spare_bulbs: spare,
         zigbee_bulbs,
+        firmware,
         limits,
     } = options;
     let dir = tempfile::tempdir()?;
@@ -236,6 +243,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                     port: dir.path().join(format!("gateway-{i}.zigbee")),
                     simulate: Some(zigbee_bulbs),
                 }),
+                firmware: firmware.clone(),
                 limits,
             })
             .await?,

@@ -37,6 +37,9 @@ pub struct Config {
     /// A Zigbee coordinator (TI Z-Stack, ZNP) on a serial port.
     #[serde(default)]
     pub zigbee: Option<ZigbeeConfig>,
+    /// Firmware images this gateway may offer its devices.
+    #[serde(default)]
+    pub firmware: Option<crate::service::firmware::FirmwareConfig>,
 }
 
 /// The Zigbee coordinator.
@@ -86,9 +89,11 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let zigbee_port = config.zigbee.as_mut().map(|z| &mut z.port);
+        let firmware_dir = config.firmware.as_mut().map(|f| &mut f.dir);
         for p in [&mut config.genesis, &mut config.key, &mut config.db]
             .into_iter()
             .chain(zigbee_port)
+            .chain(firmware_dir)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -183,6 +183,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         bulbs: config.bulbs,
         spare_bulbs: config.spare_bulbs,
         zigbee: config.zigbee.clone(),
+        firmware: config.firmware.clone(),
         limits: itc_web::Limits::default(),
     })
     .await?;

@@ -95,3 +95,136 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
 
     cluster.shutdown().await.unwrap();
 }
+
+/// Publishes a firmware manifest (a chain transaction signed by
+/// `manufacturer`) and waits until gateway 0 has committed it.
+async fn publish(
+    base: &str,
+    manufacturer: &Keypair,
+    nonce: u64,
+    version: (u16, u16, u16),
+    image: &[u8],
+) {
+    use itc_chain::codec::encode;
+    use itc_chain::crypto::Hash;
+    use itc_chain::tx::{ChainId, FirmwareManifest, Tx, TxBody};
+    use itc_chain::types::{FirmwareVersion, Model};
+    let tx = Tx {
+        chain_id: ChainId::new("itc-test").unwrap(),
+        sender: manufacturer.public(),
+        nonce,
+        body: TxBody::PublishManifest(FirmwareManifest {
+            model: Model::new(itc_bridges::zigbee::stick::MODEL).unwrap(),
+            version: FirmwareVersion {
+                major: version.0,
+                minor: version.1,
+                patch: version.2,
+            },
+            image_hash: Hash::digest(image),
+            image_size: image.len() as u64,
+        }),
+    }
+    .sign(manufacturer);
+    let id = tx.hash();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/transactions"))
+        .json(&serde_json::json!({ "txs": [hex::encode(encode(&tx))] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let reader = Client::new(base, Keypair::from_seed([3; 32]));
+    for _ in 0..200 {
+        if reader.transaction(&id).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the manifest did not commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulb_is_offered_only_firmware_that_matches_a_trusted_manifest() {
+    use itc_bridges::zigbee::ota::{file_version, QueryNextImage};
+    use itc_gateway::service::firmware::FirmwareConfig;
+    let images = tempfile::tempdir().unwrap();
+    let work = itc_chain::testkit::Workload::new(4, 3, 0x11c7);
+    let trusted = Keypair::from_seed(*work.users[1].seed());
+    let untrusted = Keypair::from_seed(*work.users[2].seed());
+    let cluster = local_cluster(ClusterOptions {
+        users: 3,
+        zigbee_bulbs: 1,
+        firmware: Some(FirmwareConfig {
+            dir: images.path().to_path_buf(),
+            manufacturers: vec![trusted.public()],
+        }),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cluster.users[1].public(), trusted.public(), "same workload");
+    let gateway = &cluster.gateways[0];
+    let stick = gateway.sim_stick.as_ref().unwrap();
+    let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
+    owner
+        .claim_gateway(gateway.claim_code.as_deref().unwrap())
+        .await
+        .unwrap();
+    owner.permit_join(60).await.unwrap();
+    let mut devices = Vec::new();
+    for _ in 0..200 {
+        devices = owner.devices().await.unwrap();
+        if devices.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let ieee = u64::from_str_radix(devices[0].id.trim_start_matches("zigbee:"), 16).unwrap();
+
+    // 1.2.0: file and manifest agree. 1.3.0: the file on disk was tampered
+    // with. 2.0.0: matches, but from a manufacturer this gateway does not
+    // trust.
+    let model = itc_bridges::zigbee::stick::MODEL;
+    let good = vec![0x5a; 4_096];
+    std::fs::write(images.path().join(format!("{model}-1.2.0.ota")), &good).unwrap();
+    std::fs::write(
+        images.path().join(format!("{model}-1.3.0.ota")),
+        vec![0x66; 4_096],
+    )
+    .unwrap();
+    std::fs::write(images.path().join(format!("{model}-2.0.0.ota")), &good).unwrap();
+    let base = gateway.url();
+    publish(&base, &trusted, 0, (1, 2, 0), &good).await;
+    publish(&base, &trusted, 1, (1, 3, 0), &[0x77; 4_096]).await;
+    publish(&base, &untrusted, 0, (2, 0, 0), &good).await;
+
+    let ask = |version: u32| QueryNextImage {
+        manufacturer: 0x1234,
+        image_type: 0x0101,
+        file_version: version,
+        hardware_version: None,
+    };
+    for (current, expected) in [
+        (file_version(1, 0, 0), Some(file_version(1, 2, 0))),
+        (file_version(1, 2, 0), None),
+    ] {
+        let before = stick.offers().len();
+        assert!(stick.query_image(ieee, &ask(current)));
+        let mut offers = stick.offers();
+        for _ in 0..200 {
+            if offers.len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            offers = stick.offers();
+        }
+        let (to, offer) = offers[before];
+        assert_eq!(to, ieee);
+        assert_eq!(offer.map(|o| o.file_version), expected);
+        if let Some(offer) = offer {
+            assert_eq!(offer.image_size, 4_096);
+            assert_eq!((offer.manufacturer, offer.image_type), (0x1234, 0x0101));
+        }
+    }
+    cluster.shutdown().await.unwrap();
+}

@@ -22,6 +22,7 @@ use tokio_serial::SerialPortBuilderExt;
 
 use super::host::{HostError, Timing};
 use super::network::{CommandId, Device, NetError, NetEvent, Network};
+use super::ota::ImageOffer;
 use crate::light::LightCommand;
 
 /// How to reach the stick.
@@ -66,6 +67,12 @@ enum Command {
         seconds: u8,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
+    RespondImage {
+        ieee: u64,
+        seq: u8,
+        offer: Option<ImageOffer>,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
 }
 
 /// What the rest of the gateway holds.
@@ -97,6 +104,26 @@ impl ZigbeeHandle {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::PermitJoin { seconds, reply })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        answer.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Answers a device's image query.
+    pub async fn respond_image(
+        &self,
+        ieee: u64,
+        seq: u8,
+        offer: Option<ImageOffer>,
+    ) -> Result<(), DriverError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RespondImage {
+                ieee,
+                seq,
+                offer,
+                reply,
+            })
             .await
             .map_err(|_| DriverError::Stopped)?;
         answer.await.map_err(|_| DriverError::Stopped)?
@@ -263,6 +290,19 @@ impl Driver {
                     let _ = reply.send(Err(error.into()));
                 }
             },
+            Command::RespondImage {
+                ieee,
+                seq,
+                offer,
+                reply,
+            } => match self.network.respond_image(now, ieee, seq, offer) {
+                Ok(id) => {
+                    self.waiting.insert(id, reply);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
             Command::PermitJoin { seconds, reply } => {
                 match self.network.permit_join(now, seconds) {
                     Ok(id) => {
@@ -297,6 +337,7 @@ impl Driver {
                     );
                 }
                 NetEvent::Joined { .. } | NetEvent::State { .. } => changed = true,
+                NetEvent::ImageQuery { .. } => {}
             }
             let _ = self.events.send(event);
         }

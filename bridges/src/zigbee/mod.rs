@@ -6,6 +6,7 @@
 //! - [`zcl`]: the Zigbee Cluster Library frames of lights — Basic, On/Off,
 //!   Level Control, Color Control — and how they map onto
 //!   [`crate::light`] (pure);
+//! - [`ota`]: the OTA Upgrade cluster's query-next-image handshake (pure);
 //! - [`host`]: requests matched to responses, retries, data requests
 //!   tracked to their delivery confirm (sans-IO);
 //! - [`network`]: the coordinator brought up, devices interviewed, light
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod host;
 pub mod mt;
 pub mod network;
+pub mod ota;
 pub mod sim_port;
 pub mod stick;
 pub mod zcl;

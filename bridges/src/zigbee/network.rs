@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::host::{Event, Host, HostError, Timing, Token};
 use super::mt::{self, Indication, Request, Version};
+use super::ota::{self, ImageOffer, QueryNextImage};
 use super::zcl::{self, FrameType, Global, Value};
 use crate::light::{LightCommand, LightState};
 
@@ -51,6 +52,13 @@ pub enum NetEvent {
     Joined { ieee: u64, model: String },
     /// A light's reported state changed.
     State { ieee: u64, state: LightState },
+    /// A device asks whether a newer firmware image exists; answer with
+    /// [`Network::respond_image`].
+    ImageQuery {
+        ieee: u64,
+        seq: u8,
+        query: QueryNextImage,
+    },
     /// A command finished.
     Done {
         id: CommandId,
@@ -188,6 +196,31 @@ impl Network {
         if self.commands.get(&id).is_some_and(|(left, _)| *left == 0) {
             self.finish_command(id);
         }
+        Ok(id)
+    }
+
+    /// Answers a device's image query: an offer, or no image.
+    pub fn respond_image(
+        &mut self,
+        now_ms: u64,
+        ieee: u64,
+        seq: u8,
+        offer: Option<ImageOffer>,
+    ) -> Result<CommandId, NetError> {
+        if !self.is_up() {
+            return Err(NetError::NotUp);
+        }
+        let nwk = self
+            .devices
+            .get(&ieee)
+            .map(|d| d.nwk)
+            .ok_or(NetError::UnknownDevice { ieee })?;
+        let id = self.new_command(1);
+        let frame = ota::response(seq, offer.as_ref());
+        let token = self
+            .host
+            .request(now_ms, data_request(nwk, zcl::cluster::OTA, frame.encode()));
+        self.parts.insert(token, id);
         Ok(id)
     }
 
@@ -372,6 +405,16 @@ impl Network {
                 let Ok(frame) = zcl::Frame::decode(&message.data) else {
                     return;
                 };
+                if message.cluster == zcl::cluster::OTA {
+                    if let Ok(query) = QueryNextImage::decode(&frame) {
+                        self.events.push_back(NetEvent::ImageQuery {
+                            ieee,
+                            seq: frame.header.seq,
+                            query,
+                        });
+                    }
+                    return;
+                }
                 let Ok(Some(global)) = Global::decode(&frame) else {
                     return;
                 };

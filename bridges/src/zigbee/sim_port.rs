@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_serial::SerialStream;
 
+use super::ota::{ImageOffer, QueryNextImage};
 use super::stick::{Delivered, Stick};
 use crate::light::LightState;
 
@@ -90,6 +91,22 @@ impl SimPort {
         self.stick
             .lock()
             .map(|s| s.delivered().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// A bulb asks for a newer image.
+    pub fn query_image(&self, ieee: u64, query: &QueryNextImage) -> bool {
+        self.stick
+            .lock()
+            .map(|mut s| s.query_image(ieee, query))
+            .unwrap_or(false)
+    }
+
+    /// The image offers the bulbs received so far.
+    pub fn offers(&self) -> Vec<(u64, Option<ImageOffer>)> {
+        self.stick
+            .lock()
+            .map(|s| s.offers().to_vec())
             .unwrap_or_default()
     }
 

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 
 use super::mt::{self, IncomingMsg, Indication, Request, Version};
+use super::ota::{self, ImageOffer, QueryNextImage};
 use super::zcl::{self, FrameType, Global, Lighting, ReadRecord, Value};
 use super::znp::{Frame, Kind, Parser, Subsystem};
 use crate::light::{Light, LightState};
@@ -68,6 +69,8 @@ pub struct Stick {
     next_join_ms: u64,
     bulbs: Vec<Bulb>,
     delivered: Vec<Delivered>,
+    /// Image offers (or refusals) the bulbs received, by IEEE address.
+    offers: Vec<(u64, Option<ImageOffer>)>,
     timestamp: u32,
 }
 
@@ -94,6 +97,7 @@ impl Stick {
             next_join_ms: 0,
             bulbs,
             delivered: Vec::new(),
+            offers: Vec::new(),
             timestamp: 0,
         }
     }
@@ -165,6 +169,24 @@ impl Stick {
         self.out.clear();
         self.started = false;
         self.endpoints.clear();
+    }
+
+    /// Bulb `ieee` asks the gateway for a newer image (OTA Upgrade, Query
+    /// Next Image Request). False if no such joined bulb.
+    pub fn query_image(&mut self, ieee: u64, query: &QueryNextImage) -> bool {
+        let Some(index) = self.bulbs.iter().position(|b| b.joined && b.ieee == ieee) else {
+            return false;
+        };
+        let bulb = &mut self.bulbs[index];
+        bulb.seq = bulb.seq.wrapping_add(1);
+        let zcl = query.frame(bulb.seq).encode();
+        self.incoming(index, 1, 1, zcl::cluster::OTA, zcl);
+        true
+    }
+
+    /// The image offers the bulbs received so far.
+    pub fn offers(&self) -> &[(u64, Option<ImageOffer>)] {
+        &self.offers
     }
 
     /// Every ZCL frame delivered to a bulb so far.
@@ -315,6 +337,13 @@ impl Stick {
             return;
         };
         let seq = frame.header.seq;
+        if cluster_id == zcl::cluster::OTA {
+            if let Ok(offer) = ota::decode_response(&frame) {
+                let ieee = self.bulbs[index].ieee;
+                self.offers.push((ieee, offer));
+            }
+            return;
+        }
         match frame.header.frame_type {
             FrameType::Cluster => {
                 let Ok(Some(command)) = Lighting::decode(cluster_id, &frame) else {

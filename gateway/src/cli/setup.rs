@@ -259,6 +259,7 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                     port: dev.dir.join(format!("gateway-{i}.zigbee")),
                     simulate: Some(dev.bulbs),
                 }),
+                firmware: None,
                 limits: itc_web::Limits::default(),
             })
             .await?,

@@ -20,6 +20,7 @@ use itc_bridges::light::{LightCommand, LightState};
 use itc_bridges::sim::{SimEvent, SimNetwork};
 use itc_bridges::zigbee::driver::ZigbeeHandle;
 use itc_bridges::zigbee::network::NetEvent;
+use itc_bridges::zigbee::ota::{ImageOffer, QueryNextImage};
 use itc_chain::crypto::{Domain, Hash, Keypair, PublicKey, Signature};
 use itc_chain::types::{DeviceId, DeviceKind, Model};
 use tokio::sync::{mpsc, Notify};
@@ -51,6 +52,12 @@ pub enum BridgeEvent {
     State {
         device: DeviceId,
         state: LightState,
+    },
+    /// A device asks for a newer firmware image.
+    ImageQuery {
+        device: DeviceId,
+        seq: u8,
+        query: QueryNextImage,
     },
 }
 
@@ -254,14 +261,48 @@ impl Bridge {
                 sim.ticks.notify_one();
                 Ok(())
             }
-            Bridge::Zigbee(zigbee) => zigbee
-                .handle
-                .permit_join(seconds.min(254) as u8)
-                .await
-                .map_err(|e| BridgeError::Unavailable {
-                    bridge: ZIGBEE,
-                    reason: e.to_string(),
-                }),
+            Bridge::Zigbee(zigbee) => {
+                // A coordinator that is (re)starting gets a moment.
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    zigbee.handle.wait_up(),
+                )
+                .await;
+                zigbee
+                    .handle
+                    .permit_join(seconds.min(254) as u8)
+                    .await
+                    .map_err(|e| BridgeError::Unavailable {
+                        bridge: ZIGBEE,
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Answers a device's image query (bridges without OTA have no
+    /// devices that ask).
+    pub async fn respond_image(
+        &self,
+        device: &DeviceId,
+        seq: u8,
+        offer: Option<ImageOffer>,
+    ) -> Result<(), BridgeError> {
+        match self {
+            Bridge::Sim(_) => Ok(()),
+            Bridge::Zigbee(zigbee) => {
+                let ieee = zigbee_ieee(device).ok_or_else(|| BridgeError::Unknown {
+                    device: device.clone(),
+                })?;
+                zigbee
+                    .handle
+                    .respond_image(ieee, seq, offer)
+                    .await
+                    .map_err(|e| BridgeError::Unavailable {
+                        bridge: ZIGBEE,
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -316,6 +357,11 @@ impl Bridge {
                         Ok(NetEvent::State { ieee, state }) => BridgeEvent::State {
                             device: zigbee_id(ieee),
                             state,
+                        },
+                        Ok(NetEvent::ImageQuery { ieee, seq, query }) => BridgeEvent::ImageQuery {
+                            device: zigbee_id(ieee),
+                            seq,
+                            query,
                         },
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             continue

@@ -17,6 +17,7 @@
 mod admin;
 pub mod bridge;
 mod chain;
+pub mod firmware;
 mod lights;
 mod ownership;
 
@@ -61,6 +62,8 @@ pub struct ServiceConfig {
     pub spare_bulbs: usize,
     /// The Zigbee coordinator's driver, if the gateway has one.
     pub zigbee: Option<ZigbeeHandle>,
+    /// Firmware images this gateway may offer.
+    pub firmware: Option<firmware::FirmwareConfig>,
 }
 
 /// The running service; cheap to clone.
@@ -77,6 +80,7 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Woken when bulbs join or a block commits: registration may be due.
     registration: Notify,
+    firmware: Option<firmware::FirmwareConfig>,
     metrics: ServiceMetrics,
 }
 
@@ -122,6 +126,7 @@ impl Service {
                 admins: RwLock::new(admins),
                 events,
                 registration: Notify::new(),
+                firmware: config.firmware,
                 metrics: ServiceMetrics::default(),
             }),
         };
@@ -187,6 +192,36 @@ impl Service {
                     state,
                 });
             }
+            BridgeEvent::ImageQuery { device, seq, query } => {
+                tokio::spawn(self.clone().answer_image_query(device, seq, query));
+            }
+        }
+    }
+
+    /// Offers a device the newest image whose hash matches a trusted
+    /// manifest on chain, or tells it there is none.
+    async fn answer_image_query(
+        self,
+        device: itc_chain::types::DeviceId,
+        seq: u8,
+        query: itc_bridges::zigbee::ota::QueryNextImage,
+    ) {
+        let Some(bridge) = self.bridge_for(&device).cloned() else {
+            return;
+        };
+        let model = bridge.model(&device);
+        let offer = match &self.inner.firmware {
+            Some(config) => {
+                let candidates = self
+                    .view(|view| firmware::candidates(view, config, &model, query.file_version))
+                    .unwrap_or_default();
+                firmware::offer(config, &model, &query, candidates).await
+            }
+            None => None,
+        };
+        tracing::info!(%device, offered = offer.map(|o| o.file_version), "firmware query");
+        if let Err(error) = bridge.respond_image(&device, seq, offer).await {
+            tracing::warn!(%device, %error, "answering a firmware query");
         }
     }
 
