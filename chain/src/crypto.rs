@@ -103,6 +103,9 @@ pub enum Domain {
     Peer,
     /// A user signing a REST request to a gateway's API.
     ApiRequest,
+    /// A user letting a gateway make them the first owner of the devices
+    /// it registers.
+    Adoption,
 }
 
 impl Domain {
@@ -116,6 +119,7 @@ impl Domain {
             Domain::Consensus => b"ITC/v1/consensus\0",
             Domain::Peer => b"ITC/v1/peer\0",
             Domain::ApiRequest => b"ITC/v1/api-request\0",
+            Domain::Adoption => b"ITC/v1/adoption\0",
         }
     }
 }

@@ -130,6 +130,11 @@ pub fn involved_accounts(signed: &SignedTx) -> Vec<AccountId> {
             accounts.push(*grantee)
         }
         TxBody::RegisterDevice(reg) => accounts.push(reg.device_key),
+        TxBody::RegisterAdoptedDevice {
+            registration,
+            owner,
+            ..
+        } => accounts.extend([registration.device_key, *owner]),
         TxBody::ClaimDevice { .. }
         | TxBody::PublishManifest(_)
         | TxBody::ChangeValidators { .. }

@@ -86,6 +86,14 @@ pub enum TxBody {
     },
     /// A gateway anchors the DAG side chain: a root over its current tips.
     AnchorDag(DagAnchor),
+    /// A gateway registers a device with `owner` as its first owner; the
+    /// owner consented, once, by signing [`adoption_payload`] for this
+    /// gateway (its administrator adopting whatever the gateway pairs).
+    RegisterAdoptedDevice {
+        registration: DeviceRegistration,
+        owner: AccountId,
+        consent: Signature,
+    },
 }
 
 /// A device registration, made by a gateway.
@@ -176,6 +184,11 @@ pub fn registration_payload(
     model: &Model,
 ) -> Vec<u8> {
     encode(&(chain_id, registrar, device, device_key, kind, model))
+}
+
+/// What an owner signs to let `gateway` register devices as theirs.
+pub fn adoption_payload(chain_id: &ChainId, owner: &AccountId, gateway: &AccountId) -> Vec<u8> {
+    encode(&(chain_id, owner, gateway))
 }
 
 /// What a device or its registering gateway signs to let `claimant` claim

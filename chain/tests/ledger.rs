@@ -657,3 +657,64 @@ fn received_blocks_are_checked_field_by_field() {
     let proof = env.ledger.prove(&key).unwrap();
     proof.verify(&env.ledger.tip().state_root).unwrap();
 }
+
+#[test]
+fn an_adopted_device_is_owned_from_registration_with_its_owners_consent() {
+    use itc_chain::tx::adoption_payload;
+    let mut env = Env::new();
+    let owner = Keypair::from_seed(*env.user(0).seed());
+    let stranger = Keypair::from_seed(*env.user(1).seed());
+    let gateway = Keypair::from_seed(*env.gateway(0).seed());
+    let adopted = |env: &Env, signer: &Keypair, id: &str, seed: u8| {
+        let (registration, _) = env.register(0, seed, id);
+        let TxBody::RegisterDevice(registration) = registration.tx.body else {
+            unreachable!()
+        };
+        let payload = adoption_payload(&env.chain(), &owner.public(), &gateway.public());
+        env.tx(
+            &gateway,
+            TxBody::RegisterAdoptedDevice {
+                registration,
+                owner: owner.public(),
+                consent: signer.sign(Domain::Adoption, &payload),
+            },
+        )
+    };
+    // Consent signed by someone else than the named owner: refused, and
+    // nothing is registered.
+    let forged = adopted(&env, &stranger, "zigbee:00124b0000000001", 11);
+    assert!(matches!(
+        env.refuse(forged),
+        TxError::BadAdoptionConsent { .. }
+    ));
+    assert!(env.ledger.device(&dev("zigbee:00124b0000000001")).is_none());
+    // The owner's consent: registered and owned in one step, controllable
+    // at once.
+    let tx = adopted(&env, &owner, "zigbee:00124b0000000001", 11);
+    env.commit(vec![tx]);
+    let record = env.ledger.device(&dev("zigbee:00124b0000000001")).unwrap();
+    assert_eq!(record.owner, Some(owner.public()));
+    assert_eq!(record.registrar, gateway.public());
+    assert!(env
+        .ledger
+        .can_control(&owner.public(), &dev("zigbee:00124b0000000001"), env.now()));
+    // The same consent does not let another gateway adopt for the owner.
+    let (registration, _) = env.register(1, 12, "zigbee:00124b0000000002");
+    let TxBody::RegisterDevice(registration) = registration.tx.body else {
+        unreachable!()
+    };
+    let payload = adoption_payload(&env.chain(), &owner.public(), &gateway.public());
+    let other_gateway = Keypair::from_seed(*env.gateway(1).seed());
+    let replayed = env.tx(
+        &other_gateway,
+        TxBody::RegisterAdoptedDevice {
+            registration,
+            owner: owner.public(),
+            consent: owner.sign(Domain::Adoption, &payload),
+        },
+    );
+    assert!(matches!(
+        env.refuse(replayed),
+        TxError::BadAdoptionConsent { .. }
+    ));
+}

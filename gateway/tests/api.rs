@@ -57,7 +57,7 @@ async fn claimed(cluster: &LocalCluster, bulbs: usize) -> (Client, Vec<DeviceId>
         .claim_code
         .clone()
         .expect("a new gateway shows a code");
-    assert!(owner.claim_gateway(&code).await.unwrap().admin);
+    assert!(owner.claim_gateway(&code, false).await.unwrap().admin);
     let lights = registered_lights(&owner, bulbs).await;
     for light in &lights {
         let outcome = owner.claim_device(light).await.unwrap();
@@ -94,7 +94,7 @@ async fn only_signed_fresh_authorised_requests_are_obeyed() {
     // The claim code was for one use only.
     let code = cluster.gateways[0].claim_code.clone().unwrap();
     assert_eq!(
-        status_of(stranger.claim_gateway(&code).await),
+        status_of(stranger.claim_gateway(&code, false).await),
         StatusCode::CONFLICT
     );
 

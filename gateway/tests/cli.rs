@@ -116,10 +116,11 @@ fn init_run_claim_stop_and_restart() {
         }
     };
     // A wrong code is refused with the reason; the right one works once.
-    let wrong = client(&["claim-gateway", "AAAAA-AAAAA"]);
+    let wrong = client(&["claim-gateway", "AAAAA-AAAAA", "--no-adopt"]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("403"));
-    assert!(ok(client(&["claim-gateway", &code])).contains("\"admin\": true"));
+    // Without adoption: the bulbs registered at start stay to be claimed.
+    assert!(ok(client(&["claim-gateway", &code, "--no-adopt"])).contains("\"admin\": true"));
 
     // The bulbs get registered on chain; claim one and turn it off.
     let mut light = None;

@@ -25,8 +25,27 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
     let gateway = &cluster.gateways[0];
     let stick = gateway.sim_stick.as_ref().expect("a simulated stick");
     let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
+    // A consent that is not the caller's is refused, and the code stays
+    // unused.
+    let forged = Keypair::from_seed([8; 32]).sign(itc_chain::crypto::Domain::Adoption, b"x");
+    let refused = owner
+        .call::<itc_web::GatewayInfo>(
+            reqwest::Method::POST,
+            "/api/v1/gateway/claim",
+            Some(&itc_web::ClaimGateway {
+                code: gateway.claim_code.clone().unwrap(),
+                adoption: Some(forged.to_string()),
+            }),
+        )
+        .await;
+    assert_eq!(
+        refused.unwrap_err().status(),
+        Some(reqwest::StatusCode::BAD_REQUEST)
+    );
+    // Claimed with adoption: what the gateway pairs from now on is the
+    // owner's from registration.
     owner
-        .claim_gateway(gateway.claim_code.as_deref().unwrap())
+        .claim_gateway(gateway.claim_code.as_deref().unwrap(), true)
         .await
         .unwrap();
 
@@ -47,9 +66,13 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
         .iter()
         .all(|d| d.model == itc_bridges::zigbee::stick::MODEL));
 
+    let mine = owner.public().to_string();
+    assert!(devices
+        .iter()
+        .all(|d| d.owner.as_deref() == Some(mine.as_str())));
     let id = DeviceId::new(devices[1].id.as_str()).unwrap();
     let ieee = u64::from_str_radix(id.as_str().trim_start_matches("zigbee:"), 16).unwrap();
-    assert!(owner.claim_device(&id).await.unwrap().committed);
+    assert_eq!(owner.owner_proof(&id).await.unwrap().owner, Some(mine));
 
     let before = stick.delivered().len();
     let set = owner
@@ -167,7 +190,7 @@ async fn a_bulb_is_offered_only_firmware_that_matches_a_trusted_manifest() {
     let stick = gateway.sim_stick.as_ref().unwrap();
     let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
     owner
-        .claim_gateway(gateway.claim_code.as_deref().unwrap())
+        .claim_gateway(gateway.claim_code.as_deref().unwrap(), false)
         .await
         .unwrap();
     owner.permit_join(60).await.unwrap();

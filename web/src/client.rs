@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use itc_bridges::light::LightCommand;
 use itc_chain::codec::encode;
-use itc_chain::crypto::{AccountId, Hash, Keypair, PublicKey};
-use itc_chain::tx::{ChainId, SignedTx, Tx, TxBody};
+use itc_chain::crypto::{AccountId, Domain, Hash, Keypair, PublicKey};
+use itc_chain::tx::{adoption_payload, ChainId, SignedTx, Tx, TxBody};
 use itc_chain::types::{DeviceId, Rights, TimestampMs};
 use reqwest::{Method, StatusCode};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -155,8 +155,26 @@ impl Client {
         self.get("/api/v1/gateway").await
     }
 
-    pub async fn claim_gateway(&self, code: &str) -> Result<GatewayInfo, ClientError> {
-        let body = ClaimGateway { code: code.into() };
+    /// Claims the gateway with its one-time code. With `adopt`, also
+    /// consents to own every device the gateway pairs from now on.
+    pub async fn claim_gateway(&self, code: &str, adopt: bool) -> Result<GatewayInfo, ClientError> {
+        let adoption = if adopt {
+            let info = self.info().await?;
+            let chain_id = ChainId::new(info.chain_id)
+                .map_err(|e| ClientError::Invalid(format!("chain id: {e}")))?;
+            let gateway: PublicKey = info
+                .key
+                .parse()
+                .map_err(|e| ClientError::Invalid(format!("gateway key: {e}")))?;
+            let payload = adoption_payload(&chain_id, &self.public(), &gateway);
+            Some(self.key.sign(Domain::Adoption, &payload).to_string())
+        } else {
+            None
+        };
+        let body = ClaimGateway {
+            code: code.into(),
+            adoption,
+        };
         Ok(self
             .call(Method::POST, "/api/v1/gateway/claim", Some(&body))
             .await?

@@ -40,12 +40,12 @@ pub trait Gateway: Clone + Send + Sync + 'static {
 
     // --- The gateway itself ---
     fn info(&self, caller: &PublicKey) -> GatewayInfo;
-    /// Makes `caller` the gateway's administrator if `code` is its
-    /// one-time claim code.
+    /// Makes `caller` the gateway's administrator if the request carries
+    /// its one-time claim code (and stores an adoption consent, if any).
     fn claim(
         &self,
         caller: PublicKey,
-        code: String,
+        request: ClaimGateway,
     ) -> impl Future<Output = ApiResult<GatewayInfo>> + Send;
 
     // --- Lights ---

@@ -47,6 +47,11 @@ pub struct GatewayInfo {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClaimGateway {
     pub code: String,
+    /// Optional: the caller's consent (`ed25519:…` over the chain's
+    /// adoption payload for this gateway) to own the devices the gateway
+    /// pairs from now on, registered to them in one step.
+    #[serde(default)]
+    pub adoption: Option<String>,
 }
 
 /// How the caller may use a light.

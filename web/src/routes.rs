@@ -115,7 +115,7 @@ pub async fn claim_gateway<G: Gateway>(
     request: Body<ClaimGateway>,
 ) -> ApiResult<Json<GatewayInfo>> {
     let request = body(request)?;
-    Ok(Json(state.gateway.claim(caller.key, request.code).await?))
+    Ok(Json(state.gateway.claim(caller.key, request).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/lights", tag = "lights",

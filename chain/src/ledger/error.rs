@@ -33,6 +33,8 @@ pub enum TxError {
     DeviceExists { device: DeviceId },
     #[error("device {device}'s proof of key possession does not verify")]
     BadDeviceProof { device: DeviceId },
+    #[error("{owner} did not consent to own the devices this gateway registers (device {device})")]
+    BadAdoptionConsent { device: DeviceId, owner: AccountId },
     #[error("unknown device {device}")]
     UnknownDevice { device: DeviceId },
     #[error("device {device} is already owned by {owner}")]

@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 
 use super::StateRead;
-use crate::crypto::{AccountId, Domain, Hash, PublicKey};
+use crate::crypto::{AccountId, Domain, Hash, PublicKey, Signature};
 use crate::merkle;
 use crate::state::{
     Account, DeviceRecord, GrantRecord, ManifestRecord, StateKey, StateValue, ValidatorSets,
 };
 use crate::tx::{
-    claim_payload, registration_payload, validator_change_payload, Approval, ChainId,
-    DeviceRegistration, FirmwareManifest, SignedTx, Tx, TxBody, ValidatorChange,
+    adoption_payload, claim_payload, registration_payload, validator_change_payload, Approval,
+    ChainId, DeviceRegistration, FirmwareManifest, SignedTx, Tx, TxBody, ValidatorChange,
 };
 use crate::types::{Amount, DeviceId, Height, Rights, TimestampMs};
 
@@ -246,7 +246,12 @@ impl TxScope<'_, '_> {
         let sender = tx.sender;
         match &tx.body {
             TxBody::Transfer { to, amount } => self.transfer(sender, *to, *amount),
-            TxBody::RegisterDevice(registration) => self.register(sender, registration),
+            TxBody::RegisterDevice(registration) => self.register(sender, registration, None),
+            TxBody::RegisterAdoptedDevice {
+                registration,
+                owner,
+                consent,
+            } => self.register(sender, registration, Some((owner, consent))),
             TxBody::ClaimDevice {
                 device,
                 authorizer,
@@ -393,7 +398,14 @@ impl TxScope<'_, '_> {
         Ok(())
     }
 
-    fn register(&mut self, gateway: AccountId, reg: &DeviceRegistration) -> Result<(), TxError> {
+    /// Registers a device, with its first owner if one consented to this
+    /// gateway adopting devices for them.
+    fn register(
+        &mut self,
+        gateway: AccountId,
+        reg: &DeviceRegistration,
+        adopted_by: Option<(&AccountId, &Signature)>,
+    ) -> Result<(), TxError> {
         self.require_gateway(&gateway)?;
         if self.device(&reg.device).is_ok() {
             return Err(TxError::DeviceExists {
@@ -413,12 +425,25 @@ impl TxScope<'_, '_> {
             .map_err(|_| TxError::BadDeviceProof {
                 device: reg.device.clone(),
             })?;
+        let owner = match adopted_by {
+            Some((owner, consent)) => {
+                let payload = adoption_payload(self.block.chain_id, owner, &gateway);
+                owner
+                    .verify(Domain::Adoption, &payload, consent)
+                    .map_err(|_| TxError::BadAdoptionConsent {
+                        device: reg.device.clone(),
+                        owner: *owner,
+                    })?;
+                Some(*owner)
+            }
+            None => None,
+        };
         let record = DeviceRecord {
             key: reg.device_key,
             kind: reg.kind,
             model: reg.model.clone(),
             registrar: gateway,
-            owner: None,
+            owner,
             registered_at: self.block.height,
         };
         self.put_device(reg.device.clone(), record);

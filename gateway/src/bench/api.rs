@@ -47,7 +47,7 @@ async fn claim_lights(
         .claim_code
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
-    owner.claim_gateway(&code).await?;
+    owner.claim_gateway(&code, false).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let lights = loop {
         let lights = owner.lights().await?;
@@ -155,7 +155,7 @@ pub async fn rss(bulbs: usize) -> anyhow::Result<RssReport> {
         .claim_code
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
-    owner.claim_gateway(&code).await?;
+    owner.claim_gateway(&code, false).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let devices = loop {
         let devices = owner.devices().await?;

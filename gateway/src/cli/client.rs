@@ -83,8 +83,14 @@ impl LightFlags {
 pub enum ClientCommand {
     /// This gateway: its key, chain, and whether you administer it.
     Info,
-    /// Become the gateway's administrator with the code it printed.
-    ClaimGateway { code: String },
+    /// Become the gateway's administrator with the code it printed; the
+    /// devices it pairs from now on are registered as yours.
+    ClaimGateway {
+        code: String,
+        /// Leave newly paired devices unowned (claim them one by one).
+        #[arg(long)]
+        no_adopt: bool,
+    },
     /// Your account's balance and next nonce (or another account's).
     Account { account: Option<String> },
     /// The lights you may use.
@@ -172,7 +178,9 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
     let client = args.client()?;
     match command {
         ClientCommand::Info => print(&client.info().await?),
-        ClientCommand::ClaimGateway { code } => print(&client.claim_gateway(&code).await?),
+        ClientCommand::ClaimGateway { code, no_adopt } => {
+            print(&client.claim_gateway(&code, !no_adopt).await?)
+        }
         ClientCommand::Account { account: who } => {
             let who = match who {
                 Some(text) => account(&text)?,

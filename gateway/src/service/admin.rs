@@ -8,11 +8,11 @@
 //! administrator and erases the code. Wrong guesses are limited gateway-wide
 //! so the code's 50 bits cannot be searched.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use itc_chain::crypto::{Hash, PublicKey};
+use itc_chain::crypto::{Hash, PublicKey, Signature};
 use ring::rand::SecureRandom;
 use sqlx::{Row, SqlitePool};
 
@@ -43,6 +43,8 @@ pub enum ClaimError {
 /// The admin list, mirrored in memory for per-request checks.
 pub struct Admins {
     admins: HashSet<PublicKey>,
+    /// Admins' consents to own what the gateway pairs.
+    adoptions: BTreeMap<PublicKey, Signature>,
     code_hash: Option<Hash>,
     attempts: DefaultDirectRateLimiter,
 }
@@ -65,21 +67,27 @@ impl Admins {
         pool: SqlitePool,
         rng: &dyn SecureRandom,
     ) -> Result<(Admins, Option<String>), ServiceError> {
-        let rows = sqlx::query("SELECT account FROM gateway_admins")
+        let rows = sqlx::query("SELECT account, adoption FROM gateway_admins")
             .fetch_all(&pool)
             .await
             .map_err(StoreError::from)?;
         let mut admins = HashSet::new();
+        let mut adoptions = BTreeMap::new();
         for row in rows {
             let bytes: Vec<u8> = row.try_get(0).map_err(StoreError::from)?;
+            let adoption: Option<Vec<u8>> = row.try_get(1).map_err(StoreError::from)?;
             if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
                 admins.insert(PublicKey(key));
+                if let Some(Ok(signature)) = adoption.map(|a| <[u8; 64]>::try_from(a.as_slice())) {
+                    adoptions.insert(PublicKey(key), Signature(signature));
+                }
             }
         }
         let quota =
             Quota::per_minute(NonZeroU32::new(ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
         let mut this = Admins {
             admins,
+            adoptions,
             code_hash: None,
             attempts: RateLimiter::direct(quota),
         };
@@ -107,6 +115,12 @@ impl Admins {
         self.admins.contains(key)
     }
 
+    /// The administrator who consented to own what the gateway pairs, and
+    /// the consent (the first by key, if several did).
+    pub fn adoption(&self) -> Option<(PublicKey, Signature)> {
+        self.adoptions.iter().next().map(|(k, s)| (*k, *s))
+    }
+
     pub fn claimed(&self) -> bool {
         !self.admins.is_empty()
     }
@@ -127,13 +141,21 @@ impl Admins {
     }
 
     /// The statements that make `key` the administrator and erase the code.
-    pub async fn add(pool: &SqlitePool, key: &PublicKey, now_ms: u64) -> Result<(), StoreError> {
+    pub async fn add(
+        pool: &SqlitePool,
+        key: &PublicKey,
+        now_ms: u64,
+        adoption: Option<&Signature>,
+    ) -> Result<(), StoreError> {
         let mut tx = pool.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO gateway_admins (account, added_ms) VALUES (?, ?)")
-            .bind(key.0.to_vec())
-            .bind(now_ms as i64)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO gateway_admins (account, added_ms, adoption) VALUES (?, ?, ?)",
+        )
+        .bind(key.0.to_vec())
+        .bind(now_ms as i64)
+        .bind(adoption.map(|s| s.0.to_vec()))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM gateway_claim")
             .execute(&mut *tx)
             .await?;
@@ -142,8 +164,11 @@ impl Admins {
     }
 
     /// Records in memory what [`Admins::add`] stored.
-    pub fn added(&mut self, key: PublicKey) {
+    pub fn added(&mut self, key: PublicKey, adoption: Option<Signature>) {
         self.admins.insert(key);
+        if let Some(consent) = adoption {
+            self.adoptions.insert(key, consent);
+        }
         self.code_hash = None;
     }
 }

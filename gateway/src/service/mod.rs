@@ -357,9 +357,10 @@ impl itc_web::Gateway for Service {
     async fn claim(
         &self,
         caller: PublicKey,
-        code: String,
+        request: itc_web::ClaimGateway,
     ) -> itc_web::ApiResult<itc_web::GatewayInfo> {
-        self.claim_gateway(caller, &code).await?;
+        self.claim_gateway(caller, &request.code, request.adoption.as_deref())
+            .await?;
         Ok(self.info(&caller))
     }
 

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use itc_chain::crypto::{Domain, PublicKey};
+use itc_chain::crypto::{Domain, PublicKey, Signature};
 use itc_chain::ledger::{check_tx, StateRead, TxError};
 use itc_chain::tx::{
-    claim_payload, registration_payload, DeviceRegistration, SignedTx, Tx, TxBody,
+    adoption_payload, claim_payload, registration_payload, DeviceRegistration, SignedTx, Tx, TxBody,
 };
 use itc_chain::types::{DeviceId, Model};
 use itc_web::{ApiError, ApiResult, ClaimAuthorization, Grant, TxOutcome};
@@ -23,7 +23,31 @@ use super::{now_ms, Service};
 const REGISTRATION_BATCH: usize = 200;
 
 impl Service {
-    pub(super) async fn claim_gateway(&self, caller: PublicKey, code: &str) -> ApiResult<()> {
+    pub(super) async fn claim_gateway(
+        &self,
+        caller: PublicKey,
+        code: &str,
+        adoption: Option<&str>,
+    ) -> ApiResult<()> {
+        let adoption = match adoption {
+            Some(text) => {
+                let consent: Signature = text.parse().map_err(|e| {
+                    ApiError::bad_request("Bad adoption consent", format!("{text:?}: {e}"))
+                })?;
+                let chain_id = self.view(|v| v.chain_id.clone())?;
+                let payload = adoption_payload(&chain_id, &caller, &self.public());
+                caller
+                    .verify(Domain::Adoption, &payload, &consent)
+                    .map_err(|_| {
+                        ApiError::bad_request(
+                            "Bad adoption consent",
+                            "the consent is not the caller's signature over this gateway's adoption payload",
+                        )
+                    })?;
+                Some(consent)
+            }
+            None => None,
+        };
         let checked = self
             .inner
             .admins
@@ -42,14 +66,19 @@ impl Service {
             }
             Err(error) => return Err(ApiError::forbidden(error.to_string())),
         }
-        Admins::add(self.inner.node.store.pool(), &caller, now_ms())
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        Admins::add(
+            self.inner.node.store.pool(),
+            &caller,
+            now_ms(),
+            adoption.as_ref(),
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
         self.inner
             .admins
             .write()
             .map_err(|_| ApiError::unavailable("the admin list is poisoned"))?
-            .added(caller);
+            .added(caller, adoption);
         tracing::info!(admin = %caller, "gateway claimed");
         Ok(())
     }
@@ -226,6 +255,12 @@ impl Service {
             return Vec::new();
         };
         let mut nonce = view.entries.account(&gateway).nonce;
+        let adoption = self
+            .inner
+            .admins
+            .read()
+            .ok()
+            .and_then(|admins| admins.adoption());
         let mut batch = Vec::new();
         for bridge in &self.inner.bridges {
             for light in bridge.lights() {
@@ -252,17 +287,28 @@ impl Service {
                 let Some((_, proof)) = bridge.sign_registration(device, &payload) else {
                     continue;
                 };
+                let registration = DeviceRegistration {
+                    device: device.clone(),
+                    device_key,
+                    kind,
+                    model,
+                    proof,
+                };
+                // With the administrator's consent, the device is theirs
+                // from the start.
+                let body = match adoption {
+                    Some((owner, consent)) => TxBody::RegisterAdoptedDevice {
+                        registration,
+                        owner,
+                        consent,
+                    },
+                    None => TxBody::RegisterDevice(registration),
+                };
                 let tx = Tx {
                     chain_id: view.chain_id.clone(),
                     sender: gateway,
                     nonce,
-                    body: TxBody::RegisterDevice(DeviceRegistration {
-                        device: device.clone(),
-                        device_key,
-                        kind,
-                        model,
-                        proof,
-                    }),
+                    body,
                 };
                 batch.push(tx.sign(&self.inner.key));
                 nonce += 1;
