@@ -294,10 +294,13 @@ fn print_dev(dir: &Path, genesis: &Genesis, gateways: &[app::Gateway]) -> anyhow
     println!("OpenAPI:   {first}/api/v1/openapi.json   metrics: {first}/metrics");
     println!("Try, as the owner:");
     println!("  export ITC_URL={first} ITC_KEY={}", owner_key.display());
-    println!("  itc-gateway client claim-gateway <gateway 0's claim code>");
-    println!("  itc-gateway client permit-join 60        # the simulated Zigbee bulbs join");
+    println!(
+        "  itc-gateway client claim-gateway <gateway 0's claim code>   # you adopt what it pairs"
+    );
+    println!(
+        "  itc-gateway client permit-join 60        # the simulated Zigbee bulbs join, as yours"
+    );
     println!("  itc-gateway client lights");
-    println!("  itc-gateway client claim <light id>");
     println!("  itc-gateway client set <light id> --on --brightness 128 --transition-ms 500");
     println!(
         "Ctrl-C stops the cluster; its state stays in {}.",
