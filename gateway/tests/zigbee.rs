@@ -74,33 +74,58 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
     let ieee = u64::from_str_radix(id.as_str().trim_start_matches("zigbee:"), 16).unwrap();
     assert_eq!(owner.owner_proof(&id).await.unwrap().owner, Some(mine));
 
-    let before = stick.delivered().len();
-    let set = owner
-        .set_light(
-            &id,
-            &LightCommand {
+    // Each REST command reaches that bulb, and only it, as the right ZCL
+    // bytes (after frame control and sequence number).
+    let cases: Vec<(LightCommand, Vec<(u16, Vec<u8>)>)> = vec![
+        (
+            LightCommand {
+                on: Some(false),
+                ..LightCommand::default()
+            },
+            vec![(cluster::ON_OFF, vec![0x00])],
+        ),
+        (
+            LightCommand {
+                on: Some(true),
+                ..LightCommand::default()
+            },
+            vec![(cluster::ON_OFF, vec![0x01])],
+        ),
+        (
+            LightCommand {
+                xy: Some([0.5, 0.25]),
+                transition_ms: Some(100),
+                ..LightCommand::default()
+            },
+            vec![(cluster::COLOR, vec![0x07, 0x00, 0x80, 0x00, 0x40, 1, 0])],
+        ),
+        (
+            LightCommand {
                 brightness: Some(42),
                 color_temp: Some(400),
                 ..LightCommand::default()
             },
-        )
-        .await
-        .unwrap();
-    assert_eq!(set.target.brightness, 42);
-    let sent: Vec<(u16, Vec<u8>)> = stick.delivered()[before..]
-        .iter()
-        .map(|d| {
-            assert_eq!(d.ieee, ieee, "the claimed bulb, no other");
-            (d.cluster, d.zcl[2..].to_vec())
-        })
-        .collect();
-    assert_eq!(
-        sent,
-        [
-            (cluster::LEVEL, vec![0x04, 42, 0, 0]),
-            (cluster::COLOR, vec![0x0a, 0x90, 0x01, 0, 0]),
-        ]
-    );
+            vec![
+                (cluster::LEVEL, vec![0x04, 42, 0, 0]),
+                (cluster::COLOR, vec![0x0a, 0x90, 0x01, 0, 0]),
+            ],
+        ),
+    ];
+    for (command, expected) in cases {
+        let before = stick.delivered().len();
+        let set = owner.set_light(&id, &command).await.unwrap();
+        if let Some(on) = command.on {
+            assert_eq!(set.target.on, on);
+        }
+        let sent: Vec<(u16, Vec<u8>)> = stick.delivered()[before..]
+            .iter()
+            .map(|d| {
+                assert_eq!(d.ieee, ieee, "the claimed bulb, no other");
+                (d.cluster, d.zcl[2..].to_vec())
+            })
+            .collect();
+        assert_eq!(sent, expected, "{command:?}");
+    }
 
     // The bulb's report is what the API serves.
     let mut light = owner.light(&id).await.unwrap();
