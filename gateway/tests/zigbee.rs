@@ -13,6 +13,10 @@ use itc_chain::types::DeviceId;
 use itc_gateway::app::{local_cluster, ClusterOptions};
 use itc_web::client::Client;
 
+/// A ZCL frame as delivered: its cluster, and the bytes after frame
+/// control and sequence number.
+type Sent = (u16, Vec<u8>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
     let cluster = local_cluster(ClusterOptions {
@@ -76,7 +80,7 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
 
     // Each REST command reaches that bulb, and only it, as the right ZCL
     // bytes (after frame control and sequence number).
-    let cases: Vec<(LightCommand, Vec<(u16, Vec<u8>)>)> = vec![
+    let cases: Vec<(LightCommand, Vec<Sent>)> = vec![
         (
             LightCommand {
                 on: Some(false),
@@ -117,7 +121,7 @@ async fn rest_commands_reach_zigbee_bulbs_and_reports_come_back() {
         if let Some(on) = command.on {
             assert_eq!(set.target.on, on);
         }
-        let sent: Vec<(u16, Vec<u8>)> = stick.delivered()[before..]
+        let sent: Vec<Sent> = stick.delivered()[before..]
             .iter()
             .map(|d| {
                 assert_eq!(d.ieee, ieee, "the claimed bulb, no other");
