@@ -26,6 +26,10 @@ const UNLIMITED: Limits = Limits {
 
 #[derive(Debug, Serialize)]
 pub struct ApiReport {
+    /// `sim` (simulated bulbs in the gateway) or `zigbee` (bulbs behind
+    /// the simulated Z-Stack stick, over a PTY, each command awaited to
+    /// its delivery confirm).
+    pub bridge: &'static str,
     pub seconds: u64,
     pub concurrency: usize,
     pub lights: usize,
@@ -36,10 +40,12 @@ pub struct ApiReport {
     pub p99_ms: f64,
 }
 
-/// Claims gateway 0 and `count` of its lights for users[0].
+/// Claims gateway 0 and `count` of its lights for users[0]: Zigbee bulbs
+/// are paired (and adopted), simulated ones claimed one by one.
 async fn claim_lights(
     cluster: &LocalCluster,
     count: usize,
+    zigbee: bool,
 ) -> anyhow::Result<(Client, Vec<DeviceId>)> {
     let gateway = &cluster.gateways[0];
     let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
@@ -47,7 +53,10 @@ async fn claim_lights(
         .claim_code
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
-    owner.claim_gateway(&code, false).await?;
+    owner.claim_gateway(&code, zigbee).await?;
+    if zigbee {
+        owner.permit_join(60).await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     let lights = loop {
         let lights = owner.lights().await?;
@@ -60,22 +69,31 @@ async fn claim_lights(
     let mut ids = Vec::new();
     for light in lights.iter().take(count) {
         let id = DeviceId::new(light.id.as_str())?;
-        let outcome = owner.claim_device(&id).await?;
-        anyhow::ensure!(outcome.committed, "claiming {id} did not commit");
+        if light.owner.is_none() {
+            let outcome = owner.claim_device(&id).await?;
+            anyhow::ensure!(outcome.committed, "claiming {id} did not commit");
+        }
         ids.push(id);
     }
     Ok((owner, ids))
 }
 
-pub async fn api(seconds: u64, concurrency: usize, lights: usize) -> anyhow::Result<ApiReport> {
+pub async fn api(
+    seconds: u64,
+    concurrency: usize,
+    lights: usize,
+    zigbee: bool,
+) -> anyhow::Result<ApiReport> {
+    let lights = lights.max(1);
     let cluster = local_cluster(ClusterOptions {
         users: 1,
-        bulbs: lights.max(1),
+        bulbs: if zigbee { 0 } else { lights },
+        zigbee_bulbs: if zigbee { lights } else { 0 },
         limits: UNLIMITED,
         ..ClusterOptions::default()
     })
     .await?;
-    let (owner, ids) = claim_lights(&cluster, lights.max(1)).await?;
+    let (owner, ids) = claim_lights(&cluster, lights, zigbee).await?;
     eprintln!(
         "{} lights claimed; {concurrency} callers for {seconds} s…",
         ids.len()
@@ -118,6 +136,7 @@ pub async fn api(seconds: u64, concurrency: usize, lights: usize) -> anyhow::Res
     latencies.sort_by(|a, b| a.total_cmp(b));
     cluster.shutdown().await?;
     Ok(ApiReport {
+        bridge: if zigbee { "zigbee" } else { "sim" },
         seconds,
         concurrency,
         lights: ids.len(),

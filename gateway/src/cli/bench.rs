@@ -27,6 +27,10 @@ pub enum BenchCommand {
         /// Lights the commands go to.
         #[arg(long, default_value_t = 8)]
         lights: usize,
+        /// Zigbee bulbs behind the simulated stick (over a PTY) instead of
+        /// the in-gateway simulated bulbs.
+        #[arg(long)]
+        zigbee: bool,
     },
     /// The resident memory of one gateway with many simulated bulbs, all
     /// registered on chain.
@@ -50,8 +54,9 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             seconds,
             concurrency,
             lights,
+            zigbee,
         } => {
-            let report = itc_gateway::bench::api::api(seconds, concurrency, lights).await?;
+            let report = itc_gateway::bench::api::api(seconds, concurrency, lights, zigbee).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Rss { bulbs } => {
