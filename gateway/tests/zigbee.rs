@@ -196,7 +196,7 @@ async fn publish(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulb_is_offered_only_firmware_that_matches_a_trusted_manifest() {
+async fn a_bulb_gets_only_firmware_that_matches_a_trusted_manifest() {
     use itc_bridges::zigbee::ota::{file_version, QueryNextImage};
     use itc_gateway::service::firmware::FirmwareConfig;
     let images = tempfile::tempdir().unwrap();
@@ -276,6 +276,27 @@ async fn a_bulb_is_offered_only_firmware_that_matches_a_trusted_manifest() {
         if let Some(offer) = offer {
             assert_eq!(offer.image_size, 4_096);
             assert_eq!((offer.manufacturer, offer.image_type), (0x1234, 0x0101));
+            // The bulb downloads it block by block and installs it: the
+            // bytes it got are exactly the image the manifest names.
+            let mut upgrades = stick.upgrades();
+            for _ in 0..500 {
+                if !upgrades.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                upgrades = stick.upgrades();
+            }
+            assert_eq!(upgrades.len(), 1, "the download finished");
+            assert_eq!(upgrades[0].ieee, ieee);
+            assert_eq!(upgrades[0].file_version, file_version(1, 2, 0));
+            assert_eq!(
+                upgrades[0].image_hash,
+                itc_chain::crypto::Hash::digest(&good)
+            );
+            assert_eq!(
+                upgrades[0].blocks,
+                4_096usize.div_ceil(usize::from(itc_bridges::zigbee::stick::OTA_BLOCK))
+            );
         }
     }
     cluster.shutdown().await.unwrap();

@@ -22,7 +22,7 @@ use tokio_serial::SerialPortBuilderExt;
 
 use super::host::{HostError, Timing};
 use super::network::{CommandId, Device, NetError, NetEvent, Network};
-use super::ota::ImageOffer;
+use super::ota::ServerMessage;
 use crate::light::LightCommand;
 
 /// How to reach the stick.
@@ -67,10 +67,10 @@ enum Command {
         seconds: u8,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
-    RespondImage {
+    Ota {
         ieee: u64,
         seq: u8,
-        offer: Option<ImageOffer>,
+        message: ServerMessage,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
 }
@@ -109,19 +109,19 @@ impl ZigbeeHandle {
         answer.await.map_err(|_| DriverError::Stopped)?
     }
 
-    /// Answers a device's image query.
-    pub async fn respond_image(
+    /// Answers a device's OTA Upgrade message.
+    pub async fn send_ota(
         &self,
         ieee: u64,
         seq: u8,
-        offer: Option<ImageOffer>,
+        message: ServerMessage,
     ) -> Result<(), DriverError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::RespondImage {
+            .send(Command::Ota {
                 ieee,
                 seq,
-                offer,
+                message,
                 reply,
             })
             .await
@@ -290,12 +290,12 @@ impl Driver {
                     let _ = reply.send(Err(error.into()));
                 }
             },
-            Command::RespondImage {
+            Command::Ota {
                 ieee,
                 seq,
-                offer,
+                message,
                 reply,
-            } => match self.network.respond_image(now, ieee, seq, offer) {
+            } => match self.network.send_ota(now, ieee, seq, &message) {
                 Ok(id) => {
                     self.waiting.insert(id, reply);
                 }
@@ -337,7 +337,7 @@ impl Driver {
                     );
                 }
                 NetEvent::Joined { .. } | NetEvent::State { .. } => changed = true,
-                NetEvent::ImageQuery { .. } => {}
+                NetEvent::Ota { .. } => {}
             }
             let _ = self.events.send(event);
         }

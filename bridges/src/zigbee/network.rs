@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::host::{Event, Host, HostError, Timing, Token};
 use super::mt::{self, Indication, Request, Version};
-use super::ota::{self, ImageOffer, QueryNextImage};
+use super::ota::{ClientMessage, ServerMessage};
 use super::zcl::{self, FrameType, Global, Value};
 use crate::light::{LightCommand, LightState};
 
@@ -52,12 +52,12 @@ pub enum NetEvent {
     Joined { ieee: u64, model: String },
     /// A light's reported state changed.
     State { ieee: u64, state: LightState },
-    /// A device asks whether a newer firmware image exists; answer with
-    /// [`Network::respond_image`].
-    ImageQuery {
+    /// A device's OTA Upgrade message (an image query, a block request,
+    /// the end of a download); answer with [`Network::send_ota`].
+    Ota {
         ieee: u64,
         seq: u8,
-        query: QueryNextImage,
+        message: ClientMessage,
     },
     /// A command finished.
     Done {
@@ -199,13 +199,13 @@ impl Network {
         Ok(id)
     }
 
-    /// Answers a device's image query: an offer, or no image.
-    pub fn respond_image(
+    /// Answers a device's OTA Upgrade message.
+    pub fn send_ota(
         &mut self,
         now_ms: u64,
         ieee: u64,
         seq: u8,
-        offer: Option<ImageOffer>,
+        message: &ServerMessage,
     ) -> Result<CommandId, NetError> {
         if !self.is_up() {
             return Err(NetError::NotUp);
@@ -216,7 +216,7 @@ impl Network {
             .map(|d| d.nwk)
             .ok_or(NetError::UnknownDevice { ieee })?;
         let id = self.new_command(1);
-        let frame = ota::response(seq, offer.as_ref());
+        let frame = message.frame(seq);
         let token = self
             .host
             .request(now_ms, data_request(nwk, zcl::cluster::OTA, frame.encode()));
@@ -406,11 +406,11 @@ impl Network {
                     return;
                 };
                 if message.cluster == zcl::cluster::OTA {
-                    if let Ok(query) = QueryNextImage::decode(&frame) {
-                        self.events.push_back(NetEvent::ImageQuery {
+                    if let Ok(message) = ClientMessage::decode(&frame) {
+                        self.events.push_back(NetEvent::Ota {
                             ieee,
                             seq: frame.header.seq,
-                            query,
+                            message,
                         });
                     }
                     return;

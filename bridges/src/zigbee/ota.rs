@@ -9,9 +9,18 @@
 //! manufacturer code, image type, file version, image size). Status 0x98 is
 //! NO_IMAGE_AVAILABLE.
 //!
+//! Then the device downloads it block by block (§11.13.6 Image Block
+//! Request 0x03: field control, manufacturer, image type, file version,
+//! file offset, maximum data size; §11.13.8 Image Block Response 0x05:
+//! status, then the same identifiers, the offset, the data size and the
+//! data; ABORT 0x95 stops it), and reports the result (§11.13.9 Upgrade End
+//! Request 0x06: status and identifiers; §11.13.9.6 Upgrade End Response
+//! 0x07: identifiers, current time and upgrade time, 0 meaning now).
+//!
 //! The gateway offers an image only if a firmware manifest on chain names
 //! exactly its SHA-256 (see the gateway's firmware module); this module
-//! only speaks the frames.
+//! only speaks the frames. [`ClientMessage`] is what a device sends,
+//! [`ServerMessage`] what the gateway answers.
 
 use super::zcl::{self, FrameType};
 
@@ -21,6 +30,182 @@ pub const QUERY_NEXT_IMAGE_REQUEST: u8 = 0x01;
 pub const QUERY_NEXT_IMAGE_RESPONSE: u8 = 0x02;
 /// ZCL status NO_IMAGE_AVAILABLE.
 pub const NO_IMAGE_AVAILABLE: u8 = 0x98;
+/// Image Block Request / Response.
+pub const IMAGE_BLOCK_REQUEST: u8 = 0x03;
+pub const IMAGE_BLOCK_RESPONSE: u8 = 0x05;
+/// Upgrade End Request / Response.
+pub const UPGRADE_END_REQUEST: u8 = 0x06;
+pub const UPGRADE_END_RESPONSE: u8 = 0x07;
+/// ZCL status ABORT.
+pub const ABORT: u8 = 0x95;
+
+/// Which image a block or end message is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageId {
+    pub manufacturer: u16,
+    pub image_type: u16,
+    pub file_version: u32,
+}
+
+impl ImageId {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend(self.manufacturer.to_le_bytes());
+        out.extend(self.image_type.to_le_bytes());
+        out.extend(self.file_version.to_le_bytes());
+    }
+
+    fn decode(bytes: &[u8], at: usize) -> Result<ImageId, OtaError> {
+        Ok(ImageId {
+            manufacturer: u16_at(bytes, at)?,
+            image_type: u16_at(bytes, at + 2)?,
+            file_version: u32_at(bytes, at + 4)?,
+        })
+    }
+}
+
+/// What a device (the OTA client) sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    Query(QueryNextImage),
+    /// Image Block Request: up to `max_size` bytes from `offset`.
+    Block {
+        image: ImageId,
+        offset: u32,
+        max_size: u8,
+    },
+    /// Upgrade End Request: the download ended with `status` (0: the image
+    /// is complete and valid).
+    End {
+        status: u8,
+        image: ImageId,
+    },
+}
+
+/// What the gateway (the OTA server) answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerMessage {
+    QueryResponse(Option<ImageOffer>),
+    /// Image Block Response: `data` from `offset`, or ABORT (`None`).
+    Block {
+        image: ImageId,
+        offset: u32,
+        data: Option<Vec<u8>>,
+    },
+    /// Upgrade End Response: upgrade now.
+    EndResponse {
+        image: ImageId,
+    },
+}
+
+impl ClientMessage {
+    pub fn frame(&self, seq: u8) -> zcl::Frame {
+        match self {
+            ClientMessage::Query(query) => query.frame(seq),
+            ClientMessage::Block {
+                image,
+                offset,
+                max_size,
+            } => {
+                let mut payload = vec![0];
+                image.encode(&mut payload);
+                payload.extend(offset.to_le_bytes());
+                payload.push(*max_size);
+                zcl::Frame::to_device(FrameType::Cluster, seq, IMAGE_BLOCK_REQUEST, payload)
+            }
+            ClientMessage::End { status, image } => {
+                let mut payload = vec![*status];
+                image.encode(&mut payload);
+                zcl::Frame::to_device(FrameType::Cluster, seq, UPGRADE_END_REQUEST, payload)
+            }
+        }
+    }
+
+    pub fn decode(frame: &zcl::Frame) -> Result<ClientMessage, OtaError> {
+        let p = &frame.payload;
+        match frame.header.command {
+            QUERY_NEXT_IMAGE_REQUEST => QueryNextImage::decode(frame).map(ClientMessage::Query),
+            IMAGE_BLOCK_REQUEST => Ok(ClientMessage::Block {
+                image: ImageId::decode(p, 1)?,
+                offset: u32_at(p, 9)?,
+                max_size: field(p, 13, 1)?[0],
+            }),
+            UPGRADE_END_REQUEST => Ok(ClientMessage::End {
+                status: field(p, 0, 1)?[0],
+                image: ImageId::decode(p, 1)?,
+            }),
+            command => Err(OtaError::NotQuery { command }),
+        }
+    }
+}
+
+impl ServerMessage {
+    pub fn frame(&self, seq: u8) -> zcl::Frame {
+        let (command, payload) = match self {
+            ServerMessage::QueryResponse(offer) => return response(seq, offer.as_ref()),
+            ServerMessage::Block {
+                image,
+                offset,
+                data,
+            } => {
+                let mut payload = Vec::new();
+                match data {
+                    Some(data) => {
+                        payload.push(zcl::SUCCESS);
+                        image.encode(&mut payload);
+                        payload.extend(offset.to_le_bytes());
+                        payload.push(data.len() as u8);
+                        payload.extend_from_slice(data);
+                    }
+                    None => payload.push(ABORT),
+                }
+                (IMAGE_BLOCK_RESPONSE, payload)
+            }
+            ServerMessage::EndResponse { image } => {
+                let mut payload = Vec::new();
+                image.encode(&mut payload);
+                payload.extend(0u32.to_le_bytes()); // current time
+                payload.extend(0u32.to_le_bytes()); // upgrade time: now
+                (UPGRADE_END_RESPONSE, payload)
+            }
+        };
+        let mut frame = zcl::Frame::from_device(FrameType::Cluster, seq, command, payload);
+        frame.header.disable_default_response = false;
+        frame
+    }
+
+    pub fn decode(frame: &zcl::Frame) -> Result<ServerMessage, OtaError> {
+        let p = &frame.payload;
+        match frame.header.command {
+            QUERY_NEXT_IMAGE_RESPONSE => decode_response(frame).map(ServerMessage::QueryResponse),
+            IMAGE_BLOCK_RESPONSE => {
+                let status = field(p, 0, 1)?[0];
+                if status != zcl::SUCCESS {
+                    return Ok(ServerMessage::Block {
+                        image: ImageId {
+                            manufacturer: 0,
+                            image_type: 0,
+                            file_version: 0,
+                        },
+                        offset: 0,
+                        data: None,
+                    });
+                }
+                let image = ImageId::decode(p, 1)?;
+                let offset = u32_at(p, 9)?;
+                let size = usize::from(field(p, 13, 1)?[0]);
+                Ok(ServerMessage::Block {
+                    image,
+                    offset,
+                    data: Some(field(p, 14, size)?.to_vec()),
+                })
+            }
+            UPGRADE_END_RESPONSE => Ok(ServerMessage::EndResponse {
+                image: ImageId::decode(p, 0)?,
+            }),
+            command => Err(OtaError::NotQuery { command }),
+        }
+    }
+}
 
 /// Why an OTA frame did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +366,52 @@ mod tests {
         let none = zcl::Frame::decode(&response(9, None).encode()).unwrap();
         assert_eq!(none.payload, [NO_IMAGE_AVAILABLE]);
         assert_eq!(decode_response(&none).unwrap(), None);
+    }
+
+    #[test]
+    fn blocks_and_end_round_trip() {
+        let image = ImageId {
+            manufacturer: 0x1234,
+            image_type: 1,
+            file_version: 0x0001_0200,
+        };
+        let messages = [
+            ClientMessage::Block {
+                image,
+                offset: 96,
+                max_size: 48,
+            },
+            ClientMessage::End { status: 0, image },
+        ];
+        for message in messages {
+            let frame = zcl::Frame::decode(&message.frame(3).encode()).unwrap();
+            assert_eq!(ClientMessage::decode(&frame).unwrap(), message);
+        }
+        let answers = [
+            ServerMessage::Block {
+                image,
+                offset: 96,
+                data: Some(vec![7; 48]),
+            },
+            ServerMessage::EndResponse { image },
+            ServerMessage::QueryResponse(None),
+        ];
+        for answer in answers {
+            let frame = zcl::Frame::decode(&answer.frame(3).encode()).unwrap();
+            assert_eq!(ServerMessage::decode(&frame).unwrap(), answer);
+        }
+        // The block request's layout: field control, ids, offset, size.
+        let bytes = ClientMessage::Block {
+            image,
+            offset: 96,
+            max_size: 48,
+        }
+        .frame(3)
+        .encode();
+        assert_eq!(
+            &bytes[3..],
+            [0, 0x34, 0x12, 1, 0, 0x00, 0x02, 0x01, 0x00, 96, 0, 0, 0, 48]
+        );
     }
 
     #[test]

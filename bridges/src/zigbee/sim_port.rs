@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_serial::SerialStream;
 
 use super::ota::{ImageOffer, QueryNextImage};
+use super::stick::Upgrade;
 use super::stick::{Delivered, Stick};
 use crate::light::LightState;
 
@@ -100,6 +101,14 @@ impl SimPort {
             .lock()
             .map(|mut s| s.query_image(ieee, query))
             .unwrap_or(false)
+    }
+
+    /// The upgrades the bulbs completed so far.
+    pub fn upgrades(&self) -> Vec<Upgrade> {
+        self.stick
+            .lock()
+            .map(|s| s.upgrades().to_vec())
+            .unwrap_or_default()
     }
 
     /// The image offers the bulbs received so far.

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 
 use super::mt::{self, IncomingMsg, Indication, Request, Version};
-use super::ota::{self, ImageOffer, QueryNextImage};
+use super::ota::{ClientMessage, ImageId, ImageOffer, QueryNextImage, ServerMessage};
 use super::zcl::{self, FrameType, Global, Lighting, ReadRecord, Value};
 use super::znp::{Frame, Kind, Parser, Subsystem};
 use crate::light::{Light, LightState};
@@ -42,8 +42,30 @@ pub const JOIN_INTERVAL_MS: u64 = 100;
 /// Z-Stack's status for "no route to the destination" (NWK_NO_ROUTE).
 const NO_ROUTE: u8 = 0xcd;
 
+/// A firmware download in progress.
+struct Download {
+    image: ImageId,
+    size: u32,
+    data: Vec<u8>,
+}
+
+/// A bulb that downloaded and installed an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    pub ieee: u64,
+    pub file_version: u32,
+    /// SHA-256 of the bytes it received.
+    pub image_hash: itc_chain::crypto::Hash,
+    pub blocks: usize,
+}
+
+/// The largest block a bulb asks for (fits a ZCL frame in one AF payload).
+pub const OTA_BLOCK: u8 = 48;
+
 struct Bulb {
     ieee: u64,
+    download: Option<Download>,
+    blocks: usize,
     nwk: u16,
     joined: bool,
     light: Light,
@@ -71,6 +93,7 @@ pub struct Stick {
     delivered: Vec<Delivered>,
     /// Image offers (or refusals) the bulbs received, by IEEE address.
     offers: Vec<(u64, Option<ImageOffer>)>,
+    upgrades: Vec<Upgrade>,
     timestamp: u32,
 }
 
@@ -81,6 +104,8 @@ impl Stick {
         let bulbs = (0..bulbs)
             .map(|i| Bulb {
                 ieee: 0x0012_4b00_0000_0000 | ((seed & 0xffff) << 16) | (i as u64 + 1),
+                download: None,
+                blocks: 0,
                 nwk: 0x1000 + i as u16,
                 joined: false,
                 light: Light::new(LightState::default()),
@@ -98,6 +123,7 @@ impl Stick {
             bulbs,
             delivered: Vec::new(),
             offers: Vec::new(),
+            upgrades: Vec::new(),
             timestamp: 0,
         }
     }
@@ -177,11 +203,98 @@ impl Stick {
         let Some(index) = self.bulbs.iter().position(|b| b.joined && b.ieee == ieee) else {
             return false;
         };
+        self.ota_to_host(index, &ClientMessage::Query(*query));
+        true
+    }
+
+    /// Bulb `index` sends an OTA message to the gateway.
+    fn ota_to_host(&mut self, index: usize, message: &ClientMessage) {
         let bulb = &mut self.bulbs[index];
         bulb.seq = bulb.seq.wrapping_add(1);
-        let zcl = query.frame(bulb.seq).encode();
+        let zcl = message.frame(bulb.seq).encode();
         self.incoming(index, 1, 1, zcl::cluster::OTA, zcl);
-        true
+    }
+
+    /// Bulb `index` handles the gateway's OTA answer: an offer starts a
+    /// download, each block asks for the next, the last ends it, the end
+    /// response installs the image.
+    fn ota_from_host(&mut self, index: usize, message: ServerMessage) {
+        let ieee = self.bulbs[index].ieee;
+        let next = match message {
+            ServerMessage::QueryResponse(offer) => {
+                self.offers.push((ieee, offer));
+                offer.map(|offer| {
+                    let image = ImageId {
+                        manufacturer: offer.manufacturer,
+                        image_type: offer.image_type,
+                        file_version: offer.file_version,
+                    };
+                    self.bulbs[index].download = Some(Download {
+                        image,
+                        size: offer.image_size,
+                        data: Vec::new(),
+                    });
+                    self.bulbs[index].blocks = 0;
+                    ClientMessage::Block {
+                        image,
+                        offset: 0,
+                        max_size: OTA_BLOCK,
+                    }
+                })
+            }
+            ServerMessage::Block { data: None, .. } => {
+                self.bulbs[index].download = None;
+                None
+            }
+            ServerMessage::Block {
+                offset,
+                data: Some(data),
+                ..
+            } => {
+                let bulb = &mut self.bulbs[index];
+                match &mut bulb.download {
+                    Some(download) if offset as usize == download.data.len() => {
+                        download.data.extend_from_slice(&data);
+                        bulb.blocks += 1;
+                        if download.data.len() as u32 >= download.size {
+                            Some(ClientMessage::End {
+                                status: zcl::SUCCESS,
+                                image: download.image,
+                            })
+                        } else {
+                            Some(ClientMessage::Block {
+                                image: download.image,
+                                offset: download.data.len() as u32,
+                                max_size: OTA_BLOCK,
+                            })
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            ServerMessage::EndResponse { image } => {
+                let bulb = &mut self.bulbs[index];
+                if let Some(download) = bulb.download.take() {
+                    if download.image == image {
+                        self.upgrades.push(Upgrade {
+                            ieee,
+                            file_version: image.file_version,
+                            image_hash: itc_chain::crypto::Hash::digest(&download.data),
+                            blocks: bulb.blocks,
+                        });
+                    }
+                }
+                None
+            }
+        };
+        if let Some(message) = next {
+            self.ota_to_host(index, &message);
+        }
+    }
+
+    /// The upgrades the bulbs completed so far.
+    pub fn upgrades(&self) -> &[Upgrade] {
+        &self.upgrades
     }
 
     /// The image offers the bulbs received so far.
@@ -338,9 +451,8 @@ impl Stick {
         };
         let seq = frame.header.seq;
         if cluster_id == zcl::cluster::OTA {
-            if let Ok(offer) = ota::decode_response(&frame) {
-                let ieee = self.bulbs[index].ieee;
-                self.offers.push((ieee, offer));
+            if let Ok(message) = ServerMessage::decode(&frame) {
+                self.ota_from_host(index, message);
             }
             return;
         }

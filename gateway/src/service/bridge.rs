@@ -20,7 +20,7 @@ use itc_bridges::light::{LightCommand, LightState};
 use itc_bridges::sim::{SimEvent, SimNetwork};
 use itc_bridges::zigbee::driver::ZigbeeHandle;
 use itc_bridges::zigbee::network::NetEvent;
-use itc_bridges::zigbee::ota::{ImageOffer, QueryNextImage};
+use itc_bridges::zigbee::ota::{ClientMessage, ServerMessage};
 use itc_chain::crypto::{Domain, Hash, Keypair, PublicKey, Signature};
 use itc_chain::types::{DeviceId, DeviceKind, Model};
 use tokio::sync::{mpsc, Notify};
@@ -53,11 +53,11 @@ pub enum BridgeEvent {
         device: DeviceId,
         state: LightState,
     },
-    /// A device asks for a newer firmware image.
-    ImageQuery {
+    /// A device's OTA Upgrade message.
+    Ota {
         device: DeviceId,
         seq: u8,
-        query: QueryNextImage,
+        message: ClientMessage,
     },
 }
 
@@ -280,13 +280,13 @@ impl Bridge {
         }
     }
 
-    /// Answers a device's image query (bridges without OTA have no
-    /// devices that ask).
-    pub async fn respond_image(
+    /// Answers a device's OTA message (bridges without OTA have no
+    /// devices that send them).
+    pub async fn send_ota(
         &self,
         device: &DeviceId,
         seq: u8,
-        offer: Option<ImageOffer>,
+        message: ServerMessage,
     ) -> Result<(), BridgeError> {
         match self {
             Bridge::Sim(_) => Ok(()),
@@ -296,7 +296,7 @@ impl Bridge {
                 })?;
                 zigbee
                     .handle
-                    .respond_image(ieee, seq, offer)
+                    .send_ota(ieee, seq, message)
                     .await
                     .map_err(|e| BridgeError::Unavailable {
                         bridge: ZIGBEE,
@@ -358,10 +358,10 @@ impl Bridge {
                             device: zigbee_id(ieee),
                             state,
                         },
-                        Ok(NetEvent::ImageQuery { ieee, seq, query }) => BridgeEvent::ImageQuery {
+                        Ok(NetEvent::Ota { ieee, seq, message }) => BridgeEvent::Ota {
                             device: zigbee_id(ieee),
                             seq,
-                            query,
+                            message,
                         },
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             continue

@@ -74,13 +74,13 @@ pub fn candidates(
 }
 
 /// The offer for `query`: the newest candidate whose file matches its
-/// manifest, or none.
+/// manifest, with the image's bytes (served block by block), or none.
 pub async fn offer(
     config: &FirmwareConfig,
     model: &Model,
     query: &QueryNextImage,
     candidates: Vec<(FirmwareVersion, ManifestRecord)>,
-) -> Option<ImageOffer> {
+) -> Option<(ImageOffer, Vec<u8>)> {
     for (version, record) in candidates {
         let path = config.dir.join(format!("{}-{version}.ota", model.as_str()));
         let Ok(image) = tokio::fs::read(&path).await else {
@@ -93,12 +93,13 @@ pub async fn offer(
             );
             continue;
         }
-        return Some(ImageOffer {
+        let offer = ImageOffer {
             manufacturer: query.manufacturer,
             image_type: query.image_type,
             file_version: file_version(version.major, version.minor, version.patch),
             image_size: record.image_size as u32,
-        });
+        };
+        return Some((offer, image));
     }
     None
 }

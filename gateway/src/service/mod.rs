@@ -21,6 +21,7 @@ pub mod firmware;
 mod lights;
 mod ownership;
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +82,9 @@ struct Inner {
     /// Woken when bulbs join or a block commits: registration may be due.
     registration: Notify,
     firmware: Option<firmware::FirmwareConfig>,
+    /// The image offered to each device, by its file version, served block
+    /// by block until the download ends.
+    offered: std::sync::Mutex<HashMap<itc_chain::types::DeviceId, (u32, Arc<Vec<u8>>)>>,
     metrics: ServiceMetrics,
 }
 
@@ -127,6 +131,7 @@ impl Service {
                 events,
                 registration: Notify::new(),
                 firmware: config.firmware,
+                offered: std::sync::Mutex::new(HashMap::new()),
                 metrics: ServiceMetrics::default(),
             }),
         };
@@ -192,36 +197,94 @@ impl Service {
                     state,
                 });
             }
-            BridgeEvent::ImageQuery { device, seq, query } => {
-                tokio::spawn(self.clone().answer_image_query(device, seq, query));
+            BridgeEvent::Ota {
+                device,
+                seq,
+                message,
+            } => {
+                tokio::spawn(self.clone().answer_ota(device, seq, message));
             }
         }
     }
 
-    /// Offers a device the newest image whose hash matches a trusted
-    /// manifest on chain, or tells it there is none.
-    async fn answer_image_query(
+    /// Answers a device's OTA Upgrade message: offers the newest image
+    /// whose hash matches a trusted manifest on chain (or none), serves
+    /// its blocks, and acknowledges the end of the download.
+    async fn answer_ota(
         self,
         device: itc_chain::types::DeviceId,
         seq: u8,
-        query: itc_bridges::zigbee::ota::QueryNextImage,
+        message: itc_bridges::zigbee::ota::ClientMessage,
     ) {
+        use itc_bridges::zigbee::ota::{ClientMessage, ServerMessage};
         let Some(bridge) = self.bridge_for(&device).cloned() else {
             return;
         };
-        let model = bridge.model(&device);
-        let offer = match &self.inner.firmware {
-            Some(config) => {
-                let candidates = self
-                    .view(|view| firmware::candidates(view, config, &model, query.file_version))
-                    .unwrap_or_default();
-                firmware::offer(config, &model, &query, candidates).await
+        let answer = match message {
+            ClientMessage::Query(query) => {
+                let model = bridge.model(&device);
+                let offer = match &self.inner.firmware {
+                    Some(config) => {
+                        let candidates = self
+                            .view(|view| {
+                                firmware::candidates(view, config, &model, query.file_version)
+                            })
+                            .unwrap_or_default();
+                        firmware::offer(config, &model, &query, candidates).await
+                    }
+                    None => None,
+                };
+                tracing::info!(%device, offered = offer.as_ref().map(|(o, _)| o.file_version), "firmware query");
+                if let (Some((offer, image)), Ok(mut offered)) = (&offer, self.inner.offered.lock())
+                {
+                    offered.insert(
+                        device.clone(),
+                        (offer.file_version, Arc::new(image.clone())),
+                    );
+                }
+                ServerMessage::QueryResponse(offer.map(|(offer, _)| offer))
             }
-            None => None,
+            ClientMessage::Block {
+                image,
+                offset,
+                max_size,
+            } => {
+                let bytes = self
+                    .inner
+                    .offered
+                    .lock()
+                    .ok()
+                    .and_then(|offered| offered.get(&device).cloned())
+                    .filter(|(version, _)| *version == image.file_version)
+                    .map(|(_, bytes)| bytes);
+                // Only ever bytes of the image that was offered; anything
+                // else aborts the download.
+                let data = bytes.and_then(|bytes| {
+                    let start = usize::try_from(offset).ok()?;
+                    let end = start
+                        .saturating_add(usize::from(max_size.min(64)))
+                        .min(bytes.len());
+                    (start < end).then(|| bytes[start..end].to_vec())
+                });
+                ServerMessage::Block {
+                    image,
+                    offset,
+                    data,
+                }
+            }
+            ClientMessage::End { status, image } => {
+                if let Ok(mut offered) = self.inner.offered.lock() {
+                    offered.remove(&device);
+                }
+                tracing::info!(%device, status, version = image.file_version, "firmware download ended");
+                if status != itc_bridges::zigbee::zcl::SUCCESS {
+                    return;
+                }
+                ServerMessage::EndResponse { image }
+            }
         };
-        tracing::info!(%device, offered = offer.map(|o| o.file_version), "firmware query");
-        if let Err(error) = bridge.respond_image(&device, seq, offer).await {
-            tracing::warn!(%device, %error, "answering a firmware query");
+        if let Err(error) = bridge.send_ota(&device, seq, answer).await {
+            tracing::warn!(%device, %error, "answering an OTA message");
         }
     }
 
