@@ -84,9 +84,12 @@ struct Inner {
     firmware: Option<firmware::FirmwareConfig>,
     /// The image offered to each device, by its file version, served block
     /// by block until the download ends.
-    offered: std::sync::Mutex<HashMap<itc_chain::types::DeviceId, (u32, Arc<Vec<u8>>)>>,
+    offered: std::sync::Mutex<HashMap<itc_chain::types::DeviceId, OfferedImage>>,
     metrics: ServiceMetrics,
 }
+
+/// An image offered to a device: its OTA file version and its bytes.
+type OfferedImage = (u32, Arc<Vec<u8>>);
 
 #[derive(Default)]
 struct ServiceMetrics {
