@@ -285,12 +285,9 @@ async fn groups_scenes_events_and_proofs() {
     let stranger = user(&cluster, 1);
 
     // Live events: subscribe, then change a light.
-    let mut events = owner
-        .signed(Method::GET, "/api/v1/events", Vec::new())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(events.status(), StatusCode::OK);
+    let mut events = owner.events().await.unwrap();
+    // A stranger's stream says nothing about the owner's lights.
+    let mut strangers = stranger.events().await.unwrap();
 
     // A group, a group command, a scene stored and recalled.
     let group = owner.create_group("living room", &lights).await.unwrap();
@@ -318,15 +315,19 @@ async fn groups_scenes_events_and_proofs() {
         StatusCode::NOT_FOUND
     );
 
-    let mut seen = String::new();
-    while !seen.contains("light_state_changed") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
             .await
             .expect("an event arrives")
             .unwrap()
             .expect("the stream stays open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if let itc_web::Event::LightStateChanged { device, state } = event {
+            assert!(lights.iter().any(|l| l.as_str() == device));
+            assert!(state.brightness >= 1);
+            break;
+        }
     }
+    assert_eq!(owner.scenes(group.id).await.unwrap(), [scene.clone()]);
 
     // Opening the network lets the waiting bulb join; only the admin may.
     assert_eq!(
@@ -394,6 +395,24 @@ async fn groups_scenes_events_and_proofs() {
         .unwrap();
     assert!(metrics.contains("itc_light_commands_total"), "{metrics}");
     assert!(metrics.contains("itc_http_requests_total"));
+
+    // The stranger saw commits, but no light of the owner's.
+    while let Ok(Ok(Some(event))) =
+        tokio::time::timeout(Duration::from_millis(200), strangers.next()).await
+    {
+        assert!(
+            matches!(event, itc_web::Event::TransactionCommitted { .. }),
+            "{event:?}"
+        );
+    }
+
+    // Groups can be deleted, with their scenes.
+    owner.delete_group(group.id).await.unwrap();
+    assert!(owner.groups().await.unwrap().is_empty());
+    assert_eq!(
+        status_of(owner.scenes(group.id).await),
+        StatusCode::NOT_FOUND
+    );
 
     cluster.shutdown().await.unwrap();
 }

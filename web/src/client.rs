@@ -271,6 +271,45 @@ impl Client {
             .1)
     }
 
+    /// Deletes one of the caller's groups (and its scenes).
+    pub async fn delete_group(&self, group: i64) -> Result<(), ClientError> {
+        let response = self
+            .signed(
+                Method::DELETE,
+                &format!("/api/v1/groups/{group}"),
+                Vec::new(),
+            )
+            .send()
+            .await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        read::<serde_json::Value>(response).await.map(drop)
+    }
+
+    pub async fn scenes(&self, group: i64) -> Result<Vec<Scene>, ClientError> {
+        self.get(&format!("/api/v1/groups/{group}/scenes")).await
+    }
+
+    /// The live event stream (Server-Sent Events).
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
+        let response = self
+            .signed(Method::GET, "/api/v1/events", Vec::new())
+            .send()
+            .await?;
+        if response.status().is_success() {
+            return Ok(EventStream {
+                response,
+                pending: String::new(),
+                ready: std::collections::VecDeque::new(),
+            });
+        }
+        Err(read::<serde_json::Value>(response)
+            .await
+            .err()
+            .unwrap_or(ClientError::Invalid("the event stream did not open".into())))
+    }
+
     pub async fn store_scene(&self, group: i64, name: &str) -> Result<Scene, ClientError> {
         let body = NewScene { name: name.into() };
         Ok(self
@@ -442,6 +481,40 @@ impl Client {
 
     pub async fn grants(&self, device: &DeviceId) -> Result<Vec<Grant>, ClientError> {
         self.get(&format!("/api/v1/devices/{device}/grants")).await
+    }
+}
+
+/// Live events as they arrive.
+pub struct EventStream {
+    response: reqwest::Response,
+    pending: String,
+    ready: std::collections::VecDeque<Event>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the gateway closed the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            let Some(chunk) = self.response.chunk().await? else {
+                return Ok(None);
+            };
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+            // An SSE event ends with a blank line; keep-alive comments
+            // carry no data.
+            while let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                for line in block.lines() {
+                    if let Some(data) = line.strip_prefix("data:") {
+                        let event = serde_json::from_str(data.trim_start())
+                            .map_err(|e| ClientError::Invalid(format!("an event: {e}")))?;
+                        self.ready.push_back(event);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -113,6 +113,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         state: LightFlags,
     },
+    /// Delete one of your groups.
+    GroupDelete { id: i64 },
+    /// A group's scenes.
+    Scenes { group: i64 },
     /// Store a group's current states as a scene.
     SceneStore { group: i64, name: String },
     /// Recall a scene.
@@ -158,6 +162,9 @@ pub enum ClientCommand {
     Tx { id: String },
     /// Who owns a device, with a state proof.
     Owner { device: String },
+    /// Follow live events (light states, joins, commits) until Ctrl-C: one
+    /// JSON object per line.
+    Events,
 }
 
 fn print(value: &impl Serialize) -> anyhow::Result<()> {
@@ -204,6 +211,12 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::GroupSet { id, state } => {
             print(&client.set_group(id, &state.command()).await?)
         }
+        ClientCommand::GroupDelete { id } => {
+            client.delete_group(id).await?;
+            println!("deleted group {id}");
+            Ok(())
+        }
+        ClientCommand::Scenes { group } => print(&client.scenes(group).await?),
         ClientCommand::SceneStore { group, name } => {
             print(&client.store_scene(group, &name).await?)
         }
@@ -248,5 +261,14 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
             print(&client.transaction(&id).await?)
         }
         ClientCommand::Owner { device: id } => print(&client.owner_proof(&device(&id)?).await?),
+        ClientCommand::Events => follow(client.events().await?).await,
     }
+}
+
+/// Prints each event as one JSON line until the stream ends.
+async fn follow(mut events: itc_web::client::EventStream) -> anyhow::Result<()> {
+    while let Some(event) = events.next().await? {
+        println!("{}", serde_json::to_string(&event)?);
+    }
+    Ok(())
 }
