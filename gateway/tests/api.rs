@@ -327,7 +327,10 @@ async fn groups_scenes_events_and_proofs() {
             break;
         }
     }
-    assert_eq!(owner.scenes(group.id).await.unwrap(), [scene.clone()]);
+    assert_eq!(
+        owner.scenes(group.id).await.unwrap(),
+        std::slice::from_ref(&scene)
+    );
 
     // Opening the network lets the waiting bulb join; only the admin may.
     assert_eq!(
