@@ -20,6 +20,7 @@ pub mod codec;
 pub mod crypto;
 pub mod genesis;
 pub mod ledger;
+pub mod light;
 pub mod merkle;
 pub mod pbft;
 pub mod sim;
