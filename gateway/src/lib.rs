@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod light;
 pub mod net;
 pub mod node;
 pub mod service;

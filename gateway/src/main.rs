@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::client::ClientCommand,
     },
+    /// A light client: headers only, verified, in sqlite.
+    Light {
+        #[command(subcommand)]
+        command: cli::light::LightCommand,
+    },
     /// Measure the gateway (figures go into BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -153,6 +158,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client { args, command } => cli::client::run(&args, command).await,
+        Command::Light { command } => cli::light::run(command).await,
         Command::Bench { what } => cli::bench::run(what).await,
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod light;
 pub mod setup;
 
 /// Resolves on SIGINT or SIGTERM.
