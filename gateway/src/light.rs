@@ -229,6 +229,10 @@ async fn pull(
                 "claims height {target} but serves nothing from {from}"
             ));
         }
+        // The batch is verified on a copy: only once it is stored does the
+        // client move, so a batch refused half-way leaves nothing behind
+        // (the next gateway serves it again from the stored tip).
+        let mut next = light.clone();
         let mut verified = Vec::with_capacity(batch.len());
         for summary in batch {
             let header: Header = hex::decode(&summary.header)
@@ -242,15 +246,15 @@ async fn pull(
                 .and_then(|b| decode(&b).ok())
                 .ok_or_else(|| format!("no valid certificate at height {}", summary.height))?;
             let height = header.height;
-            light
-                .verify_next(header.clone(), &certificate, None)
+            next.verify_next(header.clone(), &certificate, None)
                 .map_err(|e| format!("a bad header at height {height}: {e}"))?;
             verified.push((header, Some(certificate)));
         }
         store
-            .append(&verified, light.set())
+            .append(&verified, next.set())
             .await
             .map_err(|e| format!("storing: {e}"))?;
+        *light = next;
         report.fetched += verified.len() as u64;
         progress(light.tip().height, target);
     }

@@ -87,3 +87,146 @@ async fn sync_resume_and_verify_an_owner() {
     );
     cluster.shutdown().await.unwrap();
 }
+
+mod mock {
+    //! A gateway stand-in serving a pre-made certified chain (or a forged
+    //! variant of it) on the two endpoints the light client reads.
+
+    use std::sync::Arc;
+
+    use axum::extract::{Query, State};
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use itc_chain::block::{CommitCertificate, Header};
+    use itc_chain::codec::encode;
+    use itc_web::{BlockSummary, ChainStatus};
+    use serde::Deserialize;
+
+    pub type Chain = Arc<Vec<(Header, CommitCertificate)>>;
+
+    #[derive(Deserialize)]
+    struct Range {
+        from: u64,
+        limit: u64,
+    }
+
+    async fn status(State(chain): State<Chain>) -> Json<ChainStatus> {
+        let tip = &chain.last().unwrap().0;
+        Json(ChainStatus {
+            height: tip.height,
+            head: tip.hash().to_string(),
+            view: 0,
+            changing_view: false,
+            pending: 0,
+        })
+    }
+
+    async fn blocks(
+        State(chain): State<Chain>,
+        Query(range): Query<Range>,
+    ) -> Json<Vec<BlockSummary>> {
+        Json(
+            chain
+                .iter()
+                .filter(|(h, _)| h.height >= range.from && h.height < range.from + range.limit)
+                .map(|(header, cert)| BlockSummary {
+                    height: header.height,
+                    hash: header.hash().to_string(),
+                    time_ms: header.time_ms,
+                    header: hex::encode(encode(header)),
+                    certificate: Some(hex::encode(encode(cert))),
+                })
+                .collect(),
+        )
+    }
+
+    /// Serves `chain` on loopback; returns its base URL.
+    pub async fn serve(chain: Chain) -> String {
+        let app = Router::new()
+            .route("/api/v1/chain/status", get(status))
+            .route("/api/v1/chain/blocks", get(blocks))
+            .with_state(chain);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+}
+
+/// A certified chain of `blocks` empty blocks over the workload's genesis.
+fn certified_chain(work: &itc_chain::testkit::Workload, blocks: usize) -> mock::Chain {
+    use itc_chain::ledger::Ledger;
+    let (mut ledger, _) = Ledger::genesis(&work.genesis).unwrap();
+    let mut out = Vec::with_capacity(blocks);
+    for _ in 0..blocks {
+        let proposer = work.proposer(&ledger).public();
+        let time = ledger.tip().time_ms + 1_000;
+        let proposal = ledger.propose(Vec::new(), time, proposer).unwrap();
+        let header = proposal.executed.block.header.clone();
+        out.push((header.clone(), work.certify(&header)));
+        ledger.commit(proposal.executed).unwrap();
+    }
+    std::sync::Arc::new(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_headers_killed_resumed_and_a_forging_gateway_left() {
+    let work = itc_chain::testkit::Workload::new(4, 1, 0x5be);
+    let chain = certified_chain(&work, 10_000);
+    let honest = mock::serve(chain.clone()).await;
+    // The forger serves the same chain with one header's state root
+    // changed (say, to hand someone a device): its certificate no longer
+    // matches.
+    let mut forged: Vec<_> = chain.iter().cloned().collect();
+    forged[4_321].0.state_root = itc_chain::crypto::Hash::digest(b"a forged state");
+    let forger = mock::serve(std::sync::Arc::new(forged)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headers.sqlite");
+    // Killed part way: the task is aborted once a few batches are stored.
+    {
+        let store = HeaderStore::open(&path).await.unwrap();
+        let genesis = work.genesis.clone();
+        let url = honest.clone();
+        let task =
+            tokio::spawn(async move { light::sync(&[url], &store, &genesis, |_, _| {}).await });
+        let watcher = HeaderStore::open(&path).await.unwrap();
+        while watcher.count().await.unwrap() < 2_000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    // Resumed, first from the forger: it is named and left at the forged
+    // height; the honest gateway finishes the sync.
+    let store = HeaderStore::open(&path).await.unwrap();
+    let stored = store.count().await.unwrap();
+    assert!(stored > 1 && stored < 10_001, "{stored}");
+    let report = light::sync(&[forger.clone(), honest], &store, &work.genesis, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.from, stored - 1, "resumed at the stored tip");
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(report.refused[0].0, forger);
+    assert!(
+        report.refused[0].1.contains("height 4322"),
+        "{}",
+        report.refused[0].1
+    );
+    assert_eq!(report.to, 10_000);
+    // The same result as an uninterrupted sync: the same tip, every header.
+    let (tip, _) = store.tip().await.unwrap().unwrap();
+    assert_eq!(tip.hash(), chain[9_999].0.hash());
+    let mut missing = Vec::new();
+    for h in 0..=10_000u64 {
+        if store.header(h).await.unwrap().is_none() {
+            missing.push(h);
+        }
+    }
+    assert!(missing.is_empty(), "missing {missing:?}");
+    assert_eq!(store.count().await.unwrap(), 10_001);
+    assert_eq!(
+        store.header(4_322).await.unwrap().unwrap().hash(),
+        chain[4_321].0.hash()
+    );
+}
