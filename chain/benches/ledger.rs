@@ -145,6 +145,13 @@ fn light_headers(c: &mut Criterion) {
         headers.push((header, cert));
     }
     let set = ValidatorSet::new(work.genesis.validators.clone()).unwrap();
+    let (header, cert) = &headers[0];
+    eprintln!(
+        "light client: {} bytes per stored header (header {} + certificate {})",
+        itc_chain::codec::encode(header).len() + itc_chain::codec::encode(cert).len(),
+        itc_chain::codec::encode(header).len(),
+        itc_chain::codec::encode(cert).len()
+    );
     let mut group = c.benchmark_group("light_client");
     group.throughput(Throughput::Elements(headers.len() as u64));
     group.bench_function("verify_next_1000_headers_n4", |b| {
