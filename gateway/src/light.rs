@@ -168,12 +168,35 @@ async fn client(store: &HeaderStore, genesis: &Genesis) -> Result<LightClient, L
     LightClient::new(header, set).map_err(|e| LightSyncError::Genesis(e.to_string()))
 }
 
+/// How a sync moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every header, in order.
+    Sequential,
+    /// Straight to the newest header when more than a third of the trusted
+    /// set vouches for it, bisecting when it does not (the Tendermint light
+    /// client's skipping verification); only the headers it lands on are
+    /// stored. The trusted tip must be younger than the trusting period.
+    Skipping { trusting_period_ms: u64 },
+}
+
 /// Syncs headers from `urls` (in turn) until the first good one has
 /// nothing newer. `progress` is told (height, target) after each batch.
 pub async fn sync(
     urls: &[String],
     store: &HeaderStore,
     genesis: &Genesis,
+    progress: impl Fn(u64, u64),
+) -> Result<SyncReport, LightSyncError> {
+    sync_with(urls, store, genesis, Mode::Sequential, progress).await
+}
+
+/// [`sync`], moving as `mode` says.
+pub async fn sync_with(
+    urls: &[String],
+    store: &HeaderStore,
+    genesis: &Genesis,
+    mode: Mode,
     progress: impl Fn(u64, u64),
 ) -> Result<SyncReport, LightSyncError> {
     let mut light = client(store, genesis).await?;
@@ -189,7 +212,13 @@ pub async fn sync(
     let mut sources: Vec<String> = urls.to_vec();
     while let Some(url) = sources.first().cloned() {
         let remote = Client::new(url.clone(), Keypair::from_seed(*key.seed()));
-        match pull(&remote, &mut light, store, &mut report, &progress).await {
+        let pulled = match mode {
+            Mode::Sequential => pull(&remote, &mut light, store, &mut report, &progress).await,
+            Mode::Skipping { trusting_period_ms } => {
+                skip(&remote, &mut light, store, &mut report, trusting_period_ms).await
+            }
+        };
+        match pulled {
             Ok(()) => {
                 report.to = light.tip().height;
                 return Ok(report);
@@ -258,6 +287,62 @@ async fn pull(
         report.fetched += verified.len() as u64;
         progress(light.tip().height, target);
     }
+}
+
+/// Reaches the gateway's tip by skipping: try the target; if too few
+/// trusted validators vouch for it, try halfway first (bisection).
+async fn skip(
+    remote: &Client,
+    light: &mut LightClient,
+    store: &HeaderStore,
+    report: &mut SyncReport,
+    trusting_period_ms: u64,
+) -> Result<(), String> {
+    let target = remote.status().await.map_err(|e| e.to_string())?.height;
+    let mut pending = vec![target];
+    while let Some(height) = pending.last().copied() {
+        if height <= light.tip().height {
+            pending.pop();
+            continue;
+        }
+        let detail = remote.block(height).await.map_err(|e| e.to_string())?;
+        let header: Header = hex::decode(&detail.summary.header)
+            .ok()
+            .and_then(|b| decode(&b).ok())
+            .ok_or_else(|| format!("an undecodable header at height {height}"))?;
+        let certificate: CommitCertificate = detail
+            .summary
+            .certificate
+            .as_deref()
+            .and_then(|c| hex::decode(c).ok())
+            .and_then(|b| decode(&b).ok())
+            .ok_or_else(|| format!("no valid certificate at height {height}"))?;
+        if header.height != height {
+            return Err(format!("asked for height {height}, got {}", header.height));
+        }
+        let now = crate::service::now_ms();
+        let mut next = light.clone();
+        match next.verify_skipping(header.clone(), &certificate, None, now, trusting_period_ms) {
+            Ok(()) => {
+                store
+                    .append(&[(header, Some(certificate))], next.set())
+                    .await
+                    .map_err(|e| format!("storing: {e}"))?;
+                *light = next;
+                report.fetched += 1;
+                pending.pop();
+            }
+            Err(itc_chain::light::LightError::NotEnoughTrust { .. })
+                if height > light.tip().height + 1 =>
+            {
+                // Not enough of the trusted set vouches this far: go
+                // halfway first.
+                pending.push(light.tip().height + (height - light.tip().height) / 2);
+            }
+            Err(e) => return Err(format!("a bad header at height {height}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Fetches a device's owner proof and checks it against the stored header

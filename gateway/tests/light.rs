@@ -94,12 +94,12 @@ mod mock {
 
     use std::sync::Arc;
 
-    use axum::extract::{Query, State};
+    use axum::extract::{Path, Query, State};
     use axum::routing::get;
     use axum::{Json, Router};
     use itc_chain::block::{CommitCertificate, Header};
     use itc_chain::codec::encode;
-    use itc_web::{BlockSummary, ChainStatus};
+    use itc_web::{BlockDetail, BlockSummary, ChainStatus};
     use serde::Deserialize;
 
     pub type Chain = Arc<Vec<(Header, CommitCertificate)>>;
@@ -140,11 +140,26 @@ mod mock {
         )
     }
 
+    async fn block(State(chain): State<Chain>, Path(height): Path<u64>) -> Json<BlockDetail> {
+        let (header, cert) = &chain[height as usize - 1];
+        Json(BlockDetail {
+            summary: BlockSummary {
+                height: header.height,
+                hash: header.hash().to_string(),
+                time_ms: header.time_ms,
+                header: hex::encode(encode(header)),
+                certificate: Some(hex::encode(encode(cert))),
+            },
+            transactions: Vec::new(),
+        })
+    }
+
     /// Serves `chain` on loopback; returns its base URL.
     pub async fn serve(chain: Chain) -> String {
         let app = Router::new()
             .route("/api/v1/chain/status", get(status))
             .route("/api/v1/chain/blocks", get(blocks))
+            .route("/api/v1/chain/blocks/{height}", get(block))
             .with_state(chain);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -202,6 +217,7 @@ async fn ten_thousand_headers_killed_resumed_and_a_forging_gateway_left() {
     let store = HeaderStore::open(&path).await.unwrap();
     let stored = store.count().await.unwrap();
     assert!(stored > 1 && stored < 10_001, "{stored}");
+    let honest_url = honest.clone();
     let report = light::sync(&[forger.clone(), honest], &store, &work.genesis, |_, _| {})
         .await
         .unwrap();
@@ -228,5 +244,28 @@ async fn ten_thousand_headers_killed_resumed_and_a_forging_gateway_left() {
     assert_eq!(
         store.header(4_322).await.unwrap().unwrap().hash(),
         chain[4_321].0.hash()
+    );
+
+    // Skipping: from the genesis straight to height 10,000, vouched for
+    // by the trusted set; two headers stored, the same tip.
+    let skipping = HeaderStore::open(&dir.path().join("skipping.sqlite"))
+        .await
+        .unwrap();
+    let report = light::sync_with(
+        &[honest_url],
+        &skipping,
+        &work.genesis,
+        light::Mode::Skipping {
+            trusting_period_ms: u64::MAX / 2,
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.to, report.fetched), (10_000, 1));
+    assert_eq!(skipping.count().await.unwrap(), 2);
+    assert_eq!(
+        skipping.tip().await.unwrap().unwrap().0.hash(),
+        chain[9_999].0.hash()
     );
 }

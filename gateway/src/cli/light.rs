@@ -21,6 +21,13 @@ pub enum LightCommand {
         /// The chain's genesis (the trusted start).
         #[arg(long)]
         genesis: PathBuf,
+        /// Jump to the newest header (Tendermint-style skipping with
+        /// bisection) instead of verifying every one.
+        #[arg(long)]
+        skip: bool,
+        /// How long a trusted header may be used to skip from, in hours.
+        #[arg(long, default_value_t = 24 * 14)]
+        trusting_period_hours: u64,
     },
     /// Check who owns a device against the stored, verified headers.
     VerifyOwner {
@@ -35,12 +42,25 @@ pub enum LightCommand {
 
 pub async fn run(command: LightCommand) -> anyhow::Result<()> {
     match command {
-        LightCommand::Sync { from, db, genesis } => {
+        LightCommand::Sync {
+            from,
+            db,
+            genesis,
+            skip,
+            trusting_period_hours,
+        } => {
             let text = std::fs::read_to_string(&genesis)
                 .with_context(|| format!("reading {}", genesis.display()))?;
             let genesis = Genesis::from_toml(&text)?;
             let store = HeaderStore::open(&db).await?;
-            let report = light::sync(&from, &store, &genesis, |height, target| {
+            let mode = if skip {
+                light::Mode::Skipping {
+                    trusting_period_ms: trusting_period_hours * 3_600_000,
+                }
+            } else {
+                light::Mode::Sequential
+            };
+            let report = light::sync_with(&from, &store, &genesis, mode, |height, target| {
                 eprint!("\rheaders {height}/{target}");
             })
             .await?;
