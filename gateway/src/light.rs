@@ -9,7 +9,6 @@
 //! sqlite transaction, so a killed sync leaves a consistent prefix.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use itc_chain::block::{CommitCertificate, Header};
 use itc_chain::codec::{decode, encode};
@@ -17,7 +16,7 @@ use itc_chain::crypto::{AccountId, Keypair};
 use itc_chain::genesis::Genesis;
 use itc_chain::ledger::Ledger;
 use itc_chain::light::{verify_state, LightClient};
-use itc_chain::state::{StateProof, StateValue};
+use itc_chain::state::{StateKey, StateProof, StateValue};
 use itc_chain::types::DeviceId;
 use itc_chain::validators::ValidatorSet;
 use itc_web::client::Client;
@@ -345,28 +344,32 @@ async fn skip(
     Ok(())
 }
 
-/// Fetches a device's owner proof and checks it against the stored header
-/// at the proof's height (syncing first if needed is the caller's job).
-pub async fn verify_owner(
+/// Fetches any state entry's proof from a gateway and checks it against
+/// the stored, verified header at the proof's height (syncing first, if
+/// needed, is the caller's job). The proof must be for exactly `key`.
+pub async fn verify_entry(
     url: &str,
     store: &HeaderStore,
-    device: &DeviceId,
-) -> Result<Option<AccountId>, LightSyncError> {
+    key: &StateKey,
+) -> Result<Option<StateValue>, LightSyncError> {
     let rng = ring::rand::SystemRandom::new();
-    let key = Keypair::generate(&rng).map_err(|e| LightSyncError::Genesis(e.to_string()))?;
-    let remote = Client::new(url, key);
+    let reader = Keypair::generate(&rng).map_err(|e| LightSyncError::Genesis(e.to_string()))?;
+    let remote = Client::new(url, reader);
     let source = |reason: String| LightSyncError::Source {
         url: url.to_string(),
         reason,
     };
     let answer = remote
-        .owner_proof(device)
+        .state_proof(key)
         .await
         .map_err(|e| source(e.to_string()))?;
     let proof: StateProof = hex::decode(&answer.proof)
         .ok()
         .and_then(|b| decode(&b).ok())
         .ok_or_else(|| source("an undecodable proof".into()))?;
+    if &proof.key != key {
+        return Err(source("it proved another key than the one asked".into()));
+    }
     let height = answer.block.height;
     let header = store.header(height).await?.ok_or_else(|| {
         source(format!(
@@ -377,21 +380,20 @@ pub async fn verify_owner(
         height,
         reason: e.to_string(),
     })?;
-    let owner = match proof.value {
+    Ok(proof.value)
+}
+
+/// Who owns `device`, proven against the stored headers.
+pub async fn verify_owner(
+    url: &str,
+    store: &HeaderStore,
+    device: &DeviceId,
+) -> Result<Option<AccountId>, LightSyncError> {
+    let key = StateKey::Device {
+        device: device.clone(),
+    };
+    Ok(match verify_entry(url, store, &key).await? {
         Some(StateValue::Device(record)) => record.owner,
         _ => None,
-    };
-    // The answer's text must agree with what the proof shows.
-    let claimed = answer
-        .owner
-        .as_deref()
-        .map(AccountId::from_str)
-        .transpose()
-        .map_err(|e| source(e.to_string()))?;
-    if claimed != owner {
-        return Err(source(
-            "the owner it names is not the one its proof shows".into(),
-        ));
-    }
-    Ok(owner)
+    })
 }

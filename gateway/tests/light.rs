@@ -85,6 +85,17 @@ async fn sync_resume_and_verify_an_owner() {
             .unwrap(),
         None
     );
+    // Any entry: the owner's account (balance and nonce), proven.
+    let account = itc_chain::state::StateKey::Account {
+        account: owner.public(),
+    };
+    match light::verify_entry(&cluster.gateways[1].url(), &store, &account)
+        .await
+        .unwrap()
+    {
+        Some(itc_chain::state::StateValue::Account(a)) => assert_eq!(a.nonce, 2),
+        other => panic!("{other:?}"),
+    }
     cluster.shutdown().await.unwrap();
 }
 

@@ -207,6 +207,17 @@ impl Client {
         self.get(&format!("/api/v1/chain/transactions/{id}")).await
     }
 
+    /// Any state entry with its proof.
+    pub async fn state_proof(
+        &self,
+        key: &itc_chain::state::StateKey,
+    ) -> Result<StateProofView, ClientError> {
+        Ok(self
+            .call(Method::POST, "/api/v1/chain/state-proof", Some(key))
+            .await?
+            .1)
+    }
+
     pub async fn owner_proof(&self, device: &DeviceId) -> Result<OwnerProof, ClientError> {
         self.get(&format!("/api/v1/chain/devices/{device}/owner"))
             .await

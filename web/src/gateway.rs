@@ -37,6 +37,10 @@ pub trait Gateway: Clone + Send + Sync + 'static {
     fn block(&self, height: u64) -> impl Future<Output = ApiResult<BlockDetail>> + Send;
     fn transaction(&self, id: Hash) -> impl Future<Output = ApiResult<TransactionDetail>> + Send;
     fn owner_proof(&self, device: DeviceId) -> impl Future<Output = ApiResult<OwnerProof>> + Send;
+    fn state_proof(
+        &self,
+        key: itc_chain::state::StateKey,
+    ) -> impl Future<Output = ApiResult<StateProofView>> + Send;
 
     // --- The gateway itself ---
     fn info(&self, caller: &PublicKey) -> GatewayInfo;

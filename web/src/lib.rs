@@ -78,6 +78,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
         routes::block,
         routes::transaction,
         routes::owner_proof,
+        routes::state_proof,
         routes::events,
     )
 )]
@@ -109,6 +110,7 @@ pub fn router_with<G: Gateway>(gateway: G, limits: Limits) -> Router {
             "/api/v1/chain/devices/{id}/owner",
             get(routes::owner_proof::<G>),
         )
+        .route("/api/v1/chain/state-proof", post(routes::state_proof::<G>))
         .route("/api/v1/accounts/{id}", get(routes::account::<G>))
         .route("/api/v1/gateway", get(routes::gateway_info::<G>))
         .route("/api/v1/gateway/claim", post(routes::claim_gateway::<G>))

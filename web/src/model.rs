@@ -235,6 +235,21 @@ pub struct OwnerProof {
     pub block: BlockSummary,
 }
 
+/// Any state entry, proven against a certified header: an account's
+/// balance, a device, a grant, a firmware manifest, the validator sets.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StateProofView {
+    /// The key, as `itc_chain::state::StateKey` serialises.
+    #[schema(value_type = Object)]
+    pub key: serde_json::Value,
+    /// The value, or null if the key is absent (and the proof shows so).
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    /// The state proof, hex.
+    pub proof: String,
+    pub block: BlockSummary,
+}
+
 /// A live event (Server-Sent Events at `/api/v1/events`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]

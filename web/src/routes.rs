@@ -483,6 +483,17 @@ pub async fn owner_proof<G: Gateway>(
     Ok(Json(state.gateway.owner_proof(device_id(&id)?).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/chain/state-proof", tag = "chain",
+    request_body(content = Object, description = "A state key, e.g. {\"type\":\"account\",\"account\":\"itcpk1…\"}"),
+    responses((status = 200, body = StateProofView), (status = 400, body = Problem)))]
+pub async fn state_proof<G: Gateway>(
+    State(state): S<G>,
+    key: Body<itc_chain::state::StateKey>,
+) -> ApiResult<Json<StateProofView>> {
+    let key = body(key)?;
+    Ok(Json(state.gateway.state_proof(key).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     responses((status = 200, description = "text/event-stream of Event", body = Event)))]
 pub async fn events<G: Gateway>(

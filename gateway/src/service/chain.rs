@@ -116,3 +116,18 @@ pub async fn owner_proof(service: &Service, device: DeviceId) -> ApiResult<Owner
         block: summary(&header, certificate.as_ref()),
     })
 }
+
+pub async fn state_proof(service: &Service, key: StateKey) -> ApiResult<itc_web::StateProofView> {
+    let (proof, header) = service
+        .node()
+        .prove(key.clone())
+        .await
+        .map_err(ApiError::unavailable)?;
+    let (_, certificate) = header_at(service, header.height).await?;
+    Ok(itc_web::StateProofView {
+        key: serde_json::to_value(&key).unwrap_or_default(),
+        value: serde_json::to_value(&proof.value).unwrap_or_default(),
+        proof: hex::encode(encode(&proof)),
+        block: summary(&header, certificate.as_ref()),
+    })
+}

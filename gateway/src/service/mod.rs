@@ -396,6 +396,13 @@ impl itc_web::Gateway for Service {
         chain::transaction(self, id).await
     }
 
+    async fn state_proof(
+        &self,
+        key: itc_chain::state::StateKey,
+    ) -> itc_web::ApiResult<itc_web::StateProofView> {
+        chain::state_proof(self, key).await
+    }
+
     async fn owner_proof(
         &self,
         device: itc_chain::types::DeviceId,
