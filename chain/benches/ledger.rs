@@ -133,17 +133,7 @@ fn light_headers(c: &mut Criterion) {
     use itc_chain::light::LightClient;
     use itc_chain::validators::ValidatorSet;
     let work = Workload::new(4, 2, 5);
-    let (mut ledger, genesis) = Ledger::genesis(&work.genesis).unwrap();
-    let mut headers = Vec::new();
-    for _ in 0..1_000 {
-        let proposer = work.proposer(&ledger).public();
-        let time = ledger.tip().time_ms + 1_000;
-        let proposal = ledger.propose(Vec::new(), time, proposer).unwrap();
-        let header = proposal.executed.block.header.clone();
-        let cert = work.certify(&header);
-        ledger.commit(proposal.executed).unwrap();
-        headers.push((header, cert));
-    }
+    let (genesis, headers) = work.certified_chain(1_000).unwrap();
     let set = ValidatorSet::new(work.genesis.validators.clone()).unwrap();
     let (header, cert) = &headers[0];
     eprintln!(
@@ -156,7 +146,7 @@ fn light_headers(c: &mut Criterion) {
     group.throughput(Throughput::Elements(headers.len() as u64));
     group.bench_function("verify_next_1000_headers_n4", |b| {
         b.iter_batched(
-            || LightClient::new(genesis.block.header.clone(), set.clone()).unwrap(),
+            || LightClient::new(genesis.clone(), set.clone()).unwrap(),
             |mut light| {
                 for (header, cert) in &headers {
                     light.verify_next(header.clone(), cert, None).unwrap();

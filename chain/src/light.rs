@@ -220,23 +220,10 @@ mod tests {
     use super::*;
     use crate::block::CommitSig;
     use crate::crypto::Keypair;
-    use crate::ledger::Ledger;
     use crate::testkit::Workload;
 
-    /// A chain of `blocks` certified headers over the workload's genesis.
     fn chain(work: &Workload, blocks: usize) -> (Header, Vec<(Header, CommitCertificate)>) {
-        let (mut ledger, genesis) = Ledger::genesis(&work.genesis).unwrap();
-        let mut out = Vec::new();
-        for _ in 0..blocks {
-            let proposer = work.proposer(&ledger).public();
-            let time = ledger.tip().time_ms + 1_000;
-            let proposal = ledger.propose(Vec::new(), time, proposer).unwrap();
-            let header = proposal.executed.block.header.clone();
-            let cert = work.certify(&header);
-            ledger.commit(proposal.executed).unwrap();
-            out.push((header, cert));
-        }
-        (genesis.block.header, out)
+        work.certified_chain(blocks).unwrap()
     }
 
     fn client(work: &Workload, genesis: &Header) -> LightClient {

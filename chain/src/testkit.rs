@@ -17,6 +17,9 @@ use crate::ledger::Ledger;
 use crate::tx::{ChainId, SignedTx, Tx, TxBody};
 use crate::validators::Validator;
 
+/// Headers with their commit certificates, in height order.
+pub type CertifiedHeaders = Vec<(Header, CommitCertificate)>;
+
 /// SplitMix64: a tiny, well-known deterministic generator for workloads.
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
@@ -143,6 +146,23 @@ impl Workload {
                 signatures: Default::default(),
             },
         }
+    }
+
+    /// The genesis header and `blocks` empty blocks' headers after it, each
+    /// with a certificate from a quorum: a chain for light clients to
+    /// follow. `None` if the ledger refused a block (it does not).
+    pub fn certified_chain(&self, blocks: usize) -> Option<(Header, CertifiedHeaders)> {
+        let (mut ledger, genesis) = Ledger::genesis(&self.genesis).ok()?;
+        let mut out = Vec::with_capacity(blocks);
+        for _ in 0..blocks {
+            let proposer = self.proposer(&ledger).public();
+            let time = ledger.tip().time_ms + 1_000;
+            let proposal = ledger.propose(Vec::new(), time, proposer).ok()?;
+            let header = proposal.executed.block.header.clone();
+            out.push((header.clone(), self.certify(&header)));
+            ledger.commit(proposal.executed).ok()?;
+        }
+        Some((genesis.block.header, out))
     }
 
     /// The proposer of the next block (round-robin, as PBFT's primary).

@@ -181,18 +181,7 @@ mod mock {
 
 /// A certified chain of `blocks` empty blocks over the workload's genesis.
 fn certified_chain(work: &itc_chain::testkit::Workload, blocks: usize) -> mock::Chain {
-    use itc_chain::ledger::Ledger;
-    let (mut ledger, _) = Ledger::genesis(&work.genesis).unwrap();
-    let mut out = Vec::with_capacity(blocks);
-    for _ in 0..blocks {
-        let proposer = work.proposer(&ledger).public();
-        let time = ledger.tip().time_ms + 1_000;
-        let proposal = ledger.propose(Vec::new(), time, proposer).unwrap();
-        let header = proposal.executed.block.header.clone();
-        out.push((header.clone(), work.certify(&header)));
-        ledger.commit(proposal.executed).unwrap();
-    }
-    std::sync::Arc::new(out)
+    std::sync::Arc::new(work.certified_chain(blocks).unwrap().1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

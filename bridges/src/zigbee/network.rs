@@ -171,14 +171,7 @@ impl Network {
         command: &LightCommand,
     ) -> Result<CommandId, NetError> {
         command.validate()?;
-        if !self.is_up() {
-            return Err(NetError::NotUp);
-        }
-        let nwk = self
-            .devices
-            .get(&ieee)
-            .map(|d| d.nwk)
-            .ok_or(NetError::UnknownDevice { ieee })?;
+        let nwk = self.reachable(ieee)?;
         let frames = zcl::commands_for(command);
         let id = self.new_command(frames.len());
         for lighting in frames {
@@ -207,14 +200,7 @@ impl Network {
         seq: u8,
         message: &ServerMessage,
     ) -> Result<CommandId, NetError> {
-        if !self.is_up() {
-            return Err(NetError::NotUp);
-        }
-        let nwk = self
-            .devices
-            .get(&ieee)
-            .map(|d| d.nwk)
-            .ok_or(NetError::UnknownDevice { ieee })?;
+        let nwk = self.reachable(ieee)?;
         let id = self.new_command(1);
         let frame = message.frame(seq);
         let token = self
@@ -244,6 +230,17 @@ impl Network {
 
     pub fn next_timeout(&self) -> Option<u64> {
         self.host.next_timeout()
+    }
+
+    /// The network address of a device the coordinator can reach now.
+    fn reachable(&self, ieee: u64) -> Result<u16, NetError> {
+        if !self.is_up() {
+            return Err(NetError::NotUp);
+        }
+        self.devices
+            .get(&ieee)
+            .map(|d| d.nwk)
+            .ok_or(NetError::UnknownDevice { ieee })
     }
 
     fn new_command(&mut self, parts: usize) -> CommandId {

@@ -40,6 +40,18 @@ pub struct ApiReport {
     pub p99_ms: f64,
 }
 
+/// users[0], made administrator of gateway 0 with its claim code.
+async fn admin(cluster: &LocalCluster, adopt: bool) -> anyhow::Result<Client> {
+    let gateway = &cluster.gateways[0];
+    let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
+    let code = gateway
+        .claim_code
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
+    owner.claim_gateway(&code, adopt).await?;
+    Ok(owner)
+}
+
 /// Claims gateway 0 and `count` of its lights for users[0]: Zigbee bulbs
 /// are paired (and adopted), simulated ones claimed one by one.
 async fn claim_lights(
@@ -47,13 +59,7 @@ async fn claim_lights(
     count: usize,
     zigbee: bool,
 ) -> anyhow::Result<(Client, Vec<DeviceId>)> {
-    let gateway = &cluster.gateways[0];
-    let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
-    let code = gateway
-        .claim_code
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
-    owner.claim_gateway(&code, zigbee).await?;
+    let owner = admin(cluster, zigbee).await?;
     if zigbee {
         owner.permit_join(60).await?;
     }
@@ -157,7 +163,7 @@ pub struct RssReport {
 }
 
 /// One gateway (a one-validator chain) with `bulbs` simulated bulbs, all
-/// registered on chain and each sent a command: this process's RSS.
+/// registered on chain, its administrator claimed: this process's RSS.
 pub async fn rss(bulbs: usize) -> anyhow::Result<RssReport> {
     let rss_before = super::rss_bytes().unwrap_or(0);
     let cluster = local_cluster(ClusterOptions {
@@ -168,13 +174,7 @@ pub async fn rss(bulbs: usize) -> anyhow::Result<RssReport> {
         ..ClusterOptions::default()
     })
     .await?;
-    let gateway = &cluster.gateways[0];
-    let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
-    let code = gateway
-        .claim_code
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("a new gateway has a claim code"))?;
-    owner.claim_gateway(&code, false).await?;
+    let owner = admin(&cluster, false).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let devices = loop {
         let devices = owner.devices().await?;
