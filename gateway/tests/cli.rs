@@ -100,6 +100,16 @@ fn init_run_claim_stop_and_restart() {
     ]));
     let config = gw.join("gateway.toml");
     let url = format!("http://{api}");
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&ok(itc(&[
+            "status",
+            "--url",
+            &url,
+            "--key",
+            user_key.to_str().unwrap(),
+        ])))
+        .unwrap()
+    };
     let client = |args: &[&str]| {
         let mut all = vec!["client", "--url", &url, "--key", user_key.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -137,16 +147,9 @@ fn init_run_claim_stop_and_restart() {
     let set: serde_json::Value =
         serde_json::from_str(&ok(client(&["set", &light, "--off"]))).unwrap();
     assert_eq!(set["target"]["on"], false);
-    let status: serde_json::Value = serde_json::from_str(&ok(itc(&[
-        "status",
-        "--url",
-        &url,
-        "--key",
-        user_key.to_str().unwrap(),
-    ])))
-    .unwrap();
-    let height = status["chain"]["height"].as_u64().unwrap();
-    assert!(height >= 2, "{status}");
+    let before = status();
+    let height = before["chain"]["height"].as_u64().unwrap();
+    assert!(height >= 2, "{before}");
     terminate(child);
 
     // Restarted: no new code, still the admin, the claim still on chain.
@@ -159,14 +162,6 @@ fn init_run_claim_stop_and_restart() {
     assert_eq!(info["admin"], true);
     let owner: serde_json::Value = serde_json::from_str(&ok(client(&["owner", &light]))).unwrap();
     assert_eq!(owner["owner"].as_str().unwrap(), user.trim());
-    let status: serde_json::Value = serde_json::from_str(&ok(itc(&[
-        "status",
-        "--url",
-        &url,
-        "--key",
-        user_key.to_str().unwrap(),
-    ])))
-    .unwrap();
-    assert!(status["chain"]["height"].as_u64().unwrap() >= height);
+    assert!(status()["chain"]["height"].as_u64().unwrap() >= height);
     terminate(child);
 }

@@ -458,31 +458,31 @@ impl Stick {
         }
         match frame.header.frame_type {
             FrameType::Cluster => {
-                let Ok(Some(command)) = Lighting::decode(cluster_id, &frame) else {
-                    self.answer(
-                        index,
-                        endpoint,
-                        host_endpoint,
-                        cluster_id,
-                        seq,
-                        default_response(frame.header.command, zcl::UNSUP_CLUSTER_COMMAND),
-                    );
-                    return;
+                // Unsupported commands always get a default response;
+                // carried-out ones unless the sender disabled it.
+                let status = match Lighting::decode(cluster_id, &frame) {
+                    Ok(Some(command)) => {
+                        let bulb = &mut self.bulbs[index];
+                        let state = bulb.light.state_at(now_ms);
+                        let light_command = zcl::light_command(&command, &state);
+                        bulb.light.apply(now_ms, &light_command);
+                        bulb.report_due = true;
+                        (!frame.header.disable_default_response).then_some(zcl::SUCCESS)
+                    }
+                    _ => Some(zcl::UNSUP_CLUSTER_COMMAND),
                 };
-                let bulb = &mut self.bulbs[index];
-                let state = bulb.light.state_at(now_ms);
-                let light_command = zcl::light_command(&command, &state);
-                bulb.light.apply(now_ms, &light_command);
-                bulb.report_due = true;
-                if !frame.header.disable_default_response {
+                if let Some(status) = status {
                     self.answer(
                         index,
                         endpoint,
                         host_endpoint,
                         cluster_id,
                         seq,
-                        default_response(frame.header.command, zcl::SUCCESS),
+                        default_response(frame.header.command, status),
                     );
+                }
+                if status == Some(zcl::UNSUP_CLUSTER_COMMAND) {
+                    return;
                 }
                 if self.bulbs[index].light.settles_at() <= now_ms {
                     self.bulbs[index].report_due = false;
