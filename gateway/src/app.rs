@@ -82,16 +82,10 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
     let (sim_stick, zigbee, zigbee_task) = match config.zigbee {
         Some(zigbee) => {
             let stick = zigbee.simulate.map(|bulbs| {
-                let seed = u64::from_le_bytes([
-                    service_key.seed()[0],
-                    service_key.seed()[1],
-                    service_key.seed()[2],
-                    service_key.seed()[3],
-                    0,
-                    0,
-                    0,
-                    0,
-                ]);
+                // The bulbs' addresses derive from the gateway's seed, so a
+                // restarted gateway finds the same bulbs.
+                let [a, b, c, d, e, f, g, h, ..] = *service_key.seed();
+                let seed = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
                 itc_bridges::zigbee::sim_port::SimPort::start(&zigbee.port, bulbs, seed)
             });
             let (handle, task) = itc_bridges::zigbee::driver::spawn(

@@ -140,13 +140,7 @@ mod mock {
             chain
                 .iter()
                 .filter(|(h, _)| h.height >= range.from && h.height < range.from + range.limit)
-                .map(|(header, cert)| BlockSummary {
-                    height: header.height,
-                    hash: header.hash().to_string(),
-                    time_ms: header.time_ms,
-                    header: hex::encode(encode(header)),
-                    certificate: Some(hex::encode(encode(cert))),
-                })
+                .map(|(header, cert)| summary(header, cert))
                 .collect(),
         )
     }
@@ -154,15 +148,19 @@ mod mock {
     async fn block(State(chain): State<Chain>, Path(height): Path<u64>) -> Json<BlockDetail> {
         let (header, cert) = &chain[height as usize - 1];
         Json(BlockDetail {
-            summary: BlockSummary {
-                height: header.height,
-                hash: header.hash().to_string(),
-                time_ms: header.time_ms,
-                header: hex::encode(encode(header)),
-                certificate: Some(hex::encode(encode(cert))),
-            },
+            summary: summary(header, cert),
             transactions: Vec::new(),
         })
+    }
+
+    fn summary(header: &Header, cert: &CommitCertificate) -> BlockSummary {
+        BlockSummary {
+            height: header.height,
+            hash: header.hash().to_string(),
+            time_ms: header.time_ms,
+            header: hex::encode(encode(header)),
+            certificate: Some(hex::encode(encode(cert))),
+        }
     }
 
     /// Serves `chain` on loopback; returns its base URL.

@@ -9,7 +9,7 @@
 //! delivery confirm — and the task goes back to opening the port, so the
 //! stick can be plugged back in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,7 +80,7 @@ enum Command {
 pub struct ZigbeeHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NetEvent>,
-    devices: Arc<Mutex<Vec<Device>>>,
+    devices: Arc<Mutex<BTreeMap<u64, Device>>>,
     up: watch::Receiver<bool>,
 }
 
@@ -131,7 +131,15 @@ impl ZigbeeHandle {
 
     /// The devices as last seen (last-seen times in unix ms).
     pub fn devices(&self) -> Vec<Device> {
-        self.devices.lock().map(|d| d.clone()).unwrap_or_default()
+        self.devices
+            .lock()
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One device as last seen.
+    pub fn device(&self, ieee: u64) -> Option<Device> {
+        self.devices.lock().ok()?.get(&ieee).cloned()
     }
 
     pub fn events(&self) -> broadcast::Receiver<NetEvent> {
@@ -153,7 +161,7 @@ impl ZigbeeHandle {
 pub fn spawn(config: DriverConfig) -> (ZigbeeHandle, JoinHandle<()>) {
     let (commands, inbox) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1_024);
-    let devices = Arc::new(Mutex::new(Vec::new()));
+    let devices = Arc::new(Mutex::new(BTreeMap::new()));
     let (up_tx, up) = watch::channel(false);
     let handle = ZigbeeHandle {
         commands,
@@ -181,7 +189,7 @@ struct Driver {
     network: Network,
     waiting: HashMap<CommandId, oneshot::Sender<Result<(), DriverError>>>,
     events: broadcast::Sender<NetEvent>,
-    devices: Arc<Mutex<Vec<Device>>>,
+    devices: Arc<Mutex<BTreeMap<u64, Device>>>,
     up: watch::Sender<bool>,
     epoch: Instant,
     /// Wall-clock time at `epoch`, unix ms: devices' last-seen times are
@@ -319,7 +327,6 @@ impl Driver {
 
     /// Hands out the network's events.
     fn settle(&mut self) {
-        let mut changed = false;
         while let Some(event) = self.network.poll_event() {
             match &event {
                 NetEvent::Done { id, result } => {
@@ -336,7 +343,20 @@ impl Driver {
                         "Zigbee coordinator up"
                     );
                 }
-                NetEvent::Joined { .. } | NetEvent::State { .. } => changed = true,
+                // Only the device the event is about is copied out.
+                NetEvent::Joined { ieee, .. } | NetEvent::State { ieee, .. } => {
+                    if let (Some(device), Ok(mut devices)) =
+                        (self.network.device(*ieee), self.devices.lock())
+                    {
+                        devices.insert(
+                            *ieee,
+                            Device {
+                                last_seen_ms: device.last_seen_ms + self.epoch_unix_ms,
+                                ..device.clone()
+                            },
+                        );
+                    }
+                }
                 NetEvent::Ota { .. } => {}
             }
             let _ = self.events.send(event);
@@ -344,18 +364,6 @@ impl Driver {
         let up = self.network.is_up();
         if *self.up.borrow() != up {
             let _ = self.up.send(up);
-        }
-        if changed {
-            if let Ok(mut devices) = self.devices.lock() {
-                *devices = self
-                    .network
-                    .devices()
-                    .map(|d| Device {
-                        last_seen_ms: d.last_seen_ms + self.epoch_unix_ms,
-                        ..d.clone()
-                    })
-                    .collect();
-            }
         }
     }
 }

@@ -98,6 +98,38 @@ pub struct ZigbeeBridge {
 const SIM: &str = "sim";
 const ZIGBEE: &str = "zigbee";
 
+/// A simulated bulb as a bridge light.
+fn sim_light(network: &SimNetwork, id: &DeviceId, now: u64) -> Option<BridgeLight> {
+    let info = network.info(id, now)?;
+    Some(BridgeLight {
+        target: network.target(id).unwrap_or(info.state),
+        id: info.id,
+        bridge: SIM,
+        kind: info.kind,
+        model: info.model,
+        link_quality: info.link_quality,
+        last_seen_ms: info.last_seen_ms,
+        state: info.state,
+    })
+}
+
+/// A Zigbee device as a bridge light, once interviewed.
+fn zigbee_light(
+    device: &itc_bridges::zigbee::network::Device,
+    target: Option<LightState>,
+) -> Option<BridgeLight> {
+    device.interviewed.then(|| BridgeLight {
+        id: zigbee_id(device.ieee),
+        bridge: ZIGBEE,
+        kind: DeviceKind::Zigbee,
+        model: device.model.clone().unwrap_or_default(),
+        link_quality: device.link_quality,
+        last_seen_ms: device.last_seen_ms,
+        state: device.state,
+        target: target.unwrap_or(device.state),
+    })
+}
+
 fn zigbee_id(ieee: u64) -> DeviceId {
     DeviceId::new(format!("{ZIGBEE}:{ieee:016x}"))
         .unwrap_or_else(|_| unreachable!("a hex IEEE address is a valid device id"))
@@ -140,27 +172,15 @@ impl Bridge {
     }
 
     pub fn lights(&self) -> Vec<BridgeLight> {
-        let now = now_ms();
         match self {
             Bridge::Sim(sim) => {
                 let Ok(network) = sim.network.lock() else {
                     return Vec::new();
                 };
+                let now = now_ms();
                 network
                     .devices()
-                    .filter_map(|id| {
-                        let info = network.info(id, now)?;
-                        Some(BridgeLight {
-                            target: network.target(id).unwrap_or(info.state),
-                            id: info.id,
-                            bridge: SIM,
-                            kind: info.kind,
-                            model: info.model,
-                            link_quality: info.link_quality,
-                            last_seen_ms: info.last_seen_ms,
-                            state: info.state,
-                        })
-                    })
+                    .filter_map(|id| sim_light(&network, id, now))
                     .collect()
             }
             Bridge::Zigbee(zigbee) => {
@@ -168,25 +188,23 @@ impl Bridge {
                 zigbee
                     .handle
                     .devices()
-                    .into_iter()
-                    .filter(|d| d.interviewed)
-                    .map(|d| BridgeLight {
-                        id: zigbee_id(d.ieee),
-                        bridge: ZIGBEE,
-                        kind: DeviceKind::Zigbee,
-                        model: d.model.clone().unwrap_or_default(),
-                        link_quality: d.link_quality,
-                        last_seen_ms: d.last_seen_ms,
-                        state: d.state,
-                        target: targets.get(&d.ieee).copied().unwrap_or(d.state),
-                    })
+                    .iter()
+                    .filter_map(|d| zigbee_light(d, targets.get(&d.ieee).copied()))
                     .collect()
             }
         }
     }
 
+    /// One light, looked up directly (not by listing them all).
     pub fn light(&self, device: &DeviceId) -> Option<BridgeLight> {
-        self.lights().into_iter().find(|l| &l.id == device)
+        match self {
+            Bridge::Sim(sim) => sim_light(&*sim.network.lock().ok()?, device, now_ms()),
+            Bridge::Zigbee(zigbee) => {
+                let ieee = zigbee_ieee(device)?;
+                let target = zigbee.targets.lock().ok()?.get(&ieee).copied();
+                zigbee_light(&zigbee.handle.device(ieee)?, target)
+            }
+        }
     }
 
     /// Sends a command; returns the state the light is going to. For Zigbee
@@ -221,9 +239,8 @@ impl Bridge {
                 })?;
                 let current = zigbee
                     .handle
-                    .devices()
-                    .into_iter()
-                    .find(|d| d.ieee == ieee && d.interviewed)
+                    .device(ieee)
+                    .filter(|d| d.interviewed)
                     .ok_or_else(|| BridgeError::Unknown {
                         device: device.clone(),
                     })?;
