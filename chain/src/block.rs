@@ -11,17 +11,16 @@
 //! PBFT COMMIT messages of Castro & Liskov §4.2, made transferable by signing
 //! them.
 
-use std::collections::BTreeSet;
-
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{encode, BoundedVec};
-use crate::crypto::{Domain, Hash, Keypair, PublicKey, Signature};
+use crate::crypto::{Domain, Hash, Keypair, PublicKey, Ring, Signature};
 use crate::merkle::{self, InclusionProof};
 use crate::tx::{ChainId, SignedTx, TxBody};
 use crate::types::{Height, TimestampMs};
 use crate::validators::{ValidatorSet, MAX_VALIDATORS};
+use itc_verify::quorum::QuorumError;
 
 /// The most transactions one block may carry.
 pub const MAX_BLOCK_TXS: usize = 10_000;
@@ -177,30 +176,27 @@ impl CommitCertificate {
                 given: set_hash,
             });
         }
-        let mut seen = BTreeSet::new();
-        for sig in self.signatures.as_slice() {
-            if !set.contains(&sig.validator) {
-                return Err(CertificateError::NotAValidator {
-                    signer: sig.validator,
-                });
-            }
-            if !seen.insert(sig.validator) {
-                return Err(CertificateError::DuplicateSigner {
-                    signer: sig.validator,
-                });
-            }
-            sig.validator
-                .verify(Domain::Commit, header_hash.as_bytes(), &sig.signature)
-                .map_err(|_| CertificateError::BadSignature {
-                    signer: sig.validator,
-                })?;
-        }
-        if seen.len() < set.quorum() {
-            return Err(CertificateError::TooFewSigners {
-                have: seen.len(),
-                need: set.quorum(),
-            });
-        }
+        itc_verify::quorum::check_commit::<Ring>(
+            &header_hash.0,
+            |key| set.contains(&PublicKey(*key)),
+            set.quorum(),
+            self.signatures
+                .as_slice()
+                .iter()
+                .map(|sig| (&sig.validator.0, &sig.signature.0)),
+        )
+        .map_err(|e| match e {
+            QuorumError::NotAMember { signer } => CertificateError::NotAValidator {
+                signer: PublicKey(signer.0),
+            },
+            QuorumError::Duplicate { signer } => CertificateError::DuplicateSigner {
+                signer: PublicKey(signer.0),
+            },
+            QuorumError::BadSignature { signer } => CertificateError::BadSignature {
+                signer: PublicKey(signer.0),
+            },
+            QuorumError::TooFew { have, need } => CertificateError::TooFewSigners { have, need },
+        })?;
         Ok(())
     }
 }

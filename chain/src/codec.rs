@@ -22,7 +22,7 @@ use std::io;
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// The version byte in front of every top-level encoding.
-pub const ENCODING_VERSION: u8 = 1;
+pub const ENCODING_VERSION: u8 = itc_verify::ENCODING_VERSION;
 
 /// No encoded object accepted from outside is larger than this (a block of
 /// 10,000 transactions fits easily).

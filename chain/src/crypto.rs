@@ -46,6 +46,24 @@ impl Hash {
     }
 }
 
+/// `ring` as the verifier's [`itc_verify::Backend`]: the checks `itc-chain`
+/// shares with the microcontroller verifier run on the same library as the
+/// rest of the gateway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ring;
+
+impl itc_verify::Backend for Ring {
+    fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+        Hash::digest_parts(parts).0
+    }
+
+    fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(message, signature)
+            .is_ok()
+    }
+}
+
 /// An Ed25519 public key. Accounts are named by these.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct PublicKey(pub [u8; 32]);
@@ -115,7 +133,7 @@ impl Domain {
             Domain::DeviceRegistration => b"ITC/v1/device-registration\0",
             Domain::DeviceClaim => b"ITC/v1/device-claim\0",
             Domain::ValidatorChange => b"ITC/v1/validator-change\0",
-            Domain::Commit => b"ITC/v1/commit\0",
+            Domain::Commit => itc_verify::COMMIT_DOMAIN,
             Domain::Consensus => b"ITC/v1/consensus\0",
             Domain::Peer => b"ITC/v1/peer\0",
             Domain::ApiRequest => b"ITC/v1/api-request\0",

@@ -20,54 +20,39 @@
 //!   (Tendermint spec, `VerifyNonAdjacent` with trust level 1/3). With
 //!   f < n/3 faulty this cannot be forged by the faulty alone.
 //!
+//! The rules are checked once, in [`itc_verify::client`], which is also
+//! what a microcontroller runs; this is its typed face.
+//!
 //! Against any header it has verified, the client checks transaction
 //! inclusion ([`verify_tx`]) and state (a device's owner, a grant, a
 //! manifest, a balance: [`verify_state`]). Pure: time comes in as an
 //! argument.
 
-use crate::block::{CertificateError, CommitCertificate, Header};
-use crate::crypto::Hash;
-use crate::merkle::{InclusionProof, MerkleError};
+use crate::block::{CommitCertificate, Header};
+use crate::codec::encode;
+use crate::crypto::{Hash, Ring};
+use crate::merkle::InclusionProof;
 use crate::state::{ProofError, StateProof};
-use crate::tx::ChainId;
-use crate::types::{Height, TimestampMs};
+use crate::types::TimestampMs;
 use crate::validators::ValidatorSet;
+
+pub use itc_verify::VerifyError;
 
 /// Why a header or proof was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LightError {
-    #[error("the header is for chain {found:?}, not {expected:?}")]
-    WrongChain { expected: String, found: String },
-    #[error("expected height {expected}, got {found}")]
-    NotNext { expected: Height, found: Height },
-    #[error("height {found} is not after the trusted height {trusted}")]
-    NotAhead { trusted: Height, found: Height },
-    #[error("the header does not extend the trusted tip (prev_hash {found}, tip {expected})")]
-    Fork { expected: Hash, found: Hash },
-    #[error("the header is signed by set {found}, but the trusted tip announced {expected}")]
-    UnexpectedSet { expected: Hash, found: Hash },
-    #[error("the header's validator set {needed} was not supplied (or does not hash to it)")]
-    UnknownSet { needed: Hash },
-    #[error("the certificate is not valid: {0}")]
-    Certificate(#[from] CertificateError),
-    #[error("only {have} of the trusted validators signed; more than a third ({need}) is needed to skip")]
-    NotEnoughTrust { have: usize, need: usize },
-    #[error(
-        "the trusted header is {age_ms} ms old; skipping needs it younger than {period_ms} ms"
-    )]
-    TrustExpired { age_ms: u64, period_ms: u64 },
-    #[error("the trusted header does not name the set it came with")]
-    BadTrustedSet,
-    #[error("the transaction is not in the header: {0}")]
-    Inclusion(#[from] MerkleError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     #[error("the state proof does not hold: {0}")]
     State(#[from] ProofError),
 }
 
-/// A light client's trusted state.
+/// A light client's trusted state: [`itc_verify::Verifier`] (the same
+/// client a microcontroller runs, on `ring`), with the typed tip and set
+/// it has verified.
 #[derive(Clone, Debug)]
 pub struct LightClient {
-    chain_id: ChainId,
+    verifier: itc_verify::Verifier<Ring>,
     tip: Header,
     set: ValidatorSet,
 }
@@ -76,11 +61,9 @@ impl LightClient {
     /// Trusts `header` (a genesis or a checkpoint obtained out of band) and
     /// the validator set it names.
     pub fn new(header: Header, set: ValidatorSet) -> Result<LightClient, LightError> {
-        if header.validators_hash != set.hash() {
-            return Err(LightError::BadTrustedSet);
-        }
+        let verifier = itc_verify::Verifier::new(&encode(&header), &encode(&set))?;
         Ok(LightClient {
-            chain_id: header.chain_id.clone(),
+            verifier,
             tip: header,
             set,
         })
@@ -94,31 +77,12 @@ impl LightClient {
         &self.set
     }
 
-    fn check_chain(&self, header: &Header) -> Result<(), LightError> {
-        if header.chain_id != self.chain_id {
-            return Err(LightError::WrongChain {
-                expected: self.chain_id.as_str().into(),
-                found: header.chain_id.as_str().into(),
-            });
+    /// Moves to `header`, signed by the current set or `new_set`.
+    fn advance(&mut self, header: Header, new_set: Option<&ValidatorSet>) {
+        if let Some(set) = new_set.filter(|set| set.hash() == header.validators_hash) {
+            self.set = set.clone();
         }
-        Ok(())
-    }
-
-    /// The set that signs `header`: the current one, or `supplied` if it
-    /// is the one the header names.
-    fn signing_set<'a>(
-        &'a self,
-        header: &Header,
-        supplied: Option<&'a ValidatorSet>,
-    ) -> Result<&'a ValidatorSet, LightError> {
-        if header.validators_hash == self.set.hash() {
-            return Ok(&self.set);
-        }
-        supplied
-            .filter(|set| set.hash() == header.validators_hash)
-            .ok_or(LightError::UnknownSet {
-                needed: header.validators_hash,
-            })
+        self.tip = header;
     }
 
     /// Accepts the header right after the tip.
@@ -128,30 +92,12 @@ impl LightClient {
         certificate: &CommitCertificate,
         new_set: Option<&ValidatorSet>,
     ) -> Result<(), LightError> {
-        self.check_chain(&header)?;
-        if header.height != self.tip.height + 1 {
-            return Err(LightError::NotNext {
-                expected: self.tip.height + 1,
-                found: header.height,
-            });
-        }
-        let tip_hash = self.tip.hash();
-        if header.prev_hash != tip_hash {
-            return Err(LightError::Fork {
-                expected: tip_hash,
-                found: header.prev_hash,
-            });
-        }
-        if header.validators_hash != self.tip.next_validators_hash {
-            return Err(LightError::UnexpectedSet {
-                expected: self.tip.next_validators_hash,
-                found: header.validators_hash,
-            });
-        }
-        let set = self.signing_set(&header, new_set)?.clone();
-        certificate.verify(&header, &set)?;
-        self.tip = header;
-        self.set = set;
+        self.verifier.verify_next(
+            &encode(&header),
+            &encode(certificate),
+            new_set.map(encode).as_deref(),
+        )?;
+        self.advance(header, new_set);
         Ok(())
     }
 
@@ -166,46 +112,23 @@ impl LightClient {
         now: TimestampMs,
         trusting_period_ms: u64,
     ) -> Result<(), LightError> {
-        self.check_chain(&header)?;
-        if header.height <= self.tip.height {
-            return Err(LightError::NotAhead {
-                trusted: self.tip.height,
-                found: header.height,
-            });
-        }
-        let age_ms = now.saturating_sub(self.tip.time_ms);
-        if age_ms >= trusting_period_ms {
-            return Err(LightError::TrustExpired {
-                age_ms,
-                period_ms: trusting_period_ms,
-            });
-        }
-        let set = self.signing_set(&header, header_set)?.clone();
-        certificate.verify(&header, &set)?;
-        // Every signer is now a distinct, verified member of the header's
-        // set; count those the client already trusts.
-        let trusted_signers = certificate
-            .signatures
-            .as_slice()
-            .iter()
-            .filter(|sig| self.set.contains(&sig.validator))
-            .count();
-        let need = self.set.max_faulty() + 1;
-        if trusted_signers < need {
-            return Err(LightError::NotEnoughTrust {
-                have: trusted_signers,
-                need,
-            });
-        }
-        self.tip = header;
-        self.set = set;
+        self.verifier.verify_skipping(
+            &encode(&header),
+            &encode(certificate),
+            header_set.map(encode).as_deref(),
+            now,
+            trusting_period_ms,
+        )?;
+        self.advance(header, header_set);
         Ok(())
     }
 }
 
 /// Checks that transaction `id` is in the block `header` heads.
 pub fn verify_tx(header: &Header, id: &Hash, proof: &InclusionProof) -> Result<(), LightError> {
-    proof.verify(id, &header.tx_root)?;
+    proof
+        .verify(id, &header.tx_root)
+        .map_err(VerifyError::Inclusion)?;
     Ok(())
 }
 
@@ -221,6 +144,7 @@ mod tests {
     use crate::block::CommitSig;
     use crate::crypto::Keypair;
     use crate::testkit::Workload;
+    use itc_verify::quorum::QuorumError;
 
     fn chain(work: &Workload, blocks: usize) -> (Header, Vec<(Header, CommitCertificate)>) {
         work.certified_chain(blocks).unwrap()
@@ -251,16 +175,14 @@ mod tests {
         // A gap.
         assert!(matches!(
             light.verify_next(headers[1].0.clone(), &headers[1].1, None),
-            Err(LightError::NotNext { .. })
+            Err(LightError::Verify(VerifyError::NotNext { .. }))
         ));
         // A tampered header: its certificate no longer matches.
         let mut tampered = h1.clone();
         tampered.state_root = Hash::digest(b"mine now");
         assert!(matches!(
             light.verify_next(tampered, c1, None),
-            Err(LightError::Certificate(
-                CertificateError::WrongHeader { .. }
-            ))
+            Err(LightError::Verify(VerifyError::WrongHeader { .. }))
         ));
         // Too few signers: one short of a quorum.
         let mut weak = c1.clone();
@@ -268,10 +190,9 @@ mod tests {
         weak = CommitCertificate::new(h1, sigs).unwrap();
         assert!(matches!(
             light.verify_next(h1.clone(), &weak, None),
-            Err(LightError::Certificate(CertificateError::TooFewSigners {
-                have: 2,
-                need: 3
-            }))
+            Err(LightError::Verify(VerifyError::Certificate(
+                QuorumError::TooFew { have: 2, need: 3 }
+            )))
         ));
         // A stranger among the signers.
         let stranger = Keypair::from_seed([99; 32]);
@@ -280,9 +201,9 @@ mod tests {
         let forged = CommitCertificate::new(h1, sigs).unwrap();
         assert!(matches!(
             light.verify_next(h1.clone(), &forged, None),
-            Err(LightError::Certificate(
-                CertificateError::NotAValidator { .. }
-            ))
+            Err(LightError::Verify(VerifyError::Certificate(
+                QuorumError::NotAMember { .. }
+            )))
         ));
         // A duplicate signer counted twice.
         let mut sigs: Vec<CommitSig> = c1.signatures.as_slice()[..2].to_vec();
@@ -290,9 +211,9 @@ mod tests {
         let doubled = CommitCertificate::new(h1, sigs).unwrap();
         assert!(matches!(
             light.verify_next(h1.clone(), &doubled, None),
-            Err(LightError::Certificate(
-                CertificateError::DuplicateSigner { .. }
-            ))
+            Err(LightError::Verify(VerifyError::Certificate(
+                QuorumError::Duplicate { .. }
+            )))
         ));
         // A fork: a correctly certified header on another parent.
         let mut fork = h1.clone();
@@ -300,7 +221,7 @@ mod tests {
         let fork_cert = work.certify(&fork);
         assert!(matches!(
             light.verify_next(fork, &fork_cert, None),
-            Err(LightError::Fork { .. })
+            Err(LightError::Verify(VerifyError::Fork { .. }))
         ));
         // Nothing refused moved the client.
         assert_eq!(light.tip().height, 0);
@@ -330,7 +251,7 @@ mod tests {
                 genesis.time_ms + period,
                 period
             ),
-            Err(LightError::TrustExpired { .. })
+            Err(LightError::Verify(VerifyError::TrustExpired { .. }))
         ));
 
         // A new set (four strangers) vouched for by nobody the client
@@ -358,7 +279,10 @@ mod tests {
         let mut fresh = client(&work, &genesis);
         assert!(matches!(
             fresh.verify_skipping(takeover.clone(), &cert, Some(&new_set), now, period),
-            Err(LightError::NotEnoughTrust { have: 0, need: 2 })
+            Err(LightError::Verify(VerifyError::NotEnoughTrust {
+                have: 0,
+                need: 2
+            }))
         ));
         // Sequentially it is refused too: the trusted tip announced
         // another set.
@@ -375,7 +299,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             fresh.verify_next(next, &cert, Some(&new_set)),
-            Err(LightError::UnexpectedSet { .. })
+            Err(LightError::Verify(VerifyError::UnexpectedSet { .. }))
         ));
     }
 }

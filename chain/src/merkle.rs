@@ -7,6 +7,9 @@
 //! naive Merkle trees), and the tree of n leaves has exactly one shape, so a
 //! list has exactly one root.
 //!
+//! Verification lives in `itc_verify::merkle`, shared with the
+//! microcontroller verifier.
+//!
 //! The state uses a different structure (a sparse Merkle tree keyed by hash,
 //! see [`crate::state`]): lists are appended and proven by position, state is
 //! updated and proven by key.
@@ -15,19 +18,18 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::BoundedVec;
-use crate::crypto::Hash;
+use crate::crypto::{Hash, Ring};
 
-/// A path is at most one hash per level; 2^64 leaves is more than enough.
-pub const MAX_PATH: usize = 64;
+pub use itc_verify::merkle::{MerkleError, MAX_PATH};
 
 /// RFC 6962 leaf hash: SHA-256(0x00 ‖ item).
 pub fn leaf_hash(item: &Hash) -> Hash {
-    Hash::digest_parts(&[&[0x00], item.as_bytes()])
+    Hash(itc_verify::merkle::leaf_hash::<Ring>(&item.0))
 }
 
 /// RFC 6962 inner node hash: SHA-256(0x01 ‖ left ‖ right).
 fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Hash::digest_parts(&[&[0x01], left.as_bytes(), right.as_bytes()])
+    Hash(itc_verify::merkle::node_hash::<Ring>(&left.0, &right.0))
 }
 
 /// The largest power of two strictly smaller than `n` (n ≥ 2).
@@ -67,17 +69,6 @@ pub struct InclusionProof {
     pub path: BoundedVec<Hash, MAX_PATH>,
 }
 
-/// Why an inclusion proof failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MerkleError {
-    #[error("index {index} is outside a list of {leaf_count}")]
-    IndexOutOfRange { index: u64, leaf_count: u64 },
-    #[error("the proof's path has the wrong length")]
-    WrongPathLength,
-    #[error("the proof leads to {computed}, not the expected root {expected}")]
-    RootMismatch { computed: Hash, expected: Hash },
-}
-
 /// The inclusion proof for `items[index]`, or `None` if out of range.
 pub fn prove(items: &[Hash], index: usize) -> Option<InclusionProof> {
     if index >= items.len() {
@@ -115,41 +106,14 @@ impl InclusionProof {
     /// Checks that `item` is in the list whose root is `expected_root`
     /// (RFC 9162 §2.1.3.2).
     pub fn verify(&self, item: &Hash, expected_root: &Hash) -> Result<(), MerkleError> {
-        if self.index >= self.leaf_count {
-            return Err(MerkleError::IndexOutOfRange {
-                index: self.index,
-                leaf_count: self.leaf_count,
-            });
-        }
-        let mut f_n = self.index;
-        let mut s_n = self.leaf_count - 1;
-        let mut r = leaf_hash(item);
-        for p in self.path.as_slice() {
-            if s_n == 0 {
-                return Err(MerkleError::WrongPathLength);
-            }
-            if f_n & 1 == 1 || f_n == s_n {
-                r = node_hash(p, &r);
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            } else {
-                r = node_hash(&r, p);
-            }
-            f_n >>= 1;
-            s_n >>= 1;
-        }
-        if s_n != 0 {
-            return Err(MerkleError::WrongPathLength);
-        }
-        if &r != expected_root {
-            return Err(MerkleError::RootMismatch {
-                computed: r,
-                expected: *expected_root,
-            });
-        }
-        Ok(())
+        let path: Vec<[u8; 32]> = self.path.as_slice().iter().map(|h| h.0).collect();
+        itc_verify::merkle::verify_inclusion::<Ring>(
+            &item.0,
+            self.index,
+            self.leaf_count,
+            &path,
+            &expected_root.0,
+        )
     }
 }
 

@@ -91,12 +91,12 @@ impl ValidatorSet {
 
     /// The most faulty validators the set tolerates: f = ⌊(n-1)/3⌋.
     pub fn max_faulty(&self) -> usize {
-        (self.len().saturating_sub(1)) / 3
+        itc_verify::quorum::max_faulty(self.len())
     }
 
     /// Signatures needed for a quorum: ⌊2n/3⌋ + 1 (2f+1 when n = 3f+1).
     pub fn quorum(&self) -> usize {
-        self.len() * 2 / 3 + 1
+        itc_verify::quorum::quorum(self.len())
     }
 
     pub fn index_of(&self, key: &PublicKey) -> Option<usize> {

@@ -331,9 +331,9 @@ async fn skip(
                 report.fetched += 1;
                 pending.pop();
             }
-            Err(itc_chain::light::LightError::NotEnoughTrust { .. })
-                if height > light.tip().height + 1 =>
-            {
+            Err(itc_chain::light::LightError::Verify(
+                itc_chain::light::VerifyError::NotEnoughTrust { .. },
+            )) if height > light.tip().height + 1 => {
                 // Not enough of the trusted set vouches this far: go
                 // halfway first.
                 pending.push(light.tip().height + (height - light.tip().height) / 2);

@@ -403,6 +403,25 @@ impl StateProof {
             })
     }
 
+    /// The proof in the form a device's verifier reads
+    /// (`itc_verify::wire::StateProof`): the key and value as their
+    /// encodings, and the same sparse-Merkle proof — `jmt`'s Borsh layout is
+    /// the verifier's, so it is carried over byte for byte.
+    pub fn portable(&self) -> Vec<u8> {
+        let proof = borsh::to_vec(&self.proof)
+            .ok()
+            .and_then(|bytes| borsh::from_slice::<itc_verify::smt::SmtProof>(&bytes).ok())
+            .unwrap_or(itc_verify::smt::SmtProof {
+                leaf: None,
+                siblings: Vec::new(),
+            });
+        encode(&itc_verify::wire::StateProof {
+            key: encode(&self.key),
+            value: self.value.as_ref().map(encode),
+            proof,
+        })
+    }
+
     /// The encoded size of the proof.
     pub fn encoded_len(&self) -> usize {
         encode(self).len()
