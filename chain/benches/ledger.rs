@@ -10,6 +10,11 @@
 //! - `ed25519_verify/ring`: one signature check, the floor under the above.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
 //!   account among 100,000; its encoded size is printed.
+//!   `verify_device` is the same check as a device makes it: `itc-verify`
+//!   on its pure-Rust backend, decoding the portable bytes first.
+//! - `light_client/verify_next_1000_headers_n4{,_device}`: following 1,000
+//!   certified headers, through `itc-chain` on `ring` and through
+//!   `itc-verify` on bytes with the pure-Rust backend.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use itc_chain::codec::encode;
@@ -109,6 +114,17 @@ fn state_proofs(c: &mut Criterion) {
             proofs[j].verify(&root).unwrap()
         })
     });
+    let portable: Vec<Vec<u8>> = proofs.iter().map(|p| p.portable()).collect();
+    let mut k = 0;
+    group.bench_function("verify_device", |b| {
+        b.iter(|| {
+            k = (k + 1) % portable.len();
+            let p = itc_verify::wire::StateProof::decode(&portable[k]).unwrap();
+            p.proof
+                .verify::<itc_verify::Software>(&root.0, &p.key, p.value.as_deref())
+                .unwrap()
+        })
+    });
     group.finish();
 
     // What reopening a store costs: rebuilding the tree from flat entries.
@@ -152,6 +168,27 @@ fn light_headers(c: &mut Criterion) {
                     light.verify_next(header.clone(), cert, None).unwrap();
                 }
                 light
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let genesis_bytes = encode(&genesis);
+    let set_bytes = encode(&set);
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = headers
+        .iter()
+        .map(|(h, c)| (encode(h), encode(c)))
+        .collect();
+    group.bench_function("verify_next_1000_headers_n4_device", |b| {
+        b.iter_batched(
+            || {
+                itc_verify::Verifier::<itc_verify::Software>::new(&genesis_bytes, &set_bytes)
+                    .unwrap()
+            },
+            |mut device| {
+                for (header, cert) in &encoded {
+                    device.verify_next(header, cert, None).unwrap();
+                }
+                device
             },
             BatchSize::SmallInput,
         )

@@ -10,12 +10,14 @@ use crate::ledger::StateRead;
 use std::collections::HashMap;
 
 use crate::block::{CommitCertificate, CommitSig, Header};
-use crate::codec::Text;
-use crate::crypto::{AccountId, Keypair, PublicKey};
+use crate::codec::{BoundedVec, Text};
+use crate::crypto::{AccountId, Domain, Hash, Keypair, PublicKey};
 use crate::genesis::{Genesis, GenesisBalance};
 use crate::ledger::Ledger;
-use crate::tx::{ChainId, SignedTx, Tx, TxBody};
-use crate::validators::Validator;
+use crate::tx::{
+    validator_change_payload, Approval, ChainId, SignedTx, Tx, TxBody, ValidatorChange,
+};
+use crate::validators::{Validator, ValidatorSet};
 
 /// Headers with their commit certificates, in height order.
 pub type CertifiedHeaders = Vec<(Header, CommitCertificate)>;
@@ -129,12 +131,32 @@ impl Workload {
 
     /// A certificate for `header` signed by the first quorum of validators.
     pub fn certify(&self, header: &Header) -> CommitCertificate {
+        match ValidatorSet::new(self.genesis.validators.clone()) {
+            Ok(set) => self.certify_by(header, &set, &[]),
+            // The workload's genesis always holds a valid set.
+            Err(_) => CommitCertificate {
+                height: header.height,
+                header_hash: header.hash(),
+                signatures: Default::default(),
+            },
+        }
+    }
+
+    /// A certificate for `header` from the first quorum of `set` among
+    /// `extra` (first) and the workload's validators.
+    pub fn certify_by(
+        &self,
+        header: &Header,
+        set: &ValidatorSet,
+        extra: &[&Keypair],
+    ) -> CommitCertificate {
         let hash = header.hash();
-        let quorum = self.validators.len() * 2 / 3 + 1;
-        let sigs = self
-            .validators
+        let sigs = extra
             .iter()
-            .take(quorum)
+            .copied()
+            .chain(self.validators.iter())
+            .filter(|k| set.contains(&k.public()))
+            .take(set.quorum())
             .map(|k| CommitSig::sign(k, &hash))
             .collect();
         // A quorum is never more than the bound on signatures.
@@ -152,14 +174,74 @@ impl Workload {
     /// with a certificate from a quorum: a chain for light clients to
     /// follow. `None` if the ledger refused a block (it does not).
     pub fn certified_chain(&self, blocks: usize) -> Option<(Header, CertifiedHeaders)> {
+        self.chain_with(blocks, |_| Vec::new(), &[])
+    }
+
+    /// Like [`Workload::certified_chain`], with `newcomer` joining the
+    /// validators: block 1 carries the change, approved by a quorum; it
+    /// takes effect at the first epoch boundary, and from then on headers
+    /// are certified by a quorum of the new set with the newcomer signing.
+    pub fn certified_chain_adding(
+        &self,
+        blocks: usize,
+        newcomer: &Keypair,
+    ) -> Option<(Header, CertifiedHeaders)> {
+        let change = ValidatorChange::Add(Validator {
+            key: newcomer.public(),
+            addr: Text::new("127.0.0.1:7999").ok()?,
+        });
+        let sender = self.validators.first()?;
+        let first_block = |ledger: &Ledger| {
+            let pending = ledger.validator_sets().pending.hash();
+            let payload = validator_change_payload(&self.genesis.chain_id, &pending, &change);
+            let quorum = ledger.validator_sets().active.quorum();
+            let approvals = self
+                .validators
+                .iter()
+                .take(quorum)
+                .map(|k| Approval {
+                    validator: k.public(),
+                    signature: k.sign(Domain::ValidatorChange, &payload),
+                })
+                .collect();
+            let tx = Tx {
+                chain_id: self.genesis.chain_id.clone(),
+                sender: sender.public(),
+                nonce: ledger.account(&sender.public()).nonce,
+                body: TxBody::ChangeValidators {
+                    change: change.clone(),
+                    approvals: BoundedVec::new(approvals).unwrap_or_default(),
+                },
+            };
+            vec![tx.sign(sender)]
+        };
+        self.chain_with(blocks, first_block, &[newcomer])
+    }
+
+    fn chain_with(
+        &self,
+        blocks: usize,
+        first_block: impl FnOnce(&Ledger) -> Vec<SignedTx>,
+        extra: &[&Keypair],
+    ) -> Option<(Header, CertifiedHeaders)> {
         let (mut ledger, genesis) = Ledger::genesis(&self.genesis).ok()?;
+        let mut sets: HashMap<Hash, ValidatorSet> = HashMap::new();
+        let mut first_block = Some(first_block);
         let mut out = Vec::with_capacity(blocks);
         for _ in 0..blocks {
+            let known = ledger.validator_sets();
+            sets.insert(known.active.hash(), known.active);
+            sets.insert(known.pending.hash(), known.pending);
+            let txs = first_block.take().map_or_else(Vec::new, |f| f(&ledger));
             let proposer = self.proposer(&ledger).public();
             let time = ledger.tip().time_ms + 1_000;
-            let proposal = ledger.propose(Vec::new(), time, proposer).ok()?;
+            let proposal = ledger.propose(txs, time, proposer).ok()?;
+            if !proposal.rejected.is_empty() {
+                return None;
+            }
             let header = proposal.executed.block.header.clone();
-            out.push((header.clone(), self.certify(&header)));
+            let set = sets.get(&header.validators_hash)?;
+            out.push((header.clone(), self.certify_by(&header, set, extra)));
             ledger.commit(proposal.executed).ok()?;
         }
         Some((genesis.block.header, out))

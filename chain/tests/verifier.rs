@@ -208,3 +208,145 @@ proptest! {
         }
     }
 }
+
+/// The records the Cortex-M4 probe (`chain/verify/mcu`) verifies: the
+/// genesis header and set, a transaction id with its inclusion proof in
+/// block 1, a state proof (a user's account) at the tip, then each block's
+/// header and certificate. Each record is a little-endian u32 length and
+/// the bytes.
+fn mcu_fixture() -> Vec<u8> {
+    const BLOCKS: usize = 8;
+    let work = Workload::new(4, 6, 2026);
+    let (mut ledger, genesis) = Ledger::genesis(&work.genesis).unwrap();
+    let set = ValidatorSet::new(work.genesis.validators.clone()).unwrap();
+    let mut certified = Vec::new();
+    for height in 1..=BLOCKS {
+        let txs = if height == 1 {
+            work.transfers(&ledger, 16)
+        } else {
+            Vec::new()
+        };
+        let time = ledger.tip().time_ms + 1_000;
+        let proposer = work.proposer(&ledger).public();
+        let proposal = ledger.propose(txs, time, proposer).unwrap();
+        let block = proposal.executed.block.clone();
+        ledger.commit(proposal.executed).unwrap();
+        let cert = work.certify(&block.header);
+        certified.push((block, cert));
+    }
+    let first = &certified[0].0;
+    let tx_index = first.txs.len() / 2;
+    let state = ledger
+        .prove(&StateKey::Account {
+            account: work.users[0].public(),
+        })
+        .unwrap();
+    let mut records = vec![
+        encode(&genesis.block.header),
+        encode(&set),
+        first.tx_hashes()[tx_index].0.to_vec(),
+        encode(&first.prove_tx(tx_index).unwrap()),
+        state.portable(),
+    ];
+    for (block, cert) in &certified {
+        records.push(encode(&block.header));
+        records.push(encode(cert));
+    }
+    let mut out = Vec::new();
+    for record in records {
+        out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        out.extend_from_slice(&record);
+    }
+    out
+}
+
+/// The probe's fixture is what the chain core makes today: a change to an
+/// encoding shows up here, not as a mysterious failure on the device. Set
+/// `ITC_WRITE_FIXTURE=1` to rewrite it.
+#[test]
+fn the_mcu_fixture_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("verify/mcu/fixture.bin");
+    let fixture = mcu_fixture();
+    if std::env::var_os("ITC_WRITE_FIXTURE").is_some() {
+        std::fs::write(&path, &fixture).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == fixture,
+        "{} is stale: rerun with ITC_WRITE_FIXTURE=1",
+        path.display()
+    );
+}
+
+/// A validator joins: the header at the epoch boundary announces the new
+/// set, and the next one must be signed by it. The device follows with the
+/// new set supplied, refuses it unsupplied, refuses the old set's
+/// signatures, and can skip across the change from the genesis only when
+/// enough of the old set vouches.
+#[test]
+fn follows_a_validator_set_change() {
+    let work = Workload::new(4, 2, 10);
+    let newcomer = Keypair::from_seed([42; 32]);
+    let (genesis, headers) = work.certified_chain_adding(130, &newcomer).unwrap();
+    let old = ValidatorSet::new(work.genesis.validators.clone()).unwrap();
+    let boundary = &headers[99].0; // height 100
+    assert_eq!(boundary.validators_hash, old.hash());
+    assert_ne!(boundary.next_validators_hash, old.hash());
+    let new = old
+        .with(itc_chain::validators::Validator {
+            key: newcomer.public(),
+            addr: itc_chain::codec::Text::new("127.0.0.1:7999").unwrap(),
+        })
+        .unwrap();
+    assert_eq!(boundary.next_validators_hash, new.hash());
+
+    let mut device = verifier(&work, &genesis);
+    for (header, cert) in &headers[..100] {
+        device
+            .verify_next(&encode(header), &encode(cert), None)
+            .unwrap();
+    }
+    let (h101, c101) = &headers[100];
+    // Unsupplied, or the old set offered: the header names another set.
+    assert!(matches!(
+        device.verify_next(&encode(h101), &encode(c101), None),
+        Err(VerifyError::UnknownSet { .. })
+    ));
+    assert!(matches!(
+        device.verify_next(&encode(h101), &encode(c101), Some(&encode(&old))),
+        Err(VerifyError::UnknownSet { .. })
+    ));
+    // The old set's quorum (3 of the old 4) is not a quorum of the new 5.
+    let by_old = work.certify(h101);
+    assert_eq!(
+        device.verify_next(&encode(h101), &encode(&by_old), Some(&encode(&new))),
+        Err(VerifyError::Certificate(QuorumError::TooFew {
+            have: 3,
+            need: 4
+        }))
+    );
+    device
+        .verify_next(&encode(h101), &encode(c101), Some(&encode(&new)))
+        .unwrap();
+    assert_eq!(device.set().len(), 5);
+    for (header, cert) in &headers[101..] {
+        device
+            .verify_next(&encode(header), &encode(cert), None)
+            .unwrap();
+    }
+
+    // Skipping from the genesis to the last header: 3 of its 4 signers
+    // are old validators, more than a third of the old set.
+    let (last, last_cert) = headers.last().unwrap();
+    let mut skipper = verifier(&work, &genesis);
+    skipper
+        .verify_skipping(
+            &encode(last),
+            &encode(last_cert),
+            Some(&encode(&new)),
+            last.time_ms,
+            3_600_000,
+        )
+        .unwrap();
+    assert_eq!(skipper.tip().hash, device.tip().hash);
+}

@@ -54,6 +54,14 @@ async fn sync_resume_and_verify_an_owner() {
     // The owner, proven against the stored headers (after catching up).
     let more = [DeviceId::new(lights[1].id.as_str()).unwrap()];
     owner.claim_device(&more[0]).await.unwrap();
+    // Committed at gateway 0; wait until gateway 1 has it too.
+    let other = Client::new(cluster.gateways[1].url(), Keypair::from_seed([3; 32]));
+    for _ in 0..400 {
+        if other.status().await.unwrap().height > report.to {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let again = light::sync(
         &[cluster.gateways[1].url()],
         &store,
@@ -96,89 +104,47 @@ async fn sync_resume_and_verify_an_owner() {
         Some(itc_chain::state::StateValue::Account(a)) => assert_eq!(a.nonce, 2),
         other => panic!("{other:?}"),
     }
+    // The same proof as a device reads it (`portable`), checked by the
+    // device's verifier against the header it came with.
+    let view = owner.state_proof(&account).await.unwrap();
+    let header: itc_chain::block::Header =
+        itc_chain::codec::decode(&hex::decode(&view.block.header).unwrap()).unwrap();
+    let portable =
+        itc_verify::wire::StateProof::decode(&hex::decode(&view.portable).unwrap()).unwrap();
+    assert_eq!(portable.key, itc_chain::codec::encode(&account));
+    portable
+        .proof
+        .verify::<itc_verify::Software>(
+            &header.state_root.0,
+            &portable.key,
+            portable.value.as_deref(),
+        )
+        .unwrap();
+    // The gateway serves the sets the chain named, by hash; an unknown
+    // hash is a 404.
+    let genesis_set =
+        itc_chain::validators::ValidatorSet::new(cluster.genesis.validators.clone()).unwrap();
+    let served = owner.validator_set(&genesis_set.hash()).await.unwrap();
+    assert_eq!(
+        served.encoded,
+        hex::encode(itc_chain::codec::encode(&genesis_set))
+    );
+    assert_eq!(served.validators.len(), 4);
+    match owner
+        .validator_set(&itc_chain::crypto::Hash::digest(b"no such set"))
+        .await
+    {
+        Err(itc_web::client::ClientError::Api { status, .. }) => assert_eq!(status.as_u16(), 404),
+        other => panic!("{other:?}"),
+    }
     cluster.shutdown().await.unwrap();
 }
 
-mod mock {
-    //! A gateway stand-in serving a pre-made certified chain (or a forged
-    //! variant of it) on the two endpoints the light client reads.
-
-    use std::sync::Arc;
-
-    use axum::extract::{Path, Query, State};
-    use axum::routing::get;
-    use axum::{Json, Router};
-    use itc_chain::block::{CommitCertificate, Header};
-    use itc_chain::codec::encode;
-    use itc_web::{BlockDetail, BlockSummary, ChainStatus};
-    use serde::Deserialize;
-
-    pub type Chain = Arc<Vec<(Header, CommitCertificate)>>;
-
-    #[derive(Deserialize)]
-    struct Range {
-        from: u64,
-        limit: u64,
-    }
-
-    async fn status(State(chain): State<Chain>) -> Json<ChainStatus> {
-        let tip = &chain.last().unwrap().0;
-        Json(ChainStatus {
-            height: tip.height,
-            head: tip.hash().to_string(),
-            view: 0,
-            changing_view: false,
-            pending: 0,
-        })
-    }
-
-    async fn blocks(
-        State(chain): State<Chain>,
-        Query(range): Query<Range>,
-    ) -> Json<Vec<BlockSummary>> {
-        Json(
-            chain
-                .iter()
-                .filter(|(h, _)| h.height >= range.from && h.height < range.from + range.limit)
-                .map(|(header, cert)| summary(header, cert))
-                .collect(),
-        )
-    }
-
-    async fn block(State(chain): State<Chain>, Path(height): Path<u64>) -> Json<BlockDetail> {
-        let (header, cert) = &chain[height as usize - 1];
-        Json(BlockDetail {
-            summary: summary(header, cert),
-            transactions: Vec::new(),
-        })
-    }
-
-    fn summary(header: &Header, cert: &CommitCertificate) -> BlockSummary {
-        BlockSummary {
-            height: header.height,
-            hash: header.hash().to_string(),
-            time_ms: header.time_ms,
-            header: hex::encode(encode(header)),
-            certificate: Some(hex::encode(encode(cert))),
-        }
-    }
-
-    /// Serves `chain` on loopback; returns its base URL.
-    pub async fn serve(chain: Chain) -> String {
-        let app = Router::new()
-            .route("/api/v1/chain/status", get(status))
-            .route("/api/v1/chain/blocks", get(blocks))
-            .route("/api/v1/chain/blocks/{height}", get(block))
-            .with_state(chain);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-}
-
 /// A certified chain of `blocks` empty blocks over the workload's genesis.
-fn certified_chain(work: &itc_chain::testkit::Workload, blocks: usize) -> mock::Chain {
+fn certified_chain(
+    work: &itc_chain::testkit::Workload,
+    blocks: usize,
+) -> itc_gateway::bench::light::Chain {
     std::sync::Arc::new(work.certified_chain(blocks).unwrap().1)
 }
 
@@ -186,13 +152,17 @@ fn certified_chain(work: &itc_chain::testkit::Workload, blocks: usize) -> mock::
 async fn ten_thousand_headers_killed_resumed_and_a_forging_gateway_left() {
     let work = itc_chain::testkit::Workload::new(4, 1, 0x5be);
     let chain = certified_chain(&work, 10_000);
-    let honest = mock::serve(chain.clone()).await;
+    let honest = itc_gateway::bench::light::serve(chain.clone())
+        .await
+        .unwrap();
     // The forger serves the same chain with one header's state root
     // changed (say, to hand someone a device): its certificate no longer
     // matches.
     let mut forged: Vec<_> = chain.iter().cloned().collect();
     forged[4_321].0.state_root = itc_chain::crypto::Hash::digest(b"a forged state");
-    let forger = mock::serve(std::sync::Arc::new(forged)).await;
+    let forger = itc_gateway::bench::light::serve(std::sync::Arc::new(forged))
+        .await
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headers.sqlite");
@@ -266,4 +236,61 @@ async fn ten_thousand_headers_killed_resumed_and_a_forging_gateway_left() {
         skipping.tip().await.unwrap().unwrap().0.hash(),
         chain[9_999].0.hash()
     );
+}
+
+/// A validator joins at the first epoch boundary: a gateway that serves
+/// the new set carries the light client across; one that does not is
+/// named, and the client keeps what it verified before the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_across_a_validator_set_change() {
+    let work = itc_chain::testkit::Workload::new(4, 1, 0x5e7);
+    let newcomer = Keypair::from_seed([42; 32]);
+    let (_, headers) = work.certified_chain_adding(130, &newcomer).unwrap();
+    let chain = std::sync::Arc::new(headers);
+    let old = itc_chain::validators::ValidatorSet::new(work.genesis.validators.clone()).unwrap();
+    let new = old
+        .with(itc_chain::validators::Validator {
+            key: newcomer.public(),
+            addr: itc_chain::codec::Text::new("127.0.0.1:7999").unwrap(),
+        })
+        .unwrap();
+    let silent = itc_gateway::bench::light::serve(chain.clone())
+        .await
+        .unwrap();
+    let serving = itc_gateway::bench::light::serve_with_sets(chain.clone(), vec![new.clone()])
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = HeaderStore::open(&dir.path().join("headers.sqlite"))
+        .await
+        .unwrap();
+    match light::sync(
+        std::slice::from_ref(&silent),
+        &store,
+        &work.genesis,
+        |_, _| {},
+    )
+    .await
+    {
+        Err(light::LightSyncError::NoGoodSource(refused)) => {
+            assert_eq!(refused.len(), 1);
+            assert_eq!(refused[0].0, silent);
+            assert!(
+                refused[0].1.contains("no validator set"),
+                "{}",
+                refused[0].1
+            );
+        }
+        other => panic!("expected the gateway to be left, got {other:?}"),
+    }
+    assert_eq!(store.tip().await.unwrap().unwrap().0.height, 100);
+
+    let report = light::sync(&[serving], &store, &work.genesis, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((report.from, report.to), (100, 130));
+    let (tip, set) = store.tip().await.unwrap().unwrap();
+    assert_eq!(tip.hash(), chain[129].0.hash());
+    assert_eq!(set, new);
 }

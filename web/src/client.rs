@@ -218,6 +218,11 @@ impl Client {
             .1)
     }
 
+    pub async fn validator_set(&self, hash: &Hash) -> Result<ValidatorSetView, ClientError> {
+        self.get(&format!("/api/v1/chain/validator-sets/{hash}"))
+            .await
+    }
+
     pub async fn owner_proof(&self, device: &DeviceId) -> Result<OwnerProof, ClientError> {
         self.get(&format!("/api/v1/chain/devices/{device}/owner"))
             .await

@@ -41,6 +41,8 @@ pub trait Gateway: Clone + Send + Sync + 'static {
         &self,
         key: itc_chain::state::StateKey,
     ) -> impl Future<Output = ApiResult<StateProofView>> + Send;
+    fn validator_set(&self, hash: Hash)
+        -> impl Future<Output = ApiResult<ValidatorSetView>> + Send;
 
     // --- The gateway itself ---
     fn info(&self, caller: &PublicKey) -> GatewayInfo;

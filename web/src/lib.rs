@@ -79,6 +79,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
         routes::transaction,
         routes::owner_proof,
         routes::state_proof,
+        routes::validator_set,
         routes::events,
     )
 )]
@@ -111,6 +112,10 @@ pub fn router_with<G: Gateway>(gateway: G, limits: Limits) -> Router {
             get(routes::owner_proof::<G>),
         )
         .route("/api/v1/chain/state-proof", post(routes::state_proof::<G>))
+        .route(
+            "/api/v1/chain/validator-sets/{hash}",
+            get(routes::validator_set::<G>),
+        )
         .route("/api/v1/accounts/{id}", get(routes::account::<G>))
         .route("/api/v1/gateway", get(routes::gateway_info::<G>))
         .route("/api/v1/gateway/claim", post(routes::claim_gateway::<G>))

@@ -247,7 +247,29 @@ pub struct StateProofView {
     pub value: serde_json::Value,
     /// The state proof, hex.
     pub proof: String,
+    /// The same proof in the form a device's verifier (`itc-verify`)
+    /// reads: the key and value as their encodings and the sparse-Merkle
+    /// path, hex.
+    pub portable: String,
     pub block: BlockSummary,
+}
+
+/// A validator set the chain has named, for light clients that meet a
+/// header signed by a new set. A client checks that `encoded` hashes to the
+/// header's `validators_hash`; nothing here needs trusting.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorSetView {
+    pub hash: String,
+    /// `host:port` and key of each member, sorted by key.
+    pub validators: Vec<ValidatorView>,
+    /// The set's encoding (what `hash` is the SHA-256 of), hex.
+    pub encoded: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorView {
+    pub key: String,
+    pub addr: String,
 }
 
 /// A live event (Server-Sent Events at `/api/v1/events`).

@@ -494,6 +494,18 @@ pub async fn state_proof<G: Gateway>(
     Ok(Json(state.gateway.state_proof(key).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/chain/validator-sets/{hash}", tag = "chain", params(("hash" = String, Path)),
+    responses((status = 200, body = ValidatorSetView), (status = 404, body = Problem)))]
+pub async fn validator_set<G: Gateway>(
+    State(state): S<G>,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<ValidatorSetView>> {
+    let hash: Hash = hash
+        .parse()
+        .map_err(|e| ApiError::bad_request("Bad set hash", format!("{hash:?}: {e}")))?;
+    Ok(Json(state.gateway.validator_set(hash).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     responses((status = 200, description = "text/event-stream of Event", body = Event)))]
 pub async fn events<G: Gateway>(

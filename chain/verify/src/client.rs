@@ -108,15 +108,15 @@ impl<B: Backend> Verifier<B> {
         Ok(())
     }
 
-    /// The set that signs `header`: the current one, or the supplied one
-    /// if it is the one the header names.
-    fn signing_set(
+    /// The set that signs `header`: `None` for the current one, or the
+    /// supplied one if it is the one the header names.
+    fn new_signing_set(
         &self,
         header: &wire::Header,
         supplied: Option<&[u8]>,
-    ) -> Result<ValidatorSet, VerifyError> {
+    ) -> Result<Option<ValidatorSet>, VerifyError> {
         if header.validators_hash == self.set.hash() {
-            return Ok(self.set.clone());
+            return Ok(None);
         }
         let unknown = VerifyError::UnknownSet {
             needed: Hex32(header.validators_hash),
@@ -125,7 +125,15 @@ impl<B: Backend> Verifier<B> {
         if set.hash() != header.validators_hash {
             return Err(unknown);
         }
-        Ok(set)
+        Ok(Some(set))
+    }
+
+    /// Moves to `header`, signed by `new_set` if there is one.
+    fn advance(&mut self, header: HashedHeader, new_set: Option<ValidatorSet>) {
+        self.tip = header;
+        if let Some(set) = new_set {
+            self.set = set;
+        }
     }
 
     /// Checks that `cert` is a quorum certificate of `set` for `header`;
@@ -184,10 +192,9 @@ impl<B: Backend> Verifier<B> {
                 found: Hex32(header.header.validators_hash),
             });
         }
-        let set = self.signing_set(&header.header, new_set)?;
-        Self::certified(&header, &cert, &set)?;
-        self.tip = header;
-        self.set = set;
+        let new_set = self.new_signing_set(&header.header, new_set)?;
+        Self::certified(&header, &cert, new_set.as_ref().unwrap_or(&self.set))?;
+        self.advance(header, new_set);
         Ok(())
     }
 
@@ -217,8 +224,8 @@ impl<B: Backend> Verifier<B> {
                 period_ms: trusting_period_ms,
             });
         }
-        let set = self.signing_set(&header.header, header_set)?;
-        let signers = Self::certified(&header, &cert, &set)?;
+        let new_set = self.new_signing_set(&header.header, header_set)?;
+        let signers = Self::certified(&header, &cert, new_set.as_ref().unwrap_or(&self.set))?;
         // Every signer is now a distinct, verified member of the header's
         // set; count those the client already trusts.
         let have = signers.iter().filter(|k| self.set.contains(k)).count();
@@ -226,8 +233,7 @@ impl<B: Backend> Verifier<B> {
         if have < need {
             return Err(VerifyError::NotEnoughTrust { have, need });
         }
-        self.tip = header;
-        self.set = set;
+        self.advance(header, new_set);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod consensus;
+pub mod light;
 
 pub use consensus::consensus;
 

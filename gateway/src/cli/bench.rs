@@ -38,6 +38,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000)]
         bulbs: usize,
     },
+    /// A light client becoming current from far behind, by skipping and
+    /// header by header, over HTTP into sqlite.
+    LightSync {
+        #[arg(long, default_value_t = 100_000)]
+        behind: usize,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
@@ -57,6 +63,10 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             zigbee,
         } => {
             let report = itc_gateway::bench::api::api(seconds, concurrency, lights, zigbee).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::LightSync { behind } => {
+            let report = itc_gateway::bench::light::light_sync(behind).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Rss { bulbs } => {

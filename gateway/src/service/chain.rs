@@ -117,6 +117,28 @@ pub async fn owner_proof(service: &Service, device: DeviceId) -> ApiResult<Owner
     })
 }
 
+pub async fn validator_set(service: &Service, hash: Hash) -> ApiResult<itc_web::ValidatorSetView> {
+    let set = service
+        .node()
+        .store
+        .validator_set(&hash)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("validator set {hash}")))?;
+    Ok(itc_web::ValidatorSetView {
+        hash: hash.to_string(),
+        validators: set
+            .validators()
+            .iter()
+            .map(|v| itc_web::ValidatorView {
+                key: v.key.to_string(),
+                addr: v.addr.to_string(),
+            })
+            .collect(),
+        encoded: hex::encode(encode(&set)),
+    })
+}
+
 pub async fn state_proof(service: &Service, key: StateKey) -> ApiResult<itc_web::StateProofView> {
     let (proof, header) = service
         .node()
@@ -128,6 +150,7 @@ pub async fn state_proof(service: &Service, key: StateKey) -> ApiResult<itc_web:
         key: serde_json::to_value(&key).unwrap_or_default(),
         value: serde_json::to_value(&proof.value).unwrap_or_default(),
         proof: hex::encode(encode(&proof)),
+        portable: hex::encode(proof.portable()),
         block: summary(&header, certificate.as_ref()),
     })
 }

@@ -403,6 +403,10 @@ impl itc_web::Gateway for Service {
         chain::state_proof(self, key).await
     }
 
+    async fn validator_set(&self, hash: Hash) -> itc_web::ApiResult<itc_web::ValidatorSetView> {
+        chain::validator_set(self, hash).await
+    }
+
     async fn owner_proof(
         &self,
         device: itc_chain::types::DeviceId,

@@ -25,6 +25,7 @@ use itc_chain::ledger::Executed;
 use itc_chain::state::{StateKey, StateValue};
 use itc_chain::store::{ChainStore, Snapshot, TxLocation};
 use itc_chain::types::{DeviceKind, Height};
+use itc_chain::validators::ValidatorSet;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -223,6 +224,22 @@ impl SqliteStore {
         rows.iter().map(header_row).collect()
     }
 
+    /// The validator set with this hash, if the chain ever named it.
+    pub async fn validator_set(&self, hash: &Hash) -> Result<Option<ValidatorSet>, StoreError> {
+        let row = sqlx::query("SELECT encoded FROM validator_sets WHERE hash = ?")
+            .bind(hash.0.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let bytes: Vec<u8> = row.try_get(0)?;
+            decode(&bytes).map_err(|source| StoreError::Corrupt {
+                what: "validator set",
+                source,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -312,6 +329,20 @@ async fn write_block(
     .bind(block.txs.len() as i64)
     .execute(&mut **db)
     .await?;
+
+    // Every set the block makes known (the genesis's, a change's pending
+    // set, the one an epoch activates), kept for light clients.
+    for (_, value) in &executed.changes.writes {
+        if let Some(StateValue::Validators(sets)) = value {
+            for set in [&sets.active, &sets.pending] {
+                sqlx::query("INSERT OR IGNORE INTO validator_sets (hash, encoded) VALUES (?, ?)")
+                    .bind(set.hash().0.to_vec())
+                    .bind(encode(set))
+                    .execute(&mut **db)
+                    .await?;
+            }
+        }
+    }
 
     // Transactions, appended in order; the indexer derives their
     // lookup indexes after the commit.
