@@ -13,5 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod light;
+pub mod mqtt;
 pub mod sim;
 pub mod zigbee;

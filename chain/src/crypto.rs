@@ -124,6 +124,10 @@ pub enum Domain {
     /// A user letting a gateway make them the first owner of the devices
     /// it registers.
     Adoption,
+    /// A new device answering a gateway's onboarding challenge.
+    DeviceOnboarding,
+    /// A device's own report of its state.
+    DeviceReport,
 }
 
 impl Domain {
@@ -138,6 +142,8 @@ impl Domain {
             Domain::Peer => b"ITC/v1/peer\0",
             Domain::ApiRequest => b"ITC/v1/api-request\0",
             Domain::Adoption => b"ITC/v1/adoption\0",
+            Domain::DeviceOnboarding => b"ITC/v1/device-onboarding\0",
+            Domain::DeviceReport => b"ITC/v1/device-report\0",
         }
     }
 }
