@@ -47,6 +47,8 @@ pub struct GatewayConfig {
     pub zigbee: Option<crate::config::ZigbeeConfig>,
     /// Firmware images to offer devices.
     pub firmware: Option<crate::service::firmware::FirmwareConfig>,
+    /// The MQTT front's listener and base topic, if MQTT is on.
+    pub mqtt: Option<crate::service::mqtt::MqttConfig>,
     pub limits: itc_web::Limits,
 }
 
@@ -102,6 +104,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         spare_bulbs: config.spare_bulbs,
         zigbee,
         firmware: config.firmware,
+        mqtt: config.mqtt,
     })
     .await?;
     let api = config.api.local_addr()?;
@@ -180,6 +183,8 @@ pub struct ClusterOptions {
     pub zigbee_bulbs: usize,
     /// Firmware images every gateway may offer.
     pub firmware: Option<crate::service::firmware::FirmwareConfig>,
+    /// An MQTT front per gateway (on a loopback port the system picks).
+    pub mqtt: bool,
     pub limits: itc_web::Limits,
 }
 
@@ -192,6 +197,7 @@ impl Default for ClusterOptions {
             spare_bulbs: 0,
             zigbee_bulbs: 0,
             firmware: None,
+            mqtt: false,
             limits: itc_web::Limits::default(),
         }
     }
@@ -206,6 +212,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         spare_bulbs: spare,
         zigbee_bulbs,
         firmware,
+        mqtt,
         limits,
     } = options;
     let dir = tempfile::tempdir()?;
@@ -238,6 +245,13 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                     simulate: Some(zigbee_bulbs),
                 }),
                 firmware: firmware.clone(),
+                mqtt: match mqtt {
+                    true => Some(crate::service::mqtt::MqttConfig {
+                        listener: TcpListener::bind("127.0.0.1:0").await?,
+                        base_topic: "itc".into(),
+                    }),
+                    false => None,
+                },
                 limits,
             })
             .await?,

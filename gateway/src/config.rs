@@ -40,6 +40,24 @@ pub struct Config {
     /// Firmware images this gateway may offer its devices.
     #[serde(default)]
     pub firmware: Option<crate::service::firmware::FirmwareConfig>,
+    /// The MQTT broker for Wi-Fi devices and integrations.
+    #[serde(default)]
+    pub mqtt: Option<MqttToml>,
+}
+
+/// The MQTT broker's front.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttToml {
+    /// Where devices and integrations connect, e.g. `0.0.0.0:1883`.
+    pub listen: SocketAddr,
+    /// Zigbee2MQTT's base topic.
+    #[serde(default = "default_base_topic")]
+    pub base_topic: String,
+}
+
+fn default_base_topic() -> String {
+    "itc".into()
 }
 
 /// The Zigbee coordinator.

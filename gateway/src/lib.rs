@@ -11,6 +11,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod light;
+pub mod mqtt;
 pub mod net;
 pub mod node;
 pub mod service;

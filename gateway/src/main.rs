@@ -184,6 +184,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = TcpListener::bind(config.api)
         .await
         .with_context(|| format!("binding the API address {}", config.api))?;
+    let mqtt = match &config.mqtt {
+        Some(mqtt) => Some(itc_gateway::service::mqtt::MqttConfig {
+            listener: TcpListener::bind(mqtt.listen)
+                .await
+                .with_context(|| format!("binding the MQTT address {}", mqtt.listen))?,
+            base_topic: mqtt.base_topic.clone(),
+        }),
+        None => None,
+    };
     let gateway = app::launch(GatewayConfig {
         key,
         genesis,
@@ -195,6 +204,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         spare_bulbs: config.spare_bulbs,
         zigbee: config.zigbee.clone(),
         firmware: config.firmware.clone(),
+        mqtt,
         limits: itc_web::Limits::default(),
     })
     .await?;

@@ -155,19 +155,36 @@ impl Client {
         self.get("/api/v1/gateway").await
     }
 
+    /// The caller's adoption consent for the gateway it talks to.
+    async fn adoption(&self) -> Result<String, ClientError> {
+        let info = self.info().await?;
+        let chain_id = ChainId::new(info.chain_id)
+            .map_err(|e| ClientError::Invalid(format!("chain id: {e}")))?;
+        let gateway: PublicKey = info
+            .key
+            .parse()
+            .map_err(|e| ClientError::Invalid(format!("gateway key: {e}")))?;
+        let payload = adoption_payload(&chain_id, &self.public(), &gateway);
+        Ok(self.key.sign(Domain::Adoption, &payload).to_string())
+    }
+
+    /// A one-time MQTT setup code for a new Wi-Fi device, which becomes
+    /// the caller's when it onboards.
+    pub async fn mqtt_setup_code(&self) -> Result<SetupCode, ClientError> {
+        let body = NewSetupCode {
+            adoption: self.adoption().await?,
+        };
+        Ok(self
+            .call(Method::POST, "/api/v1/mqtt/setup-codes", Some(&body))
+            .await?
+            .1)
+    }
+
     /// Claims the gateway with its one-time code. With `adopt`, also
     /// consents to own every device the gateway pairs from now on.
     pub async fn claim_gateway(&self, code: &str, adopt: bool) -> Result<GatewayInfo, ClientError> {
         let adoption = if adopt {
-            let info = self.info().await?;
-            let chain_id = ChainId::new(info.chain_id)
-                .map_err(|e| ClientError::Invalid(format!("chain id: {e}")))?;
-            let gateway: PublicKey = info
-                .key
-                .parse()
-                .map_err(|e| ClientError::Invalid(format!("gateway key: {e}")))?;
-            let payload = adoption_payload(&chain_id, &self.public(), &gateway);
-            Some(self.key.sign(Domain::Adoption, &payload).to_string())
+            Some(self.adoption().await?)
         } else {
             None
         };

@@ -43,6 +43,12 @@ pub trait Gateway: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<StateProofView>> + Send;
     fn validator_set(&self, hash: Hash)
         -> impl Future<Output = ApiResult<ValidatorSetView>> + Send;
+    /// A one-time MQTT setup code for a new device owned by `caller`.
+    fn mqtt_setup_code(
+        &self,
+        caller: PublicKey,
+        request: NewSetupCode,
+    ) -> impl Future<Output = ApiResult<SetupCode>> + Send;
 
     // --- The gateway itself ---
     fn info(&self, caller: &PublicKey) -> GatewayInfo;

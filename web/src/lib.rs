@@ -55,6 +55,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
         routes::submit,
         routes::gateway_info,
         routes::claim_gateway,
+        routes::mqtt_setup_code,
         routes::lights,
         routes::light,
         routes::set_light,
@@ -119,6 +120,10 @@ pub fn router_with<G: Gateway>(gateway: G, limits: Limits) -> Router {
         .route("/api/v1/accounts/{id}", get(routes::account::<G>))
         .route("/api/v1/gateway", get(routes::gateway_info::<G>))
         .route("/api/v1/gateway/claim", post(routes::claim_gateway::<G>))
+        .route(
+            "/api/v1/mqtt/setup-codes",
+            post(routes::mqtt_setup_code::<G>),
+        )
         .route("/api/v1/lights", get(routes::lights::<G>))
         .route("/api/v1/lights/{id}", get(routes::light::<G>))
         .route("/api/v1/lights/{id}/state", put(routes::set_light::<G>))

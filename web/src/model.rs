@@ -54,6 +54,26 @@ pub struct ClaimGateway {
     pub adoption: Option<String>,
 }
 
+/// Asks for a one-time MQTT setup code: a new Wi-Fi device logs in with it
+/// once, proves its key, and is registered on chain as the caller's.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewSetupCode {
+    /// The caller's consent (`ed25519:…` over the chain's adoption payload
+    /// for this gateway) to own the device.
+    pub adoption: String,
+}
+
+/// A setup code and where to use it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SetupCode {
+    /// The device's MQTT password for its first login (username `setup`).
+    pub code: String,
+    pub expires_ms: u64,
+    /// The broker's address as the gateway listens on it.
+    pub broker: String,
+    pub base_topic: String,
+}
+
 /// How the caller may use a light.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -118,6 +118,19 @@ pub async fn claim_gateway<G: Gateway>(
     Ok(Json(state.gateway.claim(caller.key, request).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/mqtt/setup-codes", tag = "network", request_body = NewSetupCode,
+    responses((status = 200, body = SetupCode), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn mqtt_setup_code<G: Gateway>(
+    State(state): S<G>,
+    Extension(caller): Extension<Caller>,
+    request: Body<NewSetupCode>,
+) -> ApiResult<Json<SetupCode>> {
+    let request = body(request)?;
+    Ok(Json(
+        state.gateway.mqtt_setup_code(caller.key, request).await?,
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/lights", tag = "lights",
     responses((status = 200, description = "The lights the caller may use", body = [Light])))]
 pub async fn lights<G: Gateway>(

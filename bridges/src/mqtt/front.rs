@@ -7,8 +7,9 @@
 //! password" / "not authorized"). The CONNECT goes on to the broker with
 //! the internal login and a client id that names the role, so no client can
 //! take over another's session. After that, client packets are parsed with
-//! rumqttc's codec: a PUBLISH outside the role's topics closes the
-//! connection (MQTT 3.1.1 has no other way to refuse one); a SUBSCRIBE with
+//! rumqttc's codec: an integration's commands are routed to the gateway
+//! under its name ([`Acl::route`]); a PUBLISH outside the role's topics
+//! closes the connection (MQTT 3.1.1 has no other way to refuse one); a SUBSCRIBE with
 //! a filter outside them is answered with failure codes and not passed on;
 //! a will outside them is dropped. Everything else, and everything the
 //! broker sends, passes through unchanged.
@@ -203,10 +204,20 @@ async fn relay(
             let Some((raw, packet)) = next_packet(&mut client_rx, &mut buf).await? else {
                 return Ok(());
             };
+            let mut raw = raw;
             match &packet {
-                Packet::Publish(publish) if !acl.may_publish(role, &publish.topic) => {
-                    return Err(format!("{role:?} may not publish to {:?}", publish.topic));
-                }
+                Packet::Publish(publish) => match acl.route(role, &publish.topic) {
+                    None => {
+                        return Err(format!("{role:?} may not publish to {:?}", publish.topic));
+                    }
+                    Some(topic) if topic != publish.topic => {
+                        let mut routed = publish.clone();
+                        routed.topic = topic;
+                        raw = BytesMut::new();
+                        routed.write(&mut raw).map_err(|e| e.to_string())?;
+                    }
+                    Some(_) => {}
+                },
                 Packet::Subscribe(sub)
                     if sub
                         .filters

@@ -13,9 +13,11 @@
 //!   onboarding namespaces) and the ACL;
 //! - [`z2m`]: Zigbee2MQTT and Home Assistant payloads;
 //! - [`signed`]: what devices sign (onboarding hellos, state reports);
-//! - [`broker`], [`front`]: the IO.
+//! - [`broker`], [`front`]: the IO;
+//! - [`device`]: a simulated Wi-Fi bulb on a real MQTT client.
 
 pub mod broker;
+pub mod device;
 pub mod front;
 pub mod signed;
 pub mod topics;

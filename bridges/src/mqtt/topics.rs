@@ -105,6 +105,26 @@ impl Topics {
         format!("{}-provision/{client}/{leaf}", self.base)
     }
 
+    /// Where an integration's message goes once the front let it through:
+    /// `<base>-integration/<name>/<topic>`, so the gateway knows whose
+    /// command it is (subscribers are not told who published).
+    pub fn from_integration(&self, name: &str, topic: &str) -> String {
+        format!("{}-integration/{name}/{topic}", self.base)
+    }
+
+    /// Every integration's messages.
+    pub fn integration_filter(&self) -> String {
+        format!("{}-integration/#", self.base)
+    }
+
+    /// The integration and original topic of a routed message.
+    pub fn parse_integration<'a>(&self, topic: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = topic
+            .strip_prefix(&self.base)?
+            .strip_prefix("-integration/")?;
+        rest.split_once('/')
+    }
+
     /// Every onboarding hello.
     pub fn hello_filter(&self) -> String {
         format!("{}-provision/+/hello", self.base)
@@ -151,19 +171,29 @@ impl Acl {
 
     /// Whether `role` may publish to `topic`.
     pub fn may_publish(&self, role: &Role, topic: &str) -> bool {
+        self.route(role, topic).is_some()
+    }
+
+    /// Where a publish from `role` to `topic` goes, if it may be made at
+    /// all: commands and bridge requests from an integration are routed to
+    /// the gateway under the integration's name; everything else allowed
+    /// goes where it was sent.
+    pub fn route(&self, role: &Role, topic: &str) -> Option<String> {
         if !valid_topic(topic) || topic.contains(['+', '#']) {
-            return false;
+            return None;
         }
         let t = &self.topics;
-        match role {
+        let allowed = match role {
             Role::Device { device } => topic == t.device_report(device),
             Role::Provisioning { client } => topic == t.provision(client, "hello"),
-            Role::Integration { .. } => {
-                t.parse_set(topic).is_some()
-                    || matches(topic, &t.bridge("request/+"))
-                    || topic == format!("{DISCOVERY_PREFIX}/status")
+            Role::Integration { name } => {
+                if t.parse_set(topic).is_some() || matches(topic, &t.bridge("request/+")) {
+                    return Some(t.from_integration(name, topic));
+                }
+                topic == format!("{DISCOVERY_PREFIX}/status")
             }
-        }
+        };
+        allowed.then(|| topic.to_string())
     }
 
     /// Whether `role` may subscribe to `filter`. Wildcards are allowed only
@@ -236,6 +266,15 @@ mod tests {
             assert!(!acl.may_subscribe(&ha, reach), "{reach}");
         }
         assert!(acl.may_publish(&ha, "itc/zigbee:0011/set"));
+        assert_eq!(
+            acl.route(&ha, "itc/zigbee:0011/set").as_deref(),
+            Some("itc-integration/home-assistant/itc/zigbee:0011/set")
+        );
+        assert_eq!(
+            acl.topics
+                .parse_integration("itc-integration/home-assistant/itc/zigbee:0011/set"),
+            Some(("home-assistant", "itc/zigbee:0011/set"))
+        );
         assert!(acl.may_publish(&ha, "itc/bridge/request/permit_join"));
         assert!(acl.may_publish(&ha, "homeassistant/status"));
         assert!(!acl.may_publish(&ha, "itc/zigbee:0011"), "no forged states");

@@ -181,6 +181,9 @@ pub struct Dev {
     /// The first gateway's API port; the others follow.
     #[arg(long, default_value_t = 8080)]
     pub api_port: u16,
+    /// First MQTT port (gateway i listens on this + i).
+    #[arg(long, default_value_t = 1883)]
+    pub mqtt_port: u16,
     /// The first gateway's peer port; the others follow.
     #[arg(long, default_value_t = 7100)]
     pub peer_port: u16,
@@ -260,6 +263,14 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                     simulate: Some(dev.bulbs),
                 }),
                 firmware: None,
+                mqtt: Some(itc_gateway::service::mqtt::MqttConfig {
+                    listener: TcpListener::bind(("127.0.0.1", dev.mqtt_port + i as u16))
+                        .await
+                        .with_context(|| {
+                            format!("binding MQTT at 127.0.0.1:{}", dev.mqtt_port + i as u16)
+                        })?,
+                    base_topic: "itc".into(),
+                }),
                 limits: itc_web::Limits::default(),
             })
             .await?,

@@ -1,7 +1,7 @@
 //! The gateway's bridges to its lights, behind one interface: the
 //! simulated bulb network (`itc_bridges::sim`) and the Zigbee coordinator
-//! (`itc_bridges::zigbee`, a real stick or the simulated one on a PTY).
-//! MQTT and BLE mesh join here as they land.
+//! (`itc_bridges::zigbee`, a real stick or the simulated one on a PTY),
+//! and MQTT devices ([`super::mqtt`]). BLE mesh joins here when it lands.
 //!
 //! A light is named on chain by its bridge's id scheme: `sim:<key prefix>`
 //! for simulated bulbs, `zigbee:<IEEE address>` for Zigbee. Each bridge
@@ -59,6 +59,8 @@ pub enum BridgeEvent {
         seq: u8,
         message: ClientMessage,
     },
+    /// Something for the service from the MQTT side.
+    Mqtt(super::mqtt::MqttInbound),
 }
 
 /// Why a bridge could not do something.
@@ -79,6 +81,7 @@ pub enum BridgeError {
 pub enum Bridge {
     Sim(SimBridge),
     Zigbee(ZigbeeBridge),
+    Mqtt(Box<super::mqtt::MqttBridge>),
 }
 
 pub struct SimBridge {
@@ -160,6 +163,14 @@ impl Bridge {
         match self {
             Bridge::Sim(_) => SIM,
             Bridge::Zigbee(_) => ZIGBEE,
+            Bridge::Mqtt(_) => super::mqtt::MQTT,
+        }
+    }
+
+    pub fn as_mqtt(&self) -> Option<&super::mqtt::MqttBridge> {
+        match self {
+            Bridge::Mqtt(mqtt) => Some(mqtt),
+            _ => None,
         }
     }
 
@@ -192,6 +203,7 @@ impl Bridge {
                     .filter_map(|d| zigbee_light(d, targets.get(&d.ieee).copied()))
                     .collect()
             }
+            Bridge::Mqtt(mqtt) => mqtt.lights(),
         }
     }
 
@@ -204,6 +216,7 @@ impl Bridge {
                 let target = zigbee.targets.lock().ok()?.get(&ieee).copied();
                 zigbee_light(&zigbee.handle.device(ieee)?, target)
             }
+            Bridge::Mqtt(mqtt) => mqtt.light(device),
         }
     }
 
@@ -264,6 +277,14 @@ impl Bridge {
                 }
                 Ok(target)
             }
+            Bridge::Mqtt(mqtt) => {
+                mqtt.send(device, command)
+                    .await
+                    .map_err(|reason| BridgeError::Unavailable {
+                        bridge: super::mqtt::MQTT,
+                        reason,
+                    })
+            }
         }
     }
 
@@ -294,6 +315,8 @@ impl Bridge {
                         reason: e.to_string(),
                     })
             }
+            // Wi-Fi devices join with a setup code instead.
+            Bridge::Mqtt(_) => Ok(()),
         }
     }
 
@@ -306,7 +329,7 @@ impl Bridge {
         message: ServerMessage,
     ) -> Result<(), BridgeError> {
         match self {
-            Bridge::Sim(_) => Ok(()),
+            Bridge::Sim(_) | Bridge::Mqtt(_) => Ok(()),
             Bridge::Zigbee(zigbee) => {
                 let ieee = zigbee_ieee(device).ok_or_else(|| BridgeError::Unknown {
                     device: device.clone(),
@@ -328,6 +351,16 @@ impl Bridge {
         match self {
             Bridge::Sim(sim) => sim.network.lock().ok()?.device_key(device),
             Bridge::Zigbee(zigbee) => Some(zigbee.device_keypair(device)?.public()),
+            Bridge::Mqtt(mqtt) => mqtt.device_key(device),
+        }
+    }
+
+    /// Who a device becomes owned by when it is registered, if its bridge
+    /// knows (an MQTT device's setup code names its owner).
+    pub fn adoption(&self, device: &DeviceId) -> Option<(PublicKey, Signature)> {
+        match self {
+            Bridge::Mqtt(mqtt) => mqtt.adoption(device),
+            _ => None,
         }
     }
 
@@ -350,6 +383,9 @@ impl Bridge {
                 let key = zigbee.device_keypair(device)?;
                 Some((key.public(), key.sign(Domain::DeviceRegistration, payload)))
             }
+            // The device signed its own at onboarding (over the same
+            // payload; the chain checks).
+            Bridge::Mqtt(mqtt) => mqtt.registration_proof(device),
         }
     }
 
@@ -363,6 +399,7 @@ impl Bridge {
     pub async fn pump(self: Arc<Self>, events: mpsc::Sender<BridgeEvent>) {
         match &*self {
             Bridge::Sim(_) => self.pump_sim(events).await,
+            Bridge::Mqtt(mqtt) => mqtt.pump(events).await,
             Bridge::Zigbee(zigbee) => {
                 let mut native = zigbee.handle.events();
                 loop {

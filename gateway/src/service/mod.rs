@@ -19,6 +19,7 @@ pub mod bridge;
 mod chain;
 pub mod firmware;
 mod lights;
+pub mod mqtt;
 mod ownership;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("the system random generator failed")]
     Random,
+    #[error("the MQTT broker did not start: {0}")]
+    Mqtt(String),
 }
 
 /// How to start the service.
@@ -65,6 +68,8 @@ pub struct ServiceConfig {
     pub zigbee: Option<ZigbeeHandle>,
     /// Firmware images this gateway may offer.
     pub firmware: Option<firmware::FirmwareConfig>,
+    /// The MQTT broker's front, for Wi-Fi devices and integrations.
+    pub mqtt: Option<mqtt::MqttConfig>,
 }
 
 /// The running service; cheap to clone.
@@ -86,6 +91,7 @@ struct Inner {
     /// by block until the download ends.
     offered: std::sync::Mutex<HashMap<itc_chain::types::DeviceId, OfferedImage>>,
     metrics: ServiceMetrics,
+    rng: ring::rand::SystemRandom,
 }
 
 /// An image offered to a device: its OTA file version and its bytes.
@@ -119,6 +125,20 @@ impl Service {
         if let Some(zigbee) = config.zigbee {
             bridges.push(Arc::new(Bridge::zigbee(zigbee, *config.key.seed())));
         }
+        if let Some(mqtt) = config.mqtt {
+            let known = config
+                .node
+                .committed()
+                .read()
+                .map(|view| Service::mqtt_devices_on_chain(&view, &config.key.public()))
+                .unwrap_or_default();
+            let secret = crate::mqtt::logins::new_secret(&rng).map_err(|_| ServiceError::Random)?;
+            let bridge =
+                mqtt::MqttBridge::start(mqtt, config.node.store.pool().clone(), secret, known)
+                    .await
+                    .map_err(ServiceError::Mqtt)?;
+            bridges.push(Arc::new(Bridge::Mqtt(Box::new(bridge))));
+        }
         if config.bulbs + config.spare_bulbs > 0 {
             let seed = Hash::digest_parts(&[b"itc-sim-network", config.key.seed()]).0;
             let network = SimNetwork::new(seed, config.bulbs, config.spare_bulbs, now_ms());
@@ -136,6 +156,7 @@ impl Service {
                 firmware: config.firmware,
                 offered: std::sync::Mutex::new(HashMap::new()),
                 metrics: ServiceMetrics::default(),
+                rng,
             }),
         };
         let tasks = tokio::spawn(service.clone().run());
@@ -193,8 +214,10 @@ impl Service {
                     .lights
                     .set(self.all_lights().len() as i64);
                 self.inner.registration.notify_one();
+                self.mqtt_announce();
             }
             BridgeEvent::State { device, state } => {
+                self.mqtt_state(&device, &state);
                 let _ = self.inner.events.send(Event::LightStateChanged {
                     device: device.to_string(),
                     state,
@@ -207,6 +230,7 @@ impl Service {
             } => {
                 tokio::spawn(self.clone().answer_ota(device, seq, message));
             }
+            BridgeEvent::Mqtt(inbound) => self.mqtt_event(inbound),
         }
     }
 
@@ -401,6 +425,14 @@ impl itc_web::Gateway for Service {
         key: itc_chain::state::StateKey,
     ) -> itc_web::ApiResult<itc_web::StateProofView> {
         chain::state_proof(self, key).await
+    }
+
+    async fn mqtt_setup_code(
+        &self,
+        caller: PublicKey,
+        request: itc_web::NewSetupCode,
+    ) -> itc_web::ApiResult<itc_web::SetupCode> {
+        mqtt::setup_code(self, caller, request).await
     }
 
     async fn validator_set(&self, hash: Hash) -> itc_web::ApiResult<itc_web::ValidatorSetView> {

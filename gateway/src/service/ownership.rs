@@ -296,7 +296,7 @@ impl Service {
                 };
                 // With the administrator's consent, the device is theirs
                 // from the start.
-                let body = match adoption {
+                let body = match bridge.adoption(device).or(adoption) {
                     Some((owner, consent)) => TxBody::RegisterAdoptedDevice {
                         registration,
                         owner,
