@@ -25,6 +25,7 @@ impl Authenticator for Users {
             }),
             ("ha", "secret-ha") => Some(Role::Integration { name: "ha".into() }),
             ("setup", "code-1") => Some(Role::Provisioning {
+                session: 0,
                 client: client_id.into(),
             }),
             _ => None,

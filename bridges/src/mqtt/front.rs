@@ -141,7 +141,7 @@ async fn connection<A: Authenticator>(
     connect.client_id = match &role {
         Role::Device { device } => format!("d:{device}"),
         Role::Integration { name } => format!("i:{name}:{}", connect.client_id),
-        Role::Provisioning { client } => format!("p:{client}"),
+        Role::Provisioning { client, .. } => format!("p:{client}"),
     };
     if connect
         .last_will

@@ -68,6 +68,9 @@ pub fn onboarding_payload(challenge: &str, device: &DeviceId, key: &PublicKey) -
 /// A device's answer to the challenge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The challenge answered (so an answer to an older one is told
+    /// apart).
+    pub challenge: String,
     pub device: String,
     pub public_key: String,
     pub model: String,
@@ -92,6 +95,7 @@ impl Hello {
             model,
         );
         Hello {
+            challenge: challenge.challenge.clone(),
             device: device.to_string(),
             public_key: key.public().to_string(),
             model: model.to_string(),

@@ -38,8 +38,8 @@ pub enum Role {
     /// An integration (Home Assistant, Node-RED) acting for an account.
     Integration { name: String },
     /// A new device holding a setup code, by the client id it connected
-    /// with.
-    Provisioning { client: String },
+    /// with; `session` tells apart two connections with one client id.
+    Provisioning { client: String, session: u64 },
 }
 
 /// The topic layout under one base topic.
@@ -185,7 +185,7 @@ impl Acl {
         let t = &self.topics;
         let allowed = match role {
             Role::Device { device } => topic == t.device_report(device),
-            Role::Provisioning { client } => topic == t.provision(client, "hello"),
+            Role::Provisioning { client, .. } => topic == t.provision(client, "hello"),
             Role::Integration { name } => {
                 if t.parse_set(topic).is_some() || matches(topic, &t.bridge("request/+")) {
                     return Some(t.from_integration(name, topic));
@@ -206,7 +206,7 @@ impl Acl {
         let t = &self.topics;
         match role {
             Role::Device { device } => filter == t.device_command(device),
-            Role::Provisioning { client } => {
+            Role::Provisioning { client, .. } => {
                 filter == t.provision(client, "challenge")
                     || filter == t.provision(client, "response")
             }
@@ -288,6 +288,7 @@ mod tests {
     fn onboarding_sees_only_its_own_exchange() {
         let acl = acl();
         let p = Role::Provisioning {
+            session: 1,
             client: "esp-1".into(),
         };
         assert!(acl.may_publish(&p, "itc-provision/esp-1/hello"));

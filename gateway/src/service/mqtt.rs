@@ -93,8 +93,13 @@ struct MqttDevice {
 /// A device being onboarded, by the client id it connected with.
 #[derive(Clone, Debug, Default)]
 struct Onboarding {
+    /// The connection it belongs to (a later one with the same client id
+    /// replaces it; the earlier one's end must not remove it).
+    session: u64,
     code: String,
     challenge: Option<String>,
+    /// A hello is being handled; repeats are ignored.
+    busy: bool,
 }
 
 /// The gateway's MQTT bridge.
@@ -110,6 +115,7 @@ pub struct MqttBridge {
 /// Logins for the front.
 pub struct FrontAuth {
     pool: SqlitePool,
+    sessions: std::sync::atomic::AtomicU64,
     onboarding: Arc<Mutex<HashMap<String, Onboarding>>>,
     to_service: mpsc::UnboundedSender<MqttInbound>,
 }
@@ -120,17 +126,23 @@ impl Authenticator for FrontAuth {
             Ok(Some(Login::Device { device })) => Some(Role::Device { device }),
             Ok(Some(Login::Integration { name, .. })) => Some(Role::Integration { name }),
             Ok(Some(Login::Setup)) => {
+                let session = self
+                    .sessions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Ok(mut onboarding) = self.onboarding.lock() {
                     onboarding.insert(
                         client_id.to_string(),
                         Onboarding {
+                            session,
                             code: password.trim().to_string(),
                             challenge: None,
+                            busy: false,
                         },
                     );
                 }
                 Some(Role::Provisioning {
                     client: client_id.into(),
+                    session,
                 })
             }
             Ok(None) => None,
@@ -180,6 +192,7 @@ impl MqttBridge {
         let (to_service, from_front) = mpsc::unbounded_channel();
         let auth = FrontAuth {
             pool,
+            sessions: std::sync::atomic::AtomicU64::new(0),
             onboarding: onboarding.clone(),
             to_service,
         };
@@ -520,13 +533,19 @@ impl Service {
         };
         match inbound {
             MqttInbound::Up => self.mqtt_announce(),
-            MqttInbound::Connected(Role::Provisioning { client }) => {
+            MqttInbound::Connected(Role::Provisioning { client, session }) => {
                 let Ok(challenge) = logins::new_secret(&self.inner.rng) else {
                     return;
                 };
-                if let Ok(mut onboarding) = mqtt.onboarding.lock() {
-                    onboarding.entry(client.clone()).or_default().challenge =
-                        Some(challenge.clone());
+                let current = mqtt.onboarding.lock().is_ok_and(|mut o| {
+                    o.get_mut(&client)
+                        .filter(|o| o.session == session)
+                        .map(|o| o.challenge = Some(challenge.clone()))
+                        .is_some()
+                });
+                if !current {
+                    // A newer connection with this client id took over.
+                    return;
                 }
                 let chain_id = self.view(|v| v.chain_id.to_string()).unwrap_or_default();
                 let message = Challenge {
@@ -537,16 +556,22 @@ impl Service {
                 let payload = serde_json::to_vec(&message).unwrap_or_default();
                 mqtt.publish(mqtt.topics().provision(&client, "challenge"), true, payload);
             }
-            MqttInbound::Disconnected(Role::Provisioning { client }) => {
-                if let Ok(mut onboarding) = mqtt.onboarding.lock() {
-                    onboarding.remove(&client);
+            MqttInbound::Disconnected(Role::Provisioning { client, session }) => {
+                let current = mqtt.onboarding.lock().is_ok_and(|mut o| {
+                    let current = o.get(&client).is_some_and(|o| o.session == session);
+                    if current {
+                        o.remove(&client);
+                    }
+                    current
+                });
+                if current {
+                    // Clears the retained challenge.
+                    mqtt.publish(
+                        mqtt.topics().provision(&client, "challenge"),
+                        true,
+                        Vec::new(),
+                    );
                 }
-                // Clears the retained challenge.
-                mqtt.publish(
-                    mqtt.topics().provision(&client, "challenge"),
-                    true,
-                    Vec::new(),
-                );
             }
             MqttInbound::Connected(Role::Device { device }) => self.mqtt_online(&device, true),
             MqttInbound::Disconnected(Role::Device { device }) => self.mqtt_online(&device, false),
@@ -585,7 +610,34 @@ impl Service {
         let Some(mqtt) = self.mqtt() else {
             return;
         };
-        let answer = match self.try_onboard(mqtt, &client, &payload).await {
+        // One hello per session at a time, and only for the current
+        // challenge: a repeat, or an answer to a challenge this session has
+        // replaced, gets no second (and contradictory) answer.
+        let Ok(hello) = Hello::parse(&payload) else {
+            let answer = Onboarded::Refused {
+                reason: "the hello is not the expected JSON".into(),
+            };
+            let payload = serde_json::to_vec(&answer).unwrap_or_default();
+            mqtt.publish(mqtt.topics().provision(&client, "response"), false, payload);
+            return;
+        };
+        let started = mqtt
+            .onboarding
+            .lock()
+            .is_ok_and(|mut o| match o.get_mut(&client) {
+                Some(session)
+                    if !session.busy && session.challenge.as_ref() == Some(&hello.challenge) =>
+                {
+                    session.busy = true;
+                    true
+                }
+                _ => false,
+            });
+        if !started {
+            tracing::debug!(client, "a repeated or stale hello, ignored");
+            return;
+        }
+        let answer = match self.try_onboard(mqtt, &client, &hello).await {
             Ok((device, password)) => {
                 tracing::info!(%device, "MQTT device onboarded");
                 Onboarded::Ok {
@@ -601,13 +653,18 @@ impl Service {
         };
         let payload = serde_json::to_vec(&answer).unwrap_or_default();
         mqtt.publish(mqtt.topics().provision(&client, "response"), false, payload);
+        if let Ok(mut onboarding) = mqtt.onboarding.lock() {
+            if let Some(session) = onboarding.get_mut(&client) {
+                session.busy = false;
+            }
+        }
     }
 
     async fn try_onboard(
         &self,
         mqtt: &MqttBridge,
         client: &str,
-        payload: &[u8],
+        hello: &Hello,
     ) -> Result<(DeviceId, String), String> {
         let pending = mqtt
             .onboarding
@@ -618,7 +675,6 @@ impl Service {
         let challenge = pending
             .challenge
             .ok_or("no challenge was issued yet; wait for it on the challenge topic")?;
-        let hello = Hello::parse(payload).map_err(|e| e.to_string())?;
         let (chain_id, gateway) = (
             self.view(|v| v.chain_id.clone())
                 .map_err(|e| e.to_string())?,
