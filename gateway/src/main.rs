@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::client::ClientCommand,
     },
+    /// MQTT logins for integrations (Home Assistant and the like).
+    MqttUser {
+        #[command(subcommand)]
+        command: cli::mqtt::MqttUserCommand,
+    },
     /// A light client: headers only, verified, in sqlite.
     Light {
         #[command(subcommand)]
@@ -159,6 +164,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client { args, command } => cli::client::run(&args, command).await,
         Command::Light { command } => cli::light::run(command).await,
+        Command::MqttUser { command } => cli::mqtt::run(command).await,
         Command::Bench { what } => cli::bench::run(what).await,
     }
 }

@@ -152,6 +152,36 @@ fn init_run_claim_stop_and_restart() {
     assert!(height >= 2, "{before}");
     terminate(child);
 
+    // MQTT on, and a login for Home Assistant made by the operator.
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mqtt]\nlisten = \"{mqtt}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let made = ok(itc(&[
+        "mqtt-user",
+        "add",
+        "home-assistant",
+        "--account",
+        user.trim(),
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    let password = made
+        .lines()
+        .find_map(|l| l.strip_prefix("password "))
+        .unwrap()
+        .to_string();
+    let taken = itc(&[
+        "mqtt-user",
+        "add",
+        "home-assistant",
+        "--account",
+        user.trim(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!taken.status.success());
+
     // Restarted: no new code, still the admin, the claim still on chain.
     let (child, lines) = run(&config);
     let first = lines.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -163,5 +193,26 @@ fn init_run_claim_stop_and_restart() {
     let owner: serde_json::Value = serde_json::from_str(&ok(client(&["owner", &light]))).unwrap();
     assert_eq!(owner["owner"].as_str().unwrap(), user.trim());
     assert!(status()["chain"]["height"].as_u64().unwrap() >= height);
+
+    // The integration logs in; the administrator gets a setup code.
+    let setup: serde_json::Value =
+        serde_json::from_str(&ok(client(&["mqtt-setup-code"]))).unwrap();
+    assert_eq!(setup["broker"].as_str().unwrap(), mqtt);
+    assert_eq!(setup["code"].as_str().unwrap().len(), 20);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let accepted = runtime.block_on(async {
+        let addr: std::net::SocketAddr = mqtt.parse().unwrap();
+        let mut options = rumqttc::MqttOptions::new("ha", addr.ip().to_string(), addr.port());
+        options.set_credentials("home-assistant", password);
+        let (_client, mut events) = rumqttc::AsyncClient::new(options, 4);
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    });
+    assert!(accepted, "the integration's login");
     terminate(child);
 }

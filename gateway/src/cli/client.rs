@@ -91,6 +91,9 @@ pub enum ClientCommand {
         #[arg(long)]
         no_adopt: bool,
     },
+    /// A one-time setup code for a new Wi-Fi (MQTT) device, which becomes
+    /// yours when it onboards (administrators only).
+    MqttSetupCode,
     /// Your account's balance and next nonce (or another account's).
     Account { account: Option<String> },
     /// The lights you may use.
@@ -188,6 +191,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::ClaimGateway { code, no_adopt } => {
             print(&client.claim_gateway(&code, !no_adopt).await?)
         }
+        ClientCommand::MqttSetupCode => print(&client.mqtt_setup_code().await?),
         ClientCommand::Account { account: who } => {
             let who = match who {
                 Some(text) => account(&text)?,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod client;
 pub mod light;
+pub mod mqtt;
 pub mod setup;
 
 /// Resolves on SIGINT or SIGTERM.
