@@ -114,8 +114,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The embedded broker logs every connection at info; its warnings are
+    // what matter here.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rumqttd=warn".into());
     match cli.log_format {
         // Logs go to stderr; stdout carries what a command prints.
         LogFormat::Human => tracing_subscriber::fmt()

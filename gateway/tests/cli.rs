@@ -195,8 +195,7 @@ fn init_run_claim_stop_and_restart() {
     assert!(status()["chain"]["height"].as_u64().unwrap() >= height);
 
     // The integration logs in; the administrator gets a setup code.
-    let setup: serde_json::Value =
-        serde_json::from_str(&ok(client(&["mqtt-setup-code"]))).unwrap();
+    let setup: serde_json::Value = serde_json::from_str(&ok(client(&["mqtt-setup-code"]))).unwrap();
     assert_eq!(setup["broker"].as_str().unwrap(), mqtt);
     assert_eq!(setup["code"].as_str().unwrap().len(), 20);
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -186,7 +186,7 @@ async fn relay(
     // Broker → client, with the front's own answers (refused SUBSCRIBEs)
     // in between.
     let down = async move {
-        let mut chunk = vec![0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 4 * 1024];
         loop {
             tokio::select! {
                 n = up_rx.read(&mut chunk) => match n {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::app::{local_cluster, ClusterOptions, LocalCluster};
 
-const UNLIMITED: Limits = Limits {
+pub(crate) const UNLIMITED: Limits = Limits {
     per_second: 1_000_000_000,
     burst: 1_000_000_000,
 };
@@ -41,7 +41,7 @@ pub struct ApiReport {
 }
 
 /// users[0], made administrator of gateway 0 with its claim code.
-async fn admin(cluster: &LocalCluster, adopt: bool) -> anyhow::Result<Client> {
+pub(crate) async fn admin(cluster: &LocalCluster, adopt: bool) -> anyhow::Result<Client> {
     let gateway = &cluster.gateways[0];
     let owner = Client::new(gateway.url(), Keypair::from_seed(*cluster.users[0].seed()));
     let code = gateway

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod consensus;
 pub mod light;
+pub mod mqtt;
 
 pub use consensus::consensus;
 

@@ -38,6 +38,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000)]
         bulbs: usize,
     },
+    /// One gateway holding many MQTT devices (onboarded for real, in a
+    /// child process): its memory, and signed device reports accepted per
+    /// second.
+    Mqtt {
+        #[arg(long, default_value_t = 1_000)]
+        devices: usize,
+        /// Reports each device sends.
+        #[arg(long, default_value_t = 50)]
+        reports: usize,
+    },
+    /// The devices of `bench mqtt` (run by it).
+    #[command(hide = true)]
+    MqttSwarm {
+        #[arg(long)]
+        front: std::net::SocketAddr,
+        #[arg(long)]
+        codes: std::path::PathBuf,
+        #[arg(long)]
+        reports: usize,
+    },
     /// A light client becoming current from far behind, by skipping and
     /// header by header, over HTTP into sqlite.
     LightSync {
@@ -64,6 +84,21 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
         } => {
             let report = itc_gateway::bench::api::api(seconds, concurrency, lights, zigbee).await?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Mqtt { devices, reports } => {
+            let report = itc_gateway::bench::mqtt::mqtt(devices, reports).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::MqttSwarm {
+            front,
+            codes,
+            reports,
+        } => {
+            let codes = std::fs::read_to_string(codes)?
+                .lines()
+                .map(str::to_string)
+                .collect();
+            itc_gateway::bench::mqtt::swarm(front, codes, reports).await?;
         }
         BenchCommand::LightSync { behind } => {
             let report = itc_gateway::bench::light::light_sync(behind).await?;

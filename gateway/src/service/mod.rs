@@ -214,7 +214,9 @@ impl Service {
                     .lights
                     .set(self.all_lights().len() as i64);
                 self.inner.registration.notify_one();
-                self.mqtt_announce();
+                if let Some(light) = self.bridge_for(&device).and_then(|b| b.light(&device)) {
+                    self.mqtt_announce_light(&light);
+                }
             }
             BridgeEvent::State { device, state } => {
                 self.mqtt_state(&device, &state);
@@ -327,6 +329,7 @@ impl Service {
             .collect();
         drop(bridge_events);
         tasks.push(tokio::spawn(self.clone().register_bulbs()));
+        tasks.push(tokio::spawn(self.clone().mqtt_device_list()));
         self.inner
             .metrics
             .lights

@@ -110,6 +110,12 @@ pub struct MqttBridge {
     devices: Mutex<HashMap<DeviceId, MqttDevice>>,
     onboarding: Arc<Mutex<HashMap<String, Onboarding>>>,
     pub front: SocketAddr,
+    /// Reports accepted and refused since start.
+    reports: [std::sync::atomic::AtomicU64; 2],
+    /// What the gateway publishes, in order, drained by one task: the
+    /// service never waits on the broker, and nothing is dropped.
+    outbound: mpsc::UnboundedSender<(String, bool, Vec<u8>)>,
+    list_dirty: std::sync::atomic::AtomicBool,
 }
 
 /// Logins for the front.
@@ -215,7 +221,20 @@ impl MqttBridge {
             itc_bridges::mqtt::broker::MAX_PAYLOAD,
         );
         options.set_clean_session(true);
-        let (client, eventloop) = AsyncClient::new(options, 4_096);
+        let (client, eventloop) = AsyncClient::new(options, 1_024);
+        let (outbound, mut queued) = mpsc::unbounded_channel::<(String, bool, Vec<u8>)>();
+        let sender = client.clone();
+        tokio::spawn(async move {
+            while let Some((topic, retain, payload)) = queued.recv().await {
+                if sender
+                    .publish(topic, QoS::AtLeastOnce, retain, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
         let now = now_ms();
         let devices = known
             .into_iter()
@@ -239,6 +258,9 @@ impl MqttBridge {
             devices: Mutex::new(devices),
             onboarding,
             front,
+            reports: Default::default(),
+            outbound,
+            list_dirty: Default::default(),
         })
     }
 
@@ -315,14 +337,14 @@ impl MqttBridge {
         Ok(command.target(&current))
     }
 
-    /// Publishes (QoS 1), without waiting for the broker.
+    /// Publishes (QoS 1), in order, without waiting for the broker.
     pub fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
-        if let Err(error) = self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-        {
-            tracing::warn!(%error, "MQTT publish queue full");
-        }
+        let _ = self.outbound.send((topic, retain, payload));
+    }
+
+    fn list_changed(&self) {
+        self.list_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs the gateway's connection to the broker; reports, hellos and
@@ -335,11 +357,15 @@ impl MqttBridge {
             let event = tokio::select! {
                 polled = eventloop.poll() => match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for filter in [
-                            self.topics.report_filter(),
-                            self.topics.hello_filter(),
-                            self.topics.integration_filter(),
-                        ] {
+                        // Reports come at QoS 0 from the broker (a loopback
+                        // hop; a lost report is superseded by the next one,
+                        // and QoS 1 here costs a round trip per report,
+                        // which capped acceptance near 2,800/s); hellos and
+                        // commands at QoS 1.
+                        let _ = self
+                            .client
+                            .try_subscribe(self.topics.report_filter(), QoS::AtMostOnce);
+                        for filter in [self.topics.hello_filter(), self.topics.integration_filter()] {
                             let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
                         }
                         Some(BridgeEvent::Mqtt(MqttInbound::Up))
@@ -394,7 +420,10 @@ impl MqttBridge {
         };
         let checked = Report::parse(payload)
             .and_then(|report| Ok((report.seq, report.verify(&id, &known.key, known.last_seq)?)));
-        match checked.map(|(seq, json)| (seq, z2m::parse_state(&json))) {
+        let outcome = checked.map(|(seq, json)| (seq, z2m::parse_state(&json)));
+        let counter = usize::from(!matches!(outcome, Ok((_, Ok(_)))));
+        self.reports[counter].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
             Ok((seq, Ok(state))) => {
                 known.last_seq = Some(seq);
                 known.state = state;
@@ -446,6 +475,13 @@ impl Service {
         self.inner.bridges.iter().find_map(|b| b.as_mqtt())
     }
 
+    /// Device reports accepted and refused since start, if MQTT is on.
+    pub fn mqtt_reports(&self) -> Option<(u64, u64)> {
+        let mqtt = self.mqtt()?;
+        let load = |i: usize| mqtt.reports[i].load(std::sync::atomic::Ordering::Relaxed);
+        Some((load(0), load(1)))
+    }
+
     /// The MQTT devices this gateway registered, from chain state.
     pub(super) fn mqtt_devices_on_chain(
         view: &crate::node::CommittedView,
@@ -483,46 +519,74 @@ impl Service {
         let Some(mqtt) = self.mqtt() else {
             return;
         };
-        let topics = mqtt.topics();
-        let gateway = self.public().to_string();
         mqtt.publish(
-            topics.bridge("state"),
+            mqtt.topics().bridge("state"),
             true,
             br#"{"state":"online"}"#.to_vec(),
         );
-        let lights = self.all_lights();
-        let list: Vec<serde_json::Value> = lights
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "friendly_name": l.id.as_str(),
-                    "ieee_address": l.id.as_str(),
-                    "type": "Router",
-                    "supported": true,
-                    "definition": { "model": l.model, "vendor": format!("ITC ({})", l.bridge) },
-                })
-            })
-            .collect();
+        for light in self.all_lights() {
+            self.mqtt_announce_light(&light);
+        }
+        mqtt.list_changed();
+    }
+
+    /// Publishes one light's discovery config, availability and state, and
+    /// marks the device list for republishing.
+    pub(super) fn mqtt_announce_light(&self, light: &BridgeLight) {
+        let Some(mqtt) = self.mqtt() else {
+            return;
+        };
+        let topics = mqtt.topics();
+        let info = z2m::LightInfo {
+            device: light.id.as_str(),
+            model: &light.model,
+            bridge: light.bridge,
+        };
+        let (topic, config) = z2m::discovery(topics, &self.public().to_string(), &info);
+        mqtt.publish(topic, true, config.to_string().into_bytes());
+        let online = light.bridge != MQTT || light.link_quality > 0;
         mqtt.publish(
-            topics.bridge("devices"),
+            topics.availability(light.id.as_str()),
             true,
-            serde_json::Value::Array(list).to_string().into_bytes(),
+            availability(online),
         );
-        for light in &lights {
-            let info = z2m::LightInfo {
-                device: light.id.as_str(),
-                model: &light.model,
-                bridge: light.bridge,
-            };
-            let (topic, config) = z2m::discovery(topics, &gateway, &info);
-            mqtt.publish(topic, true, config.to_string().into_bytes());
-            let online = light.bridge != MQTT || light.link_quality > 0;
+        self.mqtt_state(&light.id, &light.state);
+        mqtt.list_changed();
+    }
+
+    /// Republishes `bridge/devices` when it changed, at most once a second
+    /// (it lists every light, so not once per join).
+    pub(super) async fn mqtt_device_list(self) {
+        let Some(mqtt) = self.mqtt() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if !mqtt
+                .list_dirty
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                continue;
+            }
+            let list: Vec<serde_json::Value> = self
+                .all_lights()
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "friendly_name": l.id.as_str(),
+                        "ieee_address": l.id.as_str(),
+                        "type": "Router",
+                        "supported": true,
+                        "definition": { "model": l.model, "vendor": format!("ITC ({})", l.bridge) },
+                    })
+                })
+                .collect();
             mqtt.publish(
-                topics.availability(light.id.as_str()),
+                mqtt.topics().bridge("devices"),
                 true,
-                availability(online),
+                serde_json::Value::Array(list).to_string().into_bytes(),
             );
-            self.mqtt_state(&light.id, &light.state);
         }
     }
 
@@ -754,7 +818,9 @@ impl Service {
             device: device.to_string(),
             bridge: MQTT.into(),
         });
-        self.mqtt_announce();
+        if let Some(light) = mqtt.light(&device) {
+            self.mqtt_announce_light(&light);
+        }
         Ok((device, password))
     }
 
