@@ -121,14 +121,15 @@ impl Broker {
     }
 }
 
-/// Logs in to the broker once and leaves cleanly: it is up and takes the
-/// internal login. (A bare TCP connect would do, but the broker logs
-/// every connection that sends no CONNECT as an error.)
+/// Logs in to the broker once: it is up and takes the internal login. (A
+/// bare TCP connect would do, but the broker logs every connection that
+/// sends no CONNECT as an error.)
 async fn probe(addr: SocketAddr, secret: &str) -> std::io::Result<()> {
     use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut connect = Connect::new("itc-probe");
+    connect.keep_alive = 120;
     connect.set_login(INTERNAL_USER, secret);
     let mut out = bytes::BytesMut::new();
     connect
@@ -147,7 +148,24 @@ async fn probe(addr: SocketAddr, secret: &str) -> std::io::Result<()> {
             Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
     }
-    // DISCONNECT.
-    stream.write_all(&[0xE0, 0x00]).await?;
+    // Held open for the process's life, pinging: the broker logs a
+    // disconnect of an internal link as an error.
+    tokio::spawn(async move {
+        let (mut rx, mut tx) = stream.into_split();
+        let pings = async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                // PINGREQ.
+                if tx.write_all(&[0xC0, 0x00]).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let drain = async move {
+            let mut sink = [0u8; 64];
+            while rx.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        };
+        tokio::select! { () = pings => {}, () = drain => {} }
+    });
     Ok(())
 }

@@ -21,9 +21,13 @@ pub enum MqttUserCommand {
         /// The account (`itcpk1…`) it acts for.
         #[arg(long)]
         account: String,
-        /// The gateway's configuration file.
-        #[arg(long, env = "ITC_CONFIG")]
-        config: PathBuf,
+        /// The gateway's configuration file (for its store's path).
+        #[arg(long, env = "ITC_CONFIG", required_unless_present = "db")]
+        config: Option<PathBuf>,
+        /// The gateway's store, instead of its configuration file (e.g.
+        /// `itc-dev/gateway-0.sqlite`).
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
 }
 
@@ -33,12 +37,17 @@ pub async fn run(command: MqttUserCommand) -> anyhow::Result<()> {
             name,
             account,
             config,
+            db,
         } => {
-            let config = Config::load(&config)?;
+            let db = match (db, config) {
+                (Some(db), _) => db,
+                (None, Some(config)) => Config::load(&config)?.db,
+                (None, None) => anyhow::bail!("give --config or --db"),
+            };
             let account = account
                 .parse()
                 .with_context(|| format!("{account:?} is not an account"))?;
-            let store = SqliteStore::open(&config.db).await?;
+            let store = SqliteStore::open(&db).await?;
             let rng = ring::rand::SystemRandom::new();
             let password = logins::add_integration(
                 store.pool(),

@@ -299,6 +299,9 @@ fn print_dev(dir: &Path, genesis: &Genesis, gateways: &[app::Gateway]) -> anyhow
             .as_deref()
             .map_or_else(|| "(claimed)".to_string(), |c| format!("claim code {c}"));
         println!("  gateway {i}: {}/api/v1/health   {code}", gateway.url());
+        if let Some(mqtt) = gateway.service.mqtt_front() {
+            println!("             mqtt://{mqtt}  (Zigbee2MQTT topics under itc/, Home Assistant discovery)");
+        }
     }
     let first = gateways.first().map(|g| g.url()).unwrap_or_default();
     println!("owner key: {} (account {owner})", owner_key.display());
@@ -313,6 +316,11 @@ fn print_dev(dir: &Path, genesis: &Genesis, gateways: &[app::Gateway]) -> anyhow
     );
     println!("  itc-gateway client lights");
     println!("  itc-gateway client set <light id> --on --brightness 128 --transition-ms 500");
+    println!("  itc-gateway client mqtt-setup-code      # a Wi-Fi bulb's one-time login (user \"setup\")");
+    println!(
+        "  itc-gateway mqtt-user add home-assistant --account {owner} --db {}",
+        dir.join("gateway-0.sqlite").display()
+    );
     println!(
         "Ctrl-C stops the cluster; its state stays in {}.",
         dir.display()

@@ -475,6 +475,11 @@ impl Service {
         self.inner.bridges.iter().find_map(|b| b.as_mqtt())
     }
 
+    /// Where MQTT devices and integrations connect, if MQTT is on.
+    pub fn mqtt_front(&self) -> Option<SocketAddr> {
+        self.mqtt().map(|m| m.front)
+    }
+
     /// Device reports accepted and refused since start, if MQTT is on.
     pub fn mqtt_reports(&self) -> Option<(u64, u64)> {
         let mqtt = self.mqtt()?;
