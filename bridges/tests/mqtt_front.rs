@@ -43,7 +43,13 @@ async fn start() -> (Broker, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let acl = Acl::new(Topics::new("itc").unwrap());
-    tokio::spawn(front::serve(listener, broker.clone(), acl, Arc::new(Users)));
+    tokio::spawn(front::serve(
+        listener,
+        None,
+        broker.clone(),
+        acl,
+        Arc::new(Users),
+    ));
     (broker, port)
 }
 
@@ -209,4 +215,83 @@ async fn subscriptions_outside_a_role_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Sends a CONNECT with `login` over `stream` and returns the CONNACK code.
+async fn connack_over(
+    stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    login: (&str, &str),
+) -> ConnectReturnCode {
+    use rumqttc::mqttbytes::v4::{self, Connect};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connect = Connect::new("tls-client");
+    connect.set_login(login.0, login.1);
+    let mut out = bytes::BytesMut::new();
+    connect.write(&mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        assert!(
+            stream.read_buf(&mut buf).await.unwrap() > 0,
+            "closed before CONNACK"
+        );
+        match v4::read(&mut buf, 1024) {
+            Ok(v4::Packet::ConnAck(ack)) => return ack.code,
+            Ok(other) => panic!("{other:?}"),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_speaks_tls_when_configured() {
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.key_pair.serialize_pem()).unwrap();
+    // Files that are not PEM are refused with the reason.
+    assert!(itc_bridges::mqtt::tls::acceptor(&key, &key).is_err());
+    let acceptor = itc_bridges::mqtt::tls::acceptor(&cert, &key).unwrap();
+
+    let broker = Broker::start("internal-secret-for-tls".into(), 8)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acl = Acl::new(Topics::new("itc").unwrap());
+    tokio::spawn(front::serve(
+        listener,
+        Some(acceptor),
+        broker,
+        acl,
+        Arc::new(Users),
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(issued.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    for (login, expected) in [
+        (("mqtt:lamp-a", "secret-a"), ConnectReturnCode::Success),
+        (
+            ("mqtt:lamp-a", "guess"),
+            ConnectReturnCode::BadUserNamePassword,
+        ),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        assert_eq!(connack_over(&mut tls, login).await, expected);
+    }
+    // Plain MQTT to the TLS port gets nowhere.
+    let (_c, mut plain) = client("plain", addr.port(), Some(("mqtt:lamp-a", "secret-a")));
+    assert!(connect(&mut plain).await.is_err());
 }

@@ -249,6 +249,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                     true => Some(crate::service::mqtt::MqttConfig {
                         listener: TcpListener::bind("127.0.0.1:0").await?,
                         base_topic: "itc".into(),
+                        tls: None,
                     }),
                     false => None,
                 },

@@ -54,6 +54,17 @@ pub struct MqttToml {
     /// Zigbee2MQTT's base topic.
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
+    /// TLS on the listener: a certificate chain and its private key (PEM).
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
+}
+
+/// PEM files for MQTT over TLS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_base_topic() -> String {
@@ -108,10 +119,18 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let zigbee_port = config.zigbee.as_mut().map(|z| &mut z.port);
         let firmware_dir = config.firmware.as_mut().map(|f| &mut f.dir);
+        let tls = config
+            .mqtt
+            .as_mut()
+            .and_then(|m| m.tls.as_mut())
+            .map(|t| [&mut t.cert, &mut t.key])
+            .into_iter()
+            .flatten();
         for p in [&mut config.genesis, &mut config.key, &mut config.db]
             .into_iter()
             .chain(zigbee_port)
             .chain(firmware_dir)
+            .chain(tls)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

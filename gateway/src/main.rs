@@ -198,6 +198,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the MQTT address {}", mqtt.listen))?,
             base_topic: mqtt.base_topic.clone(),
+            tls: match &mqtt.tls {
+                Some(tls) => Some(itc_bridges::mqtt::tls::acceptor(&tls.cert, &tls.key)?),
+                None => None,
+            },
         }),
         None => None,
     };

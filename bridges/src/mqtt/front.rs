@@ -23,7 +23,7 @@ use rumqttc::mqttbytes::v4::{
     self, ConnAck, ConnectReturnCode, Login, Packet, SubAck, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::{self, Protocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::broker::{Broker, MAX_PAYLOAD};
@@ -52,9 +52,11 @@ pub trait Authenticator: Send + Sync + 'static {
     fn refused(&self, peer: &str, reason: &str);
 }
 
-/// Accepts clients on `listener` until the task is dropped.
+/// Accepts clients on `listener` until the task is dropped; with `tls`,
+/// each connection must complete a TLS handshake first.
 pub async fn serve<A: Authenticator>(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     broker: Broker,
     acl: Acl,
     auth: Arc<A>,
@@ -64,10 +66,21 @@ pub async fn serve<A: Authenticator>(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (broker, acl, auth) = (broker.clone(), acl.clone(), auth.clone());
+        let _ = stream.set_nodelay(true);
+        let (broker, acl, auth, tls) = (broker.clone(), acl.clone(), auth.clone(), tls.clone());
         tokio::spawn(async move {
             let peer = peer.to_string();
-            if let Err(reason) = connection(stream, &broker, &acl, &*auth).await {
+            let result = match tls {
+                None => connection(stream, &broker, &acl, &*auth).await,
+                Some(tls) => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, &broker, &acl, &*auth).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                        Err(_) => Err("no TLS handshake in time".into()),
+                    }
+                }
+            };
+            if let Err(reason) = result {
                 auth.refused(&peer, &reason);
             }
         });
@@ -96,15 +109,15 @@ async fn next_packet(
     }
 }
 
-async fn refuse(stream: &mut TcpStream, code: ConnectReturnCode) {
+async fn refuse(stream: &mut (impl AsyncWrite + Unpin), code: ConnectReturnCode) {
     let mut out = BytesMut::new();
     if ConnAck::new(code, false).write(&mut out).is_ok() {
         let _ = stream.write_all(&out).await;
     }
 }
 
-async fn connection<A: Authenticator>(
-    mut client: TcpStream,
+async fn connection<A: Authenticator, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut client: S,
     broker: &Broker,
     acl: &Acl,
     auth: &A,
@@ -161,7 +174,6 @@ async fn connection<A: Authenticator>(
         .write(&mut out)
         .map_err(|e| format!("re-encoding CONNECT: {e}"))?;
     upstream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
 
     auth.connected(&role);
@@ -171,14 +183,14 @@ async fn connection<A: Authenticator>(
 }
 
 /// Passes packets both ways, checking the client's.
-async fn relay(
-    client: TcpStream,
+async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    client: S,
     upstream: TcpStream,
     mut buf: BytesMut,
     role: &Role,
     acl: &Acl,
 ) -> Result<(), String> {
-    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let (mut up_rx, up_tx) = upstream.into_split();
     let up_tx = Arc::new(tokio::sync::Mutex::new(up_tx));
     let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<BytesMut>(8);

@@ -13,12 +13,13 @@
 //!   onboarding namespaces) and the ACL;
 //! - [`z2m`]: Zigbee2MQTT and Home Assistant payloads;
 //! - [`signed`]: what devices sign (onboarding hellos, state reports);
-//! - [`broker`], [`front`]: the IO;
+//! - [`broker`], [`front`]: the IO; [`tls`]: the front's optional TLS;
 //! - [`device`]: a simulated Wi-Fi bulb on a real MQTT client.
 
 pub mod broker;
 pub mod device;
 pub mod front;
 pub mod signed;
+pub mod tls;
 pub mod topics;
 pub mod z2m;

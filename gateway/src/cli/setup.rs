@@ -270,6 +270,7 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                             format!("binding MQTT at 127.0.0.1:{}", dev.mqtt_port + i as u16)
                         })?,
                     base_topic: "itc".into(),
+                    tls: None,
                 }),
                 limits: itc_web::Limits::default(),
             })

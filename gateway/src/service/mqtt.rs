@@ -58,6 +58,8 @@ pub struct MqttConfig {
     /// Where devices and integrations connect (the front).
     pub listener: TcpListener,
     pub base_topic: String,
+    /// TLS on the front, if configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// What the MQTT side tells the service.
@@ -204,6 +206,7 @@ impl MqttBridge {
         };
         tokio::spawn(front::serve(
             config.listener,
+            config.tls,
             broker.clone(),
             Acl::new(topics.clone()),
             Arc::new(auth),
