@@ -22,6 +22,28 @@ fn verifier(work: &Workload, genesis: &itc_chain::block::Header) -> Verifier<Sof
     Verifier::new(&encode(genesis), &encode(&set)).unwrap()
 }
 
+/// A device at the genesis skipping straight to the last header (a trust
+/// period of an hour, at the header's own time).
+fn skip_to_last(
+    work: &Workload,
+    genesis: &itc_chain::block::Header,
+    headers: &itc_chain::testkit::CertifiedHeaders,
+    header_set: Option<&ValidatorSet>,
+) -> Verifier<Software> {
+    let (last, last_cert) = headers.last().unwrap();
+    let mut skipper = verifier(work, genesis);
+    skipper
+        .verify_skipping(
+            &encode(last),
+            &encode(last_cert),
+            header_set.map(encode).as_deref(),
+            last.time_ms,
+            3_600_000,
+        )
+        .unwrap();
+    skipper
+}
+
 #[test]
 fn follows_and_skips_the_chain_the_core_makes() {
     let work = Workload::new(4, 2, 7);
@@ -33,17 +55,7 @@ fn follows_and_skips_the_chain_the_core_makes() {
             .unwrap();
         assert_eq!(device.tip().hash, header.hash().0);
     }
-    let (last, last_cert) = headers.last().unwrap();
-    let mut skipper = verifier(&work, &genesis);
-    skipper
-        .verify_skipping(
-            &encode(last),
-            &encode(last_cert),
-            None,
-            last.time_ms,
-            3_600_000,
-        )
-        .unwrap();
+    let skipper = skip_to_last(&work, &genesis, &headers, None);
     assert_eq!(skipper.tip().header.height, 120);
 }
 
@@ -337,16 +349,6 @@ fn follows_a_validator_set_change() {
 
     // Skipping from the genesis to the last header: 3 of its 4 signers
     // are old validators, more than a third of the old set.
-    let (last, last_cert) = headers.last().unwrap();
-    let mut skipper = verifier(&work, &genesis);
-    skipper
-        .verify_skipping(
-            &encode(last),
-            &encode(last_cert),
-            Some(&encode(&new)),
-            last.time_ms,
-            3_600_000,
-        )
-        .unwrap();
+    let skipper = skip_to_last(&work, &genesis, &headers, Some(&new));
     assert_eq!(skipper.tip().hash, device.tip().hash);
 }

@@ -157,30 +157,24 @@ fn init_run_claim_stop_and_restart() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[mqtt]\nlisten = \"{mqtt}\"\n"));
     std::fs::write(&config, text).unwrap();
-    let made = ok(itc(&[
-        "mqtt-user",
-        "add",
-        "home-assistant",
-        "--account",
-        user.trim(),
-        "--config",
-        config.to_str().unwrap(),
-    ]));
+    let add_user = || {
+        itc(&[
+            "mqtt-user",
+            "add",
+            "home-assistant",
+            "--account",
+            user.trim(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let made = ok(add_user());
     let password = made
         .lines()
         .find_map(|l| l.strip_prefix("password "))
         .unwrap()
         .to_string();
-    let taken = itc(&[
-        "mqtt-user",
-        "add",
-        "home-assistant",
-        "--account",
-        user.trim(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert!(!taken.status.success());
+    assert!(!add_user().status.success(), "the name is taken");
 
     // Restarted: no new code, still the admin, the claim still on chain.
     let (child, lines) = run(&config);

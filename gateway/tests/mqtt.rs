@@ -181,23 +181,25 @@ async fn onboarding_control_and_home_assistant() {
         owner.light(&id1).await.is_ok_and(|l| l.link_quality > 0)
     })
     .await;
-    owner
-        .set_light(
-            &id1,
-            &LightCommand {
-                brightness: Some(42),
+    // The owner dims the lamp over REST and waits for its report.
+    let dim = |level: u8| {
+        let (owner, id1) = (&owner, &id1);
+        async move {
+            let command = LightCommand {
+                brightness: Some(level),
                 ..LightCommand::default()
-            },
-        )
-        .await
-        .unwrap();
-    eventually("the lamp took the command", || async {
-        owner
-            .light(&id1)
-            .await
-            .is_ok_and(|l| l.state.brightness == 42)
-    })
-    .await;
+            };
+            owner.set_light(id1, &command).await.unwrap();
+            eventually("the lamp took the command", || async {
+                owner
+                    .light(id1)
+                    .await
+                    .is_ok_and(|l| l.state.brightness == level)
+            })
+            .await;
+        }
+    };
+    dim(42).await;
 
     // Home Assistant: logged in as an integration acting for the owner.
     let pool = gateway.node.store.pool();
@@ -290,23 +292,7 @@ async fn onboarding_control_and_home_assistant() {
     }
     // The owner's own later command goes through; the neighbour's (sent
     // first) must not have.
-    owner
-        .set_light(
-            &id1,
-            &LightCommand {
-                brightness: Some(77),
-                ..LightCommand::default()
-            },
-        )
-        .await
-        .unwrap();
-    eventually("the owner's command", || async {
-        owner
-            .light(&id1)
-            .await
-            .is_ok_and(|l| l.state.brightness == 77)
-    })
-    .await;
+    dim(77).await;
     // Give a late-running command time to show.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
