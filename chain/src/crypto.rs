@@ -128,6 +128,8 @@ pub enum Domain {
     DeviceOnboarding,
     /// A device's own report of its state.
     DeviceReport,
+    /// A device's transaction on the DAG side chain.
+    DagTransaction,
 }
 
 impl Domain {
@@ -144,6 +146,7 @@ impl Domain {
             Domain::Adoption => b"ITC/v1/adoption\0",
             Domain::DeviceOnboarding => b"ITC/v1/device-onboarding\0",
             Domain::DeviceReport => b"ITC/v1/device-report\0",
+            Domain::DagTransaction => b"ITC/v1/dag-transaction\0",
         }
     }
 }

@@ -18,6 +18,7 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod dag;
 pub mod genesis;
 pub mod ledger;
 pub mod light;

@@ -1,0 +1,154 @@
+//! A DAG transaction: what a device issues, signed at the source.
+//!
+//! The body (issuer, kind, parents, time, security level) is signed by the
+//! device's key, so a gateway that carries it can neither forge nor alter
+//! it. The proof of work is over the signed body, the signature and a
+//! nonce; that hash is the transaction's id, so the work also protects
+//! the id.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use super::pow;
+use crate::codec::{encode, BoundedVec, Bytes};
+use crate::crypto::{AccountId, Domain, Hash, Keypair, PublicKey, Signature};
+use crate::types::{Amount, DeviceId, TimestampMs};
+
+/// Parents a transaction approves: at least two (so the tangle widens and
+/// every transaction confirms others), at most eight.
+pub const MIN_PARENTS: usize = 2;
+pub const MAX_PARENTS: usize = 8;
+/// The largest payload a device may put in one transaction.
+pub const MAX_PAYLOAD: usize = 1_024;
+
+/// What a transaction carries.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum DagKind {
+    /// A light's state, as the device reported it.
+    StateReport(Bytes<MAX_PAYLOAD>),
+    /// A sensor or energy reading.
+    Reading(Bytes<MAX_PAYLOAD>),
+    /// An audit record of a command the gateway carried out.
+    CommandRecord(Bytes<MAX_PAYLOAD>),
+    /// A token micro-payment from the issuer's owner account. `nonce`
+    /// names the payment: two payments with one (payer, nonce) are a double
+    /// spend.
+    Payment {
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        nonce: u64,
+    },
+}
+
+/// The signed part.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct DagBody {
+    pub issuer: DeviceId,
+    pub kind: DagKind,
+    pub parents: BoundedVec<Hash, MAX_PARENTS>,
+    pub time_ms: TimestampMs,
+    /// The security level: how much work the issuer must do
+    /// ([`pow::difficulty`]).
+    pub level: u8,
+}
+
+/// A transaction as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct DagTx {
+    pub body: DagBody,
+    /// The issuer's signature over the body, under [`Domain::DagTransaction`].
+    pub signature: Signature,
+    pub nonce: u64,
+}
+
+/// Why a transaction is not well formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DagTxError {
+    #[error("{count} parents; a transaction approves {MIN_PARENTS} to {MAX_PARENTS}")]
+    Parents { count: usize },
+    #[error("a parent is listed twice")]
+    DuplicateParent,
+    #[error("the signature does not verify under the issuer's key")]
+    BadSignature,
+    #[error("the work is short: {have} leading zero bits, level {level} needs {need}")]
+    Work { level: u8, have: u32, need: u32 },
+    #[error("security level {level} is above the highest, {max}")]
+    Level { level: u8, max: u8 },
+}
+
+impl DagBody {
+    /// The bytes the issuer signs.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+impl DagTx {
+    /// Signs `body` with the issuer's key and does its work, trying nonces
+    /// from `start` (the caller picks it; the core draws no randomness).
+    pub fn issue(key: &Keypair, body: DagBody, start: u64) -> DagTx {
+        let signature = key.sign(Domain::DagTransaction, &body.signing_bytes());
+        let mut tx = DagTx {
+            body,
+            signature,
+            nonce: start,
+        };
+        let need = pow::difficulty(tx.body.level);
+        while pow::leading_zero_bits(&tx.work_hash()) < need {
+            tx.nonce = tx.nonce.wrapping_add(1);
+        }
+        tx
+    }
+
+    /// SHA-256 over body, signature and nonce: the work, and the id.
+    pub fn work_hash(&self) -> Hash {
+        Hash::digest_parts(&[
+            &self.body.signing_bytes(),
+            &self.signature.0,
+            &self.nonce.to_le_bytes(),
+        ])
+    }
+
+    pub fn id(&self) -> Hash {
+        self.work_hash()
+    }
+
+    /// Checks shape, signature (by `key`, the issuer's key on chain) and
+    /// work.
+    pub fn check(&self, key: &PublicKey) -> Result<(), DagTxError> {
+        let parents = self.body.parents.as_slice();
+        if !(MIN_PARENTS..=MAX_PARENTS).contains(&parents.len()) {
+            return Err(DagTxError::Parents {
+                count: parents.len(),
+            });
+        }
+        let mut sorted = parents.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != parents.len() {
+            return Err(DagTxError::DuplicateParent);
+        }
+        if self.body.level > pow::MAX_LEVEL {
+            return Err(DagTxError::Level {
+                level: self.body.level,
+                max: pow::MAX_LEVEL,
+            });
+        }
+        key.verify(
+            Domain::DagTransaction,
+            &self.body.signing_bytes(),
+            &self.signature,
+        )
+        .map_err(|_| DagTxError::BadSignature)?;
+        let need = pow::difficulty(self.body.level);
+        let have = pow::leading_zero_bits(&self.work_hash());
+        if have < need {
+            return Err(DagTxError::Work {
+                level: self.body.level,
+                have,
+                need,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! The DAG core: transactions, solidification, tip selection, rate limits,
+//! anchoring and confirmation, double spends, a parasite chain, and
+//! gateways that saw transactions in different orders across a partition.
+
+use itc_chain::codec::{BoundedVec, Bytes};
+use itc_chain::crypto::{Hash, Keypair};
+use itc_chain::dag::tangle::roots;
+use itc_chain::dag::{DagBody, DagError, DagKind, DagTx, DagTxError, Status, Tangle, TangleConfig};
+use itc_chain::testkit::SplitMix64;
+use itc_chain::types::DeviceId;
+
+const T0: u64 = 1_764_000_000_000;
+
+struct Device {
+    key: Keypair,
+    id: DeviceId,
+}
+
+fn device(i: u8) -> Device {
+    Device {
+        key: Keypair::from_seed([i; 32]),
+        id: DeviceId::new(format!("mqtt:dev-{i}")).unwrap(),
+    }
+}
+
+fn report(dev: &Device, parents: [Hash; 2], time_ms: u64, text: &str) -> DagTx {
+    let body = DagBody {
+        issuer: dev.id.clone(),
+        kind: DagKind::StateReport(Bytes::new(text.as_bytes().to_vec()).unwrap()),
+        parents: BoundedVec::new(parents.to_vec()).unwrap(),
+        time_ms,
+        level: 1,
+    };
+    DagTx::issue(&dev.key, body, 0)
+}
+
+fn payment(dev: &Device, parents: [Hash; 2], time_ms: u64, nonce: u64, to: u8) -> DagTx {
+    let body = DagBody {
+        issuer: dev.id.clone(),
+        kind: DagKind::Payment {
+            from: dev.key.public(),
+            to: Keypair::from_seed([to; 32]).public(),
+            amount: 5,
+            nonce,
+        },
+        parents: BoundedVec::new(parents.to_vec()).unwrap(),
+        time_ms,
+        level: 1,
+    };
+    DagTx::issue(&dev.key, body, 0)
+}
+
+#[test]
+fn a_transaction_is_signed_at_the_source_and_carries_its_work() {
+    let dev = device(1);
+    let tx = report(&dev, roots(), T0, "on");
+    tx.check(&dev.key.public()).unwrap();
+    // Another key, or an altered body: the signature fails.
+    assert_eq!(
+        tx.check(&device(2).key.public()),
+        Err(DagTxError::BadSignature)
+    );
+    let mut altered = tx.clone();
+    altered.body.time_ms += 1;
+    assert_eq!(
+        altered.check(&dev.key.public()),
+        Err(DagTxError::BadSignature)
+    );
+    // Level 4 needs 16 zero bits: the issuer's nonce has them, the next
+    // nonce without them is refused.
+    let harder = DagTx::issue(
+        &dev.key,
+        DagBody {
+            level: 4,
+            ..tx.body.clone()
+        },
+        0,
+    );
+    harder.check(&dev.key.public()).unwrap();
+    let short = (1u64..)
+        .map(|k| DagTx {
+            nonce: harder.nonce.wrapping_add(k),
+            ..harder.clone()
+        })
+        .find(|t| itc_chain::dag::pow::leading_zero_bits(&t.work_hash()) < 16)
+        .unwrap();
+    assert!(matches!(
+        short.check(&dev.key.public()),
+        Err(DagTxError::Work {
+            level: 4,
+            need: 16,
+            ..
+        })
+    ));
+    let mut one_parent = tx.body.clone();
+    one_parent.parents = BoundedVec::new(vec![roots()[0]]).unwrap();
+    assert_eq!(
+        DagTx::issue(&dev.key, one_parent, 0).check(&dev.key.public()),
+        Err(DagTxError::Parents { count: 1 })
+    );
+    let mut twice = tx.body.clone();
+    twice.parents = BoundedVec::new(vec![roots()[0], roots()[0]]).unwrap();
+    assert_eq!(
+        DagTx::issue(&dev.key, twice, 0).check(&dev.key.public()),
+        Err(DagTxError::DuplicateParent)
+    );
+}
+
+#[test]
+fn out_of_order_arrivals_wait_for_their_parents() {
+    let dev = device(1);
+    let a = report(&dev, roots(), T0, "a");
+    let b = report(&dev, [a.id(), roots()[0]], T0 + 10, "b");
+    let c = report(&dev, [b.id(), a.id()], T0 + 20, "c");
+    let mut tangle = Tangle::new(TangleConfig::default());
+    let key = dev.key.public();
+    tangle.handle_tx(c.clone(), &key, T0 + 30).unwrap();
+    assert_eq!(tangle.status(&c.id()), Status::Pending { solid: false });
+    let mut asked = tangle.poll_missing();
+    asked.sort();
+    let mut expected = vec![a.id(), b.id()];
+    expected.sort();
+    assert_eq!(asked, expected);
+    tangle.handle_tx(b.clone(), &key, T0 + 30).unwrap();
+    assert_eq!(tangle.status(&b.id()), Status::Pending { solid: false });
+    tangle.handle_tx(a.clone(), &key, T0 + 30).unwrap();
+    for tx in [&a, &b, &c] {
+        assert_eq!(tangle.status(&tx.id()), Status::Pending { solid: true });
+    }
+    assert_eq!(tangle.tips(), vec![c.id()]);
+    assert_eq!(
+        tangle.handle_tx(a.clone(), &key, T0 + 30),
+        Err(DagError::Duplicate { id: a.id() })
+    );
+}
+
+#[test]
+fn issuers_are_rate_limited() {
+    let dev = device(3);
+    let key = dev.key.public();
+    let mut tangle = Tangle::new(TangleConfig {
+        per_issuer: 3,
+        window_ms: 1_000,
+        ..TangleConfig::default()
+    });
+    for i in 0..3 {
+        tangle
+            .handle_tx(report(&dev, roots(), T0, &format!("{i}")), &key, T0)
+            .unwrap();
+    }
+    assert!(matches!(
+        tangle.handle_tx(report(&dev, roots(), T0, "4"), &key, T0 + 10),
+        Err(DagError::RateLimited { limit: 3, .. })
+    ));
+    tangle
+        .handle_tx(report(&dev, roots(), T0, "5"), &key, T0 + 1_500)
+        .unwrap();
+    assert!(matches!(
+        tangle.handle_tx(report(&dev, roots(), T0 + 600_000, "x"), &key, T0),
+        Err(DagError::FromTheFuture { .. })
+    ));
+}
+
+#[test]
+fn a_double_spend_is_applied_once_the_first_anchored_wins() {
+    let payer = device(4);
+    let key = payer.key.public();
+    let mut tangle = Tangle::new(TangleConfig::default());
+    let first = payment(&payer, roots(), T0, 7, 10);
+    let second = payment(&payer, roots(), T0 + 1, 7, 11);
+    tangle.handle_tx(first.clone(), &key, T0 + 5).unwrap();
+    tangle.handle_tx(second.clone(), &key, T0 + 5).unwrap();
+    // One anchor holding both: exactly one is applied, by the fixed order.
+    let confirmed = tangle.confirm(&tangle.tips(), 9).unwrap();
+    assert_eq!(confirmed.len(), 2);
+    assert_eq!(confirmed.iter().filter(|c| c.applied).count(), 1);
+    let winner = confirmed.iter().find(|c| c.applied).unwrap().id;
+    let loser = confirmed.iter().find(|c| !c.applied).unwrap().id;
+    assert_eq!(tangle.status(&winner), Status::Confirmed { height: 9 });
+    assert_eq!(tangle.status(&loser), Status::Conflicting { height: 9 });
+    // A third spend of the same nonce, anchored later: conflicting too.
+    let third = payment(&payer, [winner, loser], T0 + 10, 7, 12);
+    tangle.handle_tx(third.clone(), &key, T0 + 20).unwrap();
+    let later = tangle.confirm(&[third.id()], 10).unwrap();
+    assert_eq!(
+        later,
+        vec![itc_chain::dag::Confirmed {
+            id: third.id(),
+            applied: false
+        }]
+    );
+    // Confirming again confirms nothing new.
+    assert!(tangle.confirm(&[third.id()], 11).unwrap().is_empty());
+    assert!(matches!(
+        tangle.confirm(&[Hash::digest(b"nobody")], 12),
+        Err(DagError::UnknownTip { .. })
+    ));
+}
+
+#[test]
+fn a_parasite_chain_changes_nothing_that_is_confirmed() {
+    let honest = device(5);
+    let attacker = device(6);
+    let mut tangle = Tangle::new(TangleConfig::default());
+    let (hk, ak) = (honest.key.public(), attacker.key.public());
+    // The attacker's spend goes out early; the honest network moves on.
+    let spend = payment(&attacker, roots(), T0, 1, 20);
+    tangle.handle_tx(spend.clone(), &ak, T0).unwrap();
+    let mut parents = tangle.select_parents(1);
+    let mut time = T0;
+    for i in 0..20 {
+        time += 10_000;
+        let tx = report(&honest, parents, time, &format!("h{i}"));
+        tangle.handle_tx(tx, &hk, time).unwrap();
+        parents = tangle.select_parents(i);
+    }
+    let confirmed = tangle.confirm(&tangle.tips(), 1).unwrap();
+    assert!(confirmed.iter().any(|c| c.id == spend.id() && c.applied));
+    // Much later, a parasite chain hanging off the first transaction,
+    // carrying a double spend: lazy, never a tip, never confirmed.
+    let mut parasite = vec![spend.id(), roots()[1]];
+    let late = time + 300_000;
+    let double = payment(&attacker, [parasite[0], parasite[1]], late, 1, 21);
+    tangle.handle_tx(double.clone(), &ak, late).unwrap();
+    parasite = vec![double.id(), spend.id()];
+    for i in 0..5 {
+        let tx = report(
+            &attacker,
+            [parasite[0], parasite[1]],
+            late + i,
+            &format!("p{i}"),
+        );
+        parasite = vec![tx.id(), parasite[0]];
+        tangle.handle_tx(tx, &ak, late + i).unwrap();
+    }
+    assert!(!tangle.tips().contains(&double.id()));
+    assert!(!tangle.tips().contains(&parasite[0]));
+    let more = tangle.confirm(&tangle.tips(), 2).unwrap();
+    assert!(more.is_empty(), "{more:?}");
+    assert_eq!(tangle.status(&double.id()), Status::Pending { solid: true });
+    assert_eq!(tangle.status(&spend.id()), Status::Confirmed { height: 1 });
+}
+
+/// Three gateways, many issuers, a partition: each gateway sees its own
+/// side's transactions first and the rest after the heal, in another
+/// order. Anchored by the same committed blocks, all confirm the same
+/// transactions in the same order.
+#[test]
+fn gateways_confirm_the_same_order_after_a_partition_heals() {
+    let devices: Vec<Device> = (0..12).map(|i| device(30 + i)).collect();
+    let mut rng = SplitMix64::new(0xda6);
+    let mut issued: Vec<(usize, DagTx)> = Vec::new();
+    // Each side grows its own part of the tangle during the partition.
+    let mut sides: Vec<Tangle> = (0..2)
+        .map(|_| Tangle::new(TangleConfig::default()))
+        .collect();
+    let mut time = T0;
+    for i in 0..120 {
+        time += 100;
+        let side = (i % 2) as usize;
+        let dev = &devices[rng.below(devices.len() as u64) as usize];
+        let parents = sides[side].select_parents(rng.next_u64());
+        let tx = if i % 17 == 0 {
+            // Payments, some reusing a nonce across the two sides.
+            payment(dev, parents, time, (i / 34) as u64, 1)
+        } else {
+            report(dev, parents, time, &format!("{i}"))
+        };
+        sides[side]
+            .handle_tx(tx.clone(), &dev.key.public(), time)
+            .unwrap();
+        issued.push((side, tx));
+    }
+    let key_of = |tx: &DagTx| {
+        devices
+            .iter()
+            .find(|d| d.id == tx.body.issuer)
+            .unwrap()
+            .key
+            .public()
+    };
+    // After the heal: each gateway gets every transaction, in its own
+    // (shuffled) order; out-of-order ones wait for parents.
+    let mut gateways = Vec::new();
+    for g in 0..3u64 {
+        let mut tangle = Tangle::new(TangleConfig {
+            per_issuer: 1_000,
+            ..TangleConfig::default()
+        });
+        let mut order: Vec<&DagTx> = issued.iter().map(|(_, tx)| tx).collect();
+        let mut shuffle = SplitMix64::new(g);
+        for i in (1..order.len()).rev() {
+            order.swap(i, shuffle.below(i as u64 + 1) as usize);
+        }
+        for tx in order {
+            tangle.handle_tx(tx.clone(), &key_of(tx), time).unwrap();
+        }
+        assert!(tangle
+            .poll_missing()
+            .iter()
+            .all(|m| tangle.get(m).is_some()));
+        gateways.push(tangle);
+    }
+    // The committed anchors: the tips of both sides, then everything.
+    let anchor = gateways[0].anchor().unwrap();
+    assert_eq!(anchor.root, itc_chain::merkle::root(anchor.tips.as_slice()));
+    let anchors = [
+        sides[0].tips(),
+        sides[1].tips(),
+        anchor.tips.as_slice().to_vec(),
+    ];
+    let mut outcomes = Vec::new();
+    for tangle in &mut gateways {
+        let mut all = Vec::new();
+        for (height, tips) in anchors.iter().enumerate() {
+            all.extend(tangle.confirm(tips, height as u64 + 1).unwrap());
+        }
+        outcomes.push(all);
+    }
+    assert_eq!(outcomes[0].len(), 120);
+    assert!(outcomes.windows(2).all(|w| w[0] == w[1]));
+    assert!(
+        outcomes[0].iter().any(|c| !c.applied),
+        "a double spend was caught"
+    );
+}
