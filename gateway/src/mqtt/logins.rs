@@ -257,6 +257,46 @@ pub async fn add_integration(
     Ok(password)
 }
 
+/// The highest accepted report sequence number of each device that has
+/// one.
+pub async fn report_sequences(
+    pool: &SqlitePool,
+) -> Result<std::collections::HashMap<String, u64>, LoginError> {
+    let rows = sqlx::query(
+        "SELECT device, last_seq FROM mqtt_users WHERE device IS NOT NULL AND last_seq IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(sqlite)?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let device: String = row.try_get(0).map_err(sqlite)?;
+        let seq: i64 = row.try_get(1).map_err(sqlite)?;
+        out.insert(device, seq as u64);
+    }
+    Ok(out)
+}
+
+/// Records devices' highest accepted sequence numbers, in one transaction.
+pub async fn save_report_sequences(
+    pool: &SqlitePool,
+    sequences: &[(String, u64)],
+) -> Result<(), LoginError> {
+    let mut db = pool.begin().await.map_err(sqlite)?;
+    for (device, seq) in sequences {
+        sqlx::query(
+            "UPDATE mqtt_users SET last_seq = MAX(COALESCE(last_seq, 0), ?) WHERE username = ?",
+        )
+        .bind(*seq as i64)
+        .bind(device)
+        .execute(&mut *db)
+        .await
+        .map_err(sqlite)?;
+    }
+    db.commit().await.map_err(sqlite)?;
+    Ok(())
+}
+
 /// The account an integration acts for.
 pub async fn integration_account(
     pool: &SqlitePool,
@@ -272,4 +312,86 @@ pub async fn integration_account(
         .and_then(|row| row.try_get::<Vec<u8>, _>(0).ok())
         .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
         .map(PublicKey))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn logins_codes_and_sequence_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("g.sqlite"))
+            .await
+            .unwrap();
+        let pool = store.pool();
+        let rng = ring::rand::SystemRandom::new();
+        let password = add_device(pool, &rng, "mqtt:a", 1).await.unwrap();
+        assert_eq!(
+            authenticate(pool, "mqtt:a", &password).await.unwrap(),
+            Some(Login::Device {
+                device: "mqtt:a".into()
+            })
+        );
+        assert_eq!(authenticate(pool, "mqtt:a", "guess").await.unwrap(), None);
+        assert_eq!(authenticate(pool, "nobody", &password).await.unwrap(), None);
+        // A setup code is spent once and expires.
+        let owner = itc_chain::crypto::Keypair::from_seed([1; 32]);
+        let grant = SetupGrant {
+            owner: owner.public(),
+            consent: Signature([7; 64]),
+        };
+        let (code, expires) = issue_setup_code(pool, &rng, &grant, 1_000).await.unwrap();
+        assert_eq!(
+            authenticate(pool, "setup", &code).await.unwrap(),
+            Some(Login::Setup)
+        );
+        assert_eq!(
+            take_setup_code(pool, &code, expires).await.unwrap(),
+            Err(CodeError::Expired)
+        );
+        assert_eq!(
+            take_setup_code(pool, &code, 2_000).await.unwrap(),
+            Ok(grant)
+        );
+        assert_eq!(
+            take_setup_code(pool, &code, 2_000).await.unwrap(),
+            Err(CodeError::Used)
+        );
+        assert_eq!(
+            take_setup_code(pool, "no-such-code", 2_000).await.unwrap(),
+            Err(CodeError::Unknown)
+        );
+        // Sequence numbers only grow, and survive a reopen.
+        save_report_sequences(pool, &[("mqtt:a".into(), 9)])
+            .await
+            .unwrap();
+        save_report_sequences(pool, &[("mqtt:a".into(), 4)])
+            .await
+            .unwrap();
+        store.close().await;
+        let store = crate::store::SqliteStore::open(&dir.path().join("g.sqlite"))
+            .await
+            .unwrap();
+        let seqs = report_sequences(store.pool()).await.unwrap();
+        assert_eq!(seqs.get("mqtt:a"), Some(&9));
+        // Integration names are checked and unique.
+        let account = owner.public();
+        assert!(add_integration(store.pool(), &rng, "ha", &account, 1)
+            .await
+            .is_ok());
+        assert!(matches!(
+            add_integration(store.pool(), &rng, "ha", &account, 1).await,
+            Err(LoginError::Exists(_))
+        ));
+        assert!(matches!(
+            add_integration(store.pool(), &rng, "a/b", &account, 1).await,
+            Err(LoginError::BadName(_))
+        ));
+        assert_eq!(
+            integration_account(store.pool(), "ha").await.unwrap(),
+            Some(account)
+        );
+        store.close().await;
+    }
 }

@@ -329,7 +329,7 @@ impl Service {
             .collect();
         drop(bridge_events);
         tasks.push(tokio::spawn(self.clone().register_bulbs()));
-        tasks.push(tokio::spawn(self.clone().mqtt_device_list()));
+        tasks.push(tokio::spawn(self.clone().mqtt_housekeeping()));
         self.inner
             .metrics
             .lights

@@ -118,6 +118,8 @@ pub struct MqttBridge {
     /// service never waits on the broker, and nothing is dropped.
     outbound: mpsc::UnboundedSender<(String, bool, Vec<u8>)>,
     list_dirty: std::sync::atomic::AtomicBool,
+    /// Sequence numbers accepted since they were last saved.
+    unsaved_seqs: Mutex<HashMap<DeviceId, u64>>,
 }
 
 /// Logins for the front.
@@ -190,6 +192,9 @@ impl MqttBridge {
         secret: String,
         known: Vec<(DeviceId, PublicKey, String)>,
     ) -> Result<MqttBridge, String> {
+        let sequences = logins::report_sequences(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
         let topics = Topics::new(&config.base_topic)
             .ok_or_else(|| format!("{:?} is not a usable base topic", config.base_topic))?;
         let broker = Broker::start(secret, 10_000)
@@ -247,7 +252,7 @@ impl MqttBridge {
                     model,
                     state: LightState::default(),
                     last_seen_ms: now,
-                    last_seq: None,
+                    last_seq: sequences.get(id.as_str()).copied(),
                     online: false,
                     pending: None,
                 };
@@ -264,6 +269,7 @@ impl MqttBridge {
             reports: Default::default(),
             outbound,
             list_dirty: Default::default(),
+            unsaved_seqs: Default::default(),
         })
     }
 
@@ -429,6 +435,9 @@ impl MqttBridge {
         match outcome {
             Ok((seq, Ok(state))) => {
                 known.last_seq = Some(seq);
+                if let Ok(mut unsaved) = self.unsaved_seqs.lock() {
+                    unsaved.insert(id.clone(), seq);
+                }
                 known.state = state;
                 known.last_seen_ms = now_ms();
                 known.online = true;
@@ -562,15 +571,31 @@ impl Service {
         mqtt.list_changed();
     }
 
-    /// Republishes `bridge/devices` when it changed, at most once a second
-    /// (it lists every light, so not once per join).
-    pub(super) async fn mqtt_device_list(self) {
+    /// Once a second: saves the report sequence numbers accepted since the
+    /// last time, and republishes `bridge/devices` if it changed (it lists
+    /// every light, so not once per join).
+    pub(super) async fn mqtt_housekeeping(self) {
         let Some(mqtt) = self.mqtt() else {
             return;
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
+            // Sequence numbers are saved once a second, not per report
+            // (thousands a second): a gateway killed mid-second may take a
+            // replay of that last second's reports after it restarts.
+            let unsaved: Vec<(String, u64)> = mqtt
+                .unsaved_seqs
+                .lock()
+                .map(|mut u| u.drain().map(|(d, s)| (d.to_string(), s)).collect())
+                .unwrap_or_default();
+            if !unsaved.is_empty() {
+                if let Err(error) =
+                    logins::save_report_sequences(self.inner.node.store.pool(), &unsaved).await
+                {
+                    tracing::warn!(%error, "saving MQTT report sequence numbers");
+                }
+            }
             if !mqtt
                 .list_dirty
                 .swap(false, std::sync::atomic::Ordering::Relaxed)
