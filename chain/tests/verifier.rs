@@ -17,6 +17,21 @@ use itc_verify::{Software, Verifier, VerifyError};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
+/// Proposes, commits and certifies the next block of `txs`.
+fn commit_block(
+    work: &Workload,
+    ledger: &mut Ledger,
+    txs: Vec<itc_chain::tx::SignedTx>,
+) -> (itc_chain::block::Block, itc_chain::block::CommitCertificate) {
+    let time = ledger.tip().time_ms + 1_000;
+    let proposer = work.proposer(ledger).public();
+    let proposal = ledger.propose(txs, time, proposer).unwrap();
+    let block = proposal.executed.block.clone();
+    ledger.commit(proposal.executed).unwrap();
+    let cert = work.certify(&block.header);
+    (block, cert)
+}
+
 fn verifier(work: &Workload, genesis: &itc_chain::block::Header) -> Verifier<Software> {
     let set = ValidatorSet::new(work.genesis.validators.clone()).unwrap();
     Verifier::new(&encode(genesis), &encode(&set)).unwrap()
@@ -114,12 +129,7 @@ fn proves_transactions_and_state_of_a_real_ledger() {
     let (mut ledger, genesis) = Ledger::genesis(&work.genesis).unwrap();
     let mut device = verifier(&work, &genesis.block.header);
     let txs = work.transfers(&ledger, 12);
-    let time = ledger.tip().time_ms + 1_000;
-    let proposer = work.proposer(&ledger).public();
-    let proposal = ledger.propose(txs, time, proposer).unwrap();
-    let block = proposal.executed.block.clone();
-    ledger.commit(proposal.executed).unwrap();
-    let cert = work.certify(&block.header);
+    let (block, cert) = commit_block(&work, &mut ledger, txs);
     device
         .verify_next(&encode(&block.header), &encode(&cert), None)
         .unwrap();
@@ -238,13 +248,7 @@ fn mcu_fixture() -> Vec<u8> {
         } else {
             Vec::new()
         };
-        let time = ledger.tip().time_ms + 1_000;
-        let proposer = work.proposer(&ledger).public();
-        let proposal = ledger.propose(txs, time, proposer).unwrap();
-        let block = proposal.executed.block.clone();
-        ledger.commit(proposal.executed).unwrap();
-        let cert = work.certify(&block.header);
-        certified.push((block, cert));
+        certified.push(commit_block(&work, &mut ledger, txs));
     }
     let first = &certified[0].0;
     let tx_index = first.txs.len() / 2;
