@@ -191,8 +191,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send>(
     acl: &Acl,
 ) -> Result<(), String> {
     let (mut client_rx, mut client_tx) = tokio::io::split(client);
-    let (mut up_rx, up_tx) = upstream.into_split();
-    let up_tx = Arc::new(tokio::sync::Mutex::new(up_tx));
+    let (mut up_rx, mut up_tx) = upstream.into_split();
     let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<BytesMut>(8);
 
     // Broker → client, with the front's own answers (refused SUBSCRIBEs)
@@ -251,12 +250,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 Packet::Connect(_) => return Err("a second CONNECT".into()),
                 _ => {}
             }
-            up_tx
-                .lock()
-                .await
-                .write_all(&raw)
-                .await
-                .map_err(|e| e.to_string())?;
+            up_tx.write_all(&raw).await.map_err(|e| e.to_string())?;
             if matches!(packet, Packet::Disconnect) {
                 return Ok(());
             }

@@ -422,18 +422,27 @@ impl MqttBridge {
     /// Checks a device's signed report and takes its state.
     fn report(&self, device: &str, payload: &[u8]) -> Option<BridgeEvent> {
         let id = DeviceId::new(device).ok()?;
-        let mut devices = self.devices.lock().ok()?;
-        let Some(known) = devices.get_mut(&id) else {
+        let known = self
+            .devices
+            .lock()
+            .ok()?
+            .get(&id)
+            .map(|d| (d.key, d.last_seq));
+        let Some((key, last_seq)) = known else {
             tracing::info!(device, "a report from an unknown device, dropped");
             return None;
         };
+        // The signature is checked outside the lock (REST reads take it
+        // too); only this task takes reports, so nothing moves meanwhile.
         let checked = Report::parse(payload)
-            .and_then(|report| Ok((report.seq, report.verify(&id, &known.key, known.last_seq)?)));
+            .and_then(|report| Ok((report.seq, report.verify(&id, &key, last_seq)?)));
         let outcome = checked.map(|(seq, json)| (seq, z2m::parse_state(&json)));
         let counter = usize::from(!matches!(outcome, Ok((_, Ok(_)))));
         self.reports[counter].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match outcome {
             Ok((seq, Ok(state))) => {
+                let mut devices = self.devices.lock().ok()?;
+                let known = devices.get_mut(&id)?;
                 known.last_seq = Some(seq);
                 if let Ok(mut unsaved) = self.unsaved_seqs.lock() {
                     unsaved.insert(id.clone(), seq);
