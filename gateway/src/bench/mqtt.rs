@@ -43,10 +43,24 @@ pub struct MqttReport {
     pub rss_after_load_bytes: u64,
 }
 
-fn line(reader: &mut impl BufRead) -> anyhow::Result<String> {
-    let mut text = String::new();
-    anyhow::ensure!(reader.read_line(&mut text)? > 0, "the swarm ended early");
-    Ok(text.trim().to_string())
+/// The swarm's next line, read off the runtime's threads; the reader
+/// comes back for the next one.
+async fn line<R: BufRead + Send + 'static>(mut reader: R) -> anyhow::Result<(R, String)> {
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        anyhow::ensure!(reader.read_line(&mut text)? > 0, "the swarm ended early");
+        Ok((reader, text.trim().to_string()))
+    })
+    .await?
+}
+
+/// Waits for a line on stdin (or its end).
+async fn stdin_line() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut text = String::new();
+        let _ = std::io::stdin().read_line(&mut text);
+    })
+    .await;
 }
 
 pub async fn mqtt(devices: usize, reports: usize) -> anyhow::Result<MqttReport> {
@@ -79,7 +93,7 @@ pub async fn mqtt(devices: usize, reports: usize) -> anyhow::Result<MqttReport> 
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let mut from = BufReader::new(
+    let from = BufReader::new(
         child
             .stdout
             .take()
@@ -89,22 +103,13 @@ pub async fn mqtt(devices: usize, reports: usize) -> anyhow::Result<MqttReport> 
         .stdin
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
-    let (mut from, onboarded) = tokio::task::spawn_blocking(move || {
-        let onboarded = line(&mut from);
-        (from, onboarded)
-    })
-    .await?;
-    let onboarded = onboarded?;
+    let (from, onboarded) = line(from).await?;
     let mut parts = onboarded.split_whitespace().skip(1);
     let onboarded_count: usize = parts.next().unwrap_or("0").parse()?;
     let onboard_s: f64 = parts.next().unwrap_or("0").parse()?;
-    let (mut from, connected) = tokio::task::spawn_blocking(move || {
-        let connected = line(&mut from);
-        (from, connected)
-    })
-    .await?;
+    let (from, connected) = line(from).await?;
     anyhow::ensure!(
-        connected?.starts_with("connected"),
+        connected.starts_with("connected"),
         "the swarm did not connect"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -113,12 +118,8 @@ pub async fn mqtt(devices: usize, reports: usize) -> anyhow::Result<MqttReport> 
     let (accepted0, refused0) = service.mqtt_reports().unwrap_or_default();
     writeln!(to, "go")?;
     let started = Instant::now();
-    let (from, sent) = tokio::task::spawn_blocking(move || {
-        let sent = line(&mut from);
-        (from, sent)
-    })
-    .await?;
-    let sent: u64 = sent?.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let (from, sent) = line(from).await?;
+    let sent: u64 = sent.split_whitespace().nth(1).unwrap_or("0").parse()?;
     // Until every report is accepted or refused, or nothing moves for 2 s.
     let (mut last, mut last_change) = ((0, 0), Instant::now());
     let finished = loop {
@@ -223,11 +224,7 @@ pub async fn swarm(front: SocketAddr, codes: Vec<String>, reports: usize) -> any
         clients.push((client, topics.device_report(lamp.id.as_str()), signed));
     }
     println!("connected {}", clients.len());
-    let stdin = tokio::task::spawn_blocking(|| {
-        let mut go = String::new();
-        let _ = std::io::stdin().read_line(&mut go);
-    });
-    let _ = stdin.await;
+    stdin_line().await;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut tasks = Vec::new();
@@ -250,10 +247,6 @@ pub async fn swarm(front: SocketAddr, codes: Vec<String>, reports: usize) -> any
     }
     println!("sent {sent} {}", started.elapsed().as_secs_f64());
     // Stay connected until the parent closes stdin.
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut rest = String::new();
-        let _ = std::io::stdin().read_line(&mut rest);
-    })
-    .await;
+    stdin_line().await;
     Ok(())
 }
