@@ -221,6 +221,21 @@ impl<const MAX: usize> Bytes<MAX> {
     }
 }
 
+/// Serde form: lowercase hex.
+impl<const MAX: usize> serde::Serialize for Bytes<MAX> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de, const MAX: usize> serde::Deserialize<'de> for Bytes<MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        Bytes::new(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
 impl<const MAX: usize> BorshSerialize for Bytes<MAX> {
     fn serialize<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
         write_len(writer, self.0.len(), MAX)?;

@@ -28,6 +28,8 @@ pub const MAX_APPROVALS: usize = crate::validators::MAX_VALIDATORS;
 
 /// Most DAG tips one anchor may name.
 pub const MAX_ANCHOR_TIPS: usize = 64;
+/// Most DAG payments one anchor may carry.
+pub const MAX_ANCHOR_PAYMENTS: usize = 256;
 
 /// An unsigned transaction.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -133,12 +135,18 @@ pub struct Approval {
     pub signature: Signature,
 }
 
-/// A DAG anchor: the tips of the side chain a block makes final, and the
-/// Merkle root over them (see [`crate::merkle`]).
+/// A DAG anchor: the tips of the side chain a block makes final, the
+/// Merkle root over them (see [`crate::merkle`]), and the token payments
+/// their past cone confirms, in the cone's confirmation order
+/// ([`crate::dag::Tangle::anchor`]). The ledger applies each payment the
+/// issuing device signed, from its owner's account, at most once per
+/// (payer, nonce); one it cannot apply (unfunded, not the owner's, spent
+/// already) is skipped.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct DagAnchor {
     pub tips: BoundedVec<Hash, MAX_ANCHOR_TIPS>,
     pub root: Hash,
+    pub payments: BoundedVec<crate::dag::DagTx, MAX_ANCHOR_PAYMENTS>,
 }
 
 /// A transaction and its sender's signature.

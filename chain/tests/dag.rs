@@ -26,7 +26,9 @@ fn device(i: u8) -> Device {
 fn report(dev: &Device, parents: [Hash; 2], time_ms: u64, text: &str) -> DagTx {
     let body = DagBody {
         issuer: dev.id.clone(),
-        kind: DagKind::StateReport(Bytes::new(text.as_bytes().to_vec()).unwrap()),
+        kind: DagKind::StateReport {
+            data: Bytes::new(text.as_bytes().to_vec()).unwrap(),
+        },
         parents: BoundedVec::new(parents.to_vec()).unwrap(),
         time_ms,
         level: 1,

@@ -2,12 +2,14 @@
 //! access checks, validator-set epochs and block validation.
 
 use itc_chain::block::Block;
-use itc_chain::codec::{BoundedVec, Text};
+use itc_chain::codec::{BoundedVec, Bytes, Text};
 use itc_chain::crypto::{Domain, Hash, Keypair};
+use itc_chain::dag::tangle::roots;
+use itc_chain::dag::{DagBody, DagKind, DagTx, DagTxError};
 use itc_chain::ledger::StateRead;
 use itc_chain::ledger::{Access, AccessError, BlockError, Ledger, TxError};
 use itc_chain::merkle;
-use itc_chain::state::StateKey;
+use itc_chain::state::{StateKey, StateValue};
 use itc_chain::testkit::{Workload, USER_BALANCE};
 use itc_chain::tx::{
     claim_payload, registration_payload, validator_change_payload, Approval, ChainId, DagAnchor,
@@ -45,10 +47,15 @@ impl Env {
     }
 
     fn tx(&self, from: &Keypair, body: TxBody) -> SignedTx {
+        // An anchor's nonce is the height it is for.
+        let nonce = match body {
+            TxBody::AnchorDag(_) => self.ledger.height() + 1,
+            _ => self.ledger.account(&from.public()).nonce,
+        };
         Tx {
             chain_id: self.chain(),
             sender: from.public(),
-            nonce: self.ledger.account(&from.public()).nonce,
+            nonce,
             body,
         }
         .sign(from)
@@ -566,6 +573,7 @@ fn dag_anchors_are_checked_and_committed_in_the_header() {
     let anchor = DagAnchor {
         tips: BoundedVec::new(tips.clone()).unwrap(),
         root: merkle::root(&tips),
+        payments: BoundedVec::new(vec![]).unwrap(),
     };
     let bad = DagAnchor {
         root: Hash::digest(b"wrong"),
@@ -579,10 +587,130 @@ fn dag_anchors_are_checked_and_committed_in_the_header() {
         env.refuse(env.tx(env.user(0), TxBody::AnchorDag(anchor.clone()))),
         TxError::NotAGateway { .. }
     ));
-    env.commit(vec![
-        env.tx(env.gateway(1), TxBody::AnchorDag(anchor.clone()))
-    ]);
+    let anchoring = env.tx(env.gateway(1), TxBody::AnchorDag(anchor.clone()));
+    let nonce = env.ledger.account(&env.gateway(1).public()).nonce;
+    env.commit(vec![anchoring.clone()]);
     assert_eq!(env.ledger.tip().dag_root, merkle::root(&[anchor.root]));
+    // It spent no account nonce, and cannot be replayed: its height passed.
+    assert_eq!(env.ledger.account(&env.gateway(1).public()).nonce, nonce);
+    assert_eq!(
+        env.refuse(anchoring),
+        TxError::BadNonce {
+            expected: env.ledger.height() + 1,
+            found: env.ledger.height()
+        }
+    );
+}
+
+/// A payment the device signed, from `from`, parents made up (the ledger
+/// does not see the tangle).
+fn dag_payment(
+    key: &Keypair,
+    id: &str,
+    from: &Keypair,
+    to: &Keypair,
+    amount: u64,
+    nonce: u64,
+) -> DagTx {
+    let body = DagBody {
+        issuer: dev(id),
+        kind: DagKind::Payment {
+            from: from.public(),
+            to: to.public(),
+            amount,
+            nonce,
+        },
+        parents: BoundedVec::new(roots().to_vec()).unwrap(),
+        time_ms: 1,
+        level: 1,
+    };
+    DagTx::issue(key, body, 0)
+}
+
+fn anchor_with(payments: Vec<DagTx>) -> DagAnchor {
+    let tips = vec![Hash::digest(b"tip")];
+    DagAnchor {
+        root: merkle::root(&tips),
+        tips: BoundedVec::new(tips).unwrap(),
+        payments: BoundedVec::new(payments).unwrap(),
+    }
+}
+
+#[test]
+fn dag_payments_are_applied_once_from_the_devices_owner() {
+    let mut env = Env::new();
+    let owner = env.user(0).clone();
+    let shop = env.user(1).clone();
+    let stranger = env.user(2).clone();
+    let id = "mqtt:meter-1";
+    let (reg, device_key) = env.register(0, 91, id);
+    env.commit(vec![reg]);
+    env.commit(vec![env.claim(&owner, env.gateway(0), id)]);
+    let before = (
+        env.ledger.account(&owner.public()).balance,
+        env.ledger.account(&shop.public()).balance,
+    );
+
+    let pay = dag_payment(&device_key, id, &owner, &shop, 7, 1);
+    let double = dag_payment(&device_key, id, &owner, &stranger, 9, 1);
+    let not_the_owners = dag_payment(&device_key, id, &stranger, &shop, 5, 2);
+    let unfunded = dag_payment(&device_key, id, &owner, &shop, USER_BALANCE * 10, 3);
+    let gw = env.gateway(1).clone();
+    env.commit(vec![env.tx(
+        &gw,
+        TxBody::AnchorDag(anchor_with(vec![
+            pay.clone(),
+            double,
+            not_the_owners,
+            unfunded,
+        ])),
+    )]);
+    // Only the first (payer, nonce) moved tokens; the rest were skipped.
+    assert_eq!(env.ledger.account(&owner.public()).balance, before.0 - 7);
+    assert_eq!(env.ledger.account(&shop.public()).balance, before.1 + 7);
+    let spent = env.ledger.get(&StateKey::DagPayment {
+        from: owner.public(),
+        nonce: 1,
+    });
+    assert!(
+        matches!(spent, Some(StateValue::DagPayment(r)) if r.tx == pay.id() && r.height == env.ledger.height())
+    );
+    assert!(env
+        .ledger
+        .get(&StateKey::DagPayment {
+            from: owner.public(),
+            nonce: 3
+        })
+        .is_none());
+
+    // The same payment anchored again (a second anchor, a Byzantine
+    // proposer) is not applied twice.
+    env.commit(vec![
+        env.tx(&gw, TxBody::AnchorDag(anchor_with(vec![pay.clone()])))
+    ]);
+    assert_eq!(env.ledger.account(&owner.public()).balance, before.0 - 7);
+
+    // A payment altered on the way, or not a payment at all, refuses the
+    // anchor.
+    let mut altered = dag_payment(&device_key, id, &owner, &shop, 1, 4);
+    if let DagKind::Payment { amount, .. } = &mut altered.body.kind {
+        *amount = 1_000;
+    }
+    assert!(matches!(
+        env.refuse(env.tx(&gw, TxBody::AnchorDag(anchor_with(vec![altered])))),
+        TxError::AnchorPayment {
+            index: 0,
+            error: DagTxError::BadSignature
+        }
+    ));
+    let mut report = pay;
+    report.body.kind = DagKind::Reading {
+        data: Bytes::new(vec![1]).unwrap(),
+    };
+    assert_eq!(
+        env.refuse(env.tx(&gw, TxBody::AnchorDag(anchor_with(vec![report])))),
+        TxError::AnchorPaymentKind { index: 0 }
+    );
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub enum AppError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error(transparent)]
+    Dag(#[from] crate::dag::DagServiceError),
     #[error("the API server failed: {0}")]
     Api(#[from] std::io::Error),
     #[error("a gateway task panicked: {0}")]
@@ -50,6 +52,8 @@ pub struct GatewayConfig {
     /// The MQTT front's listener and base topic, if MQTT is on.
     pub mqtt: Option<crate::service::mqtt::MqttConfig>,
     pub limits: itc_web::Limits,
+    /// The DAG side chain's depth and tangle limits.
+    pub dag: crate::dag::DagConfig,
 }
 
 /// A running gateway.
@@ -62,6 +66,9 @@ pub struct Gateway {
     /// The simulated Zigbee stick, when the config asks for one.
     pub sim_stick: Option<itc_bridges::zigbee::sim_port::SimPort>,
     zigbee_task: Option<JoinHandle<()>>,
+    pub dag: crate::dag::DagHandle,
+    dag_task: JoinHandle<()>,
+    stop_dag: watch::Sender<bool>,
     store: SqliteStore,
     node_task: JoinHandle<Result<(), NodeError>>,
     service_task: JoinHandle<()>,
@@ -81,6 +88,14 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         params: config.params,
     })
     .await?;
+    let (stop_dag, dag_stopped) = watch::channel(false);
+    let (dag, dag_task) = crate::dag::start(
+        &node,
+        Keypair::from_seed(*service_key.seed()),
+        config.dag,
+        dag_stopped,
+    )
+    .await?;
     let (sim_stick, zigbee, zigbee_task) = match config.zigbee {
         Some(zigbee) => {
             let stick = zigbee.simulate.map(|bulbs| {
@@ -99,6 +114,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
     };
     let (service, claim_code, service_task) = Service::start(ServiceConfig {
         node: node.clone(),
+        dag: dag.clone(),
         key: service_key,
         bulbs: config.bulbs,
         spare_bulbs: config.spare_bulbs,
@@ -122,6 +138,9 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         claim_code,
         sim_stick,
         zigbee_task,
+        dag,
+        dag_task,
+        stop_dag,
         store,
         node_task,
         service_task,
@@ -147,6 +166,9 @@ impl Gateway {
             Ok(result) => result??,
             Err(_) => server.abort(),
         }
+        // The DAG writes what it buffered before the store closes.
+        let _ = self.stop_dag.send(true);
+        self.dag_task.await?;
         self.node.shutdown();
         self.node_task.await??;
         self.service_task.abort();
@@ -165,6 +187,8 @@ pub struct LocalCluster {
     /// Funded user accounts of the genesis.
     pub users: Vec<Keypair>,
     pub genesis: Genesis,
+    /// The gateways' keys, in the order of `gateways`.
+    pub keys: Vec<Keypair>,
     _dir: tempfile::TempDir,
 }
 
@@ -226,10 +250,12 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         listeners.push(listener);
     }
     let mut gateways = Vec::new();
+    let mut keys = Vec::new();
     for (i, peers) in listeners.into_iter().enumerate() {
         let key = work
             .validator_keypair(&work.genesis.validators[i].key)
             .ok_or_else(|| std::io::Error::other("the workload lost a validator's key"))?;
+        keys.push(Keypair::from_seed(*key.seed()));
         gateways.push(
             launch(GatewayConfig {
                 key,
@@ -254,6 +280,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                     false => None,
                 },
                 limits,
+                dag: Default::default(),
             })
             .await?,
         );
@@ -263,11 +290,94 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         gateways,
         users,
         genesis: work.genesis,
+        keys,
         _dir: dir,
     })
 }
 
 impl LocalCluster {
+    /// Registers `devices` (id and key, as a bridge would hold them) on
+    /// chain through gateway `g`, owned by `owner` from the start, and
+    /// waits until all are committed.
+    pub async fn register_devices(
+        &self,
+        g: usize,
+        devices: &[(itc_chain::types::DeviceId, Keypair)],
+        owner: &Keypair,
+    ) -> Result<(), String> {
+        use itc_chain::ledger::StateRead;
+        use itc_chain::tx::{
+            adoption_payload, registration_payload, DeviceRegistration, Tx, TxBody,
+        };
+        let gateway = &self.keys[g];
+        let node = &self.gateways[g].node;
+        let chain_id = self.genesis.chain_id.clone();
+        let consent = owner.sign(
+            itc_chain::crypto::Domain::Adoption,
+            &adoption_payload(&chain_id, &owner.public(), &gateway.public()),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        for chunk in devices.chunks(500) {
+            let nonce = node
+                .committed()
+                .read()
+                .map_err(|_| "the committed view is poisoned")?
+                .entries
+                .account(&gateway.public())
+                .nonce;
+            let model = itc_chain::types::Model::new("sim-meter").map_err(|e| e.to_string())?;
+            let kind = itc_chain::types::DeviceKind::Mqtt;
+            let txs = chunk
+                .iter()
+                .zip(nonce..)
+                .map(|((device, key), nonce)| {
+                    let payload = registration_payload(
+                        &chain_id,
+                        &gateway.public(),
+                        device,
+                        &key.public(),
+                        kind,
+                        &model,
+                    );
+                    Tx {
+                        chain_id: chain_id.clone(),
+                        sender: gateway.public(),
+                        nonce,
+                        body: TxBody::RegisterAdoptedDevice {
+                            registration: DeviceRegistration {
+                                device: device.clone(),
+                                device_key: key.public(),
+                                kind,
+                                model: model.clone(),
+                                proof: key
+                                    .sign(itc_chain::crypto::Domain::DeviceRegistration, &payload),
+                            },
+                            owner: owner.public(),
+                            consent,
+                        },
+                    }
+                    .sign(gateway)
+                })
+                .collect();
+            node.submit(txs).await;
+            loop {
+                let done = node
+                    .committed()
+                    .read()
+                    .map(|view| chunk.iter().all(|(d, _)| view.entries.device(d).is_some()))
+                    .unwrap_or(false);
+                if done {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err("devices were not registered within 60 s".into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Stops every gateway.
     pub async fn shutdown(self) -> Result<(), AppError> {
         for gateway in self.gateways {

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod dag;
 pub mod light;
 pub mod mqtt;
 pub mod net;

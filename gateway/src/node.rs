@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::net::{Inbound, Inboxes, Network};
+use crate::net::{DagInbound, Inbound, Inboxes, Network};
 use crate::store::SqliteStore;
 
 /// Inbound messages queued from all peers together.
@@ -61,6 +61,8 @@ pub struct NodeStatus {
     pub view: u64,
     pub changing_view: bool,
     pub pending: usize,
+    /// This replica is the primary of its view.
+    pub primary: bool,
 }
 
 /// A block the node committed.
@@ -104,6 +106,9 @@ pub struct NodeHandle {
     queries: mpsc::Sender<Query>,
     committed: Arc<RwLock<CommittedView>>,
     pub store: SqliteStore,
+    /// The peer channels, for the DAG's gossip.
+    pub network: Network,
+    dag_inbox: Arc<std::sync::Mutex<Option<mpsc::Receiver<DagInbound>>>>,
 }
 
 /// A question only the replica's ledger can answer.
@@ -155,6 +160,11 @@ impl NodeHandle {
 
     /// Stops the node after the input it is handling; nothing committed or
     /// persisted is lost.
+    /// The DAG gossip peers sent; the one DAG service takes it.
+    pub fn take_dag_inbox(&self) -> Option<mpsc::Receiver<DagInbound>> {
+        self.dag_inbox.lock().ok()?.take()
+    }
+
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -223,6 +233,7 @@ pub async fn start(
     )?;
     let (consensus_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (transactions_tx, relayed) = mpsc::channel(INBOUND_QUEUE);
+    let (dag_tx, dag_inbox) = mpsc::channel(INBOUND_QUEUE);
     let network = Network::start(
         Arc::new(key),
         genesis.chain_id.clone(),
@@ -231,6 +242,7 @@ pub async fn start(
         Inboxes {
             consensus: consensus_tx,
             transactions: transactions_tx,
+            dag: dag_tx,
         },
     );
     let (submit, submissions) = mpsc::channel(1_024);
@@ -254,6 +266,8 @@ pub async fn start(
         queries,
         committed: committed.clone(),
         store: store.clone(),
+        network: network.clone(),
+        dag_inbox: Arc::new(std::sync::Mutex::new(Some(dag_inbox))),
     };
     let driver = Driver {
         replica,
@@ -278,6 +292,7 @@ fn status_of(replica: &Replica) -> NodeStatus {
         view: replica.view(),
         changing_view: replica.is_changing_view(),
         pending: replica.pending(),
+        primary: replica.is_primary(),
     }
 }
 

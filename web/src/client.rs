@@ -240,6 +240,28 @@ impl Client {
             .await
     }
 
+    /// Hands a device's DAG transaction to the gateway.
+    pub async fn dag_submit(
+        &self,
+        tx: &itc_chain::dag::DagTx,
+    ) -> Result<DagTxAccepted, ClientError> {
+        let body = NewDagTx {
+            encoded: hex::encode(itc_chain::codec::encode(tx)),
+        };
+        Ok(self
+            .call(Method::POST, "/api/v1/dag/transactions", Some(&body))
+            .await?
+            .1)
+    }
+
+    pub async fn dag_parents(&self) -> Result<DagParents, ClientError> {
+        self.get("/api/v1/dag/parents").await
+    }
+
+    pub async fn dag_status(&self, id: &Hash) -> Result<DagTxStatus, ClientError> {
+        self.get(&format!("/api/v1/dag/transactions/{id}")).await
+    }
+
     pub async fn owner_proof(&self, device: &DeviceId) -> Result<OwnerProof, ClientError> {
         self.get(&format!("/api/v1/chain/devices/{device}/owner"))
             .await

@@ -43,6 +43,13 @@ pub trait Gateway: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<StateProofView>> + Send;
     fn validator_set(&self, hash: Hash)
         -> impl Future<Output = ApiResult<ValidatorSetView>> + Send;
+    /// Takes a device's DAG transaction.
+    fn dag_submit(
+        &self,
+        tx: itc_chain::dag::DagTx,
+    ) -> impl Future<Output = ApiResult<DagTxAccepted>> + Send;
+    fn dag_parents(&self) -> impl Future<Output = ApiResult<DagParents>> + Send;
+    fn dag_status(&self, id: Hash) -> impl Future<Output = ApiResult<DagTxStatus>> + Send;
     /// A one-time MQTT setup code for a new device owned by `caller`.
     fn mqtt_setup_code(
         &self,

@@ -81,6 +81,9 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
         routes::owner_proof,
         routes::state_proof,
         routes::validator_set,
+        routes::dag_submit,
+        routes::dag_parents,
+        routes::dag_status,
         routes::events,
     )
 )]
@@ -116,6 +119,12 @@ pub fn router_with<G: Gateway>(gateway: G, limits: Limits) -> Router {
         .route(
             "/api/v1/chain/validator-sets/{hash}",
             get(routes::validator_set::<G>),
+        )
+        .route("/api/v1/dag/transactions", post(routes::dag_submit::<G>))
+        .route("/api/v1/dag/parents", get(routes::dag_parents::<G>))
+        .route(
+            "/api/v1/dag/transactions/{id}",
+            get(routes::dag_status::<G>),
         )
         .route("/api/v1/accounts/{id}", get(routes::account::<G>))
         .route("/api/v1/gateway", get(routes::gateway_info::<G>))

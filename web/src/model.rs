@@ -292,6 +292,50 @@ pub struct ValidatorView {
     pub addr: String,
 }
 
+/// A DAG transaction to take on its issuer's behalf.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewDagTx {
+    /// The transaction (`itc_chain::dag::DagTx`) in its canonical
+    /// encoding, hex: what the device signed and did its work over.
+    pub encoded: String,
+}
+
+/// A DAG transaction this gateway took.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DagTxAccepted {
+    pub id: String,
+}
+
+/// Parents for a new DAG transaction: two tips chosen uniformly among the
+/// non-lazy ones.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DagParents {
+    pub parents: Vec<String>,
+}
+
+/// Where a DAG transaction stands.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DagTxStatus {
+    pub id: String,
+    /// `unknown`, `pending`, `confirmed` or `conflicting` (a double spend,
+    /// confirmed but not applied).
+    pub status: String,
+    /// Pending: whether all its ancestors are known here.
+    pub solid: Option<bool>,
+    /// Confirmed or conflicting: the height of the block that anchored it.
+    pub height: Option<u64>,
+    /// The transaction, readable (null once pruned).
+    #[schema(value_type = Object)]
+    pub tx: serde_json::Value,
+    /// The confirmation proof (`itc_chain::dag::DagProof`: the path of
+    /// transactions to an anchored tip and the Merkle proofs into the
+    /// header's DAG root), readable; null if pending or pruned.
+    #[schema(value_type = Object)]
+    pub proof: serde_json::Value,
+    /// The block that anchored it, with its certificate.
+    pub block: Option<BlockSummary>,
+}
+
 /// A live event (Server-Sent Events at `/api/v1/events`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -519,6 +519,42 @@ pub async fn validator_set<G: Gateway>(
     Ok(Json(state.gateway.validator_set(hash).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/dag/transactions", tag = "dag", request_body = NewDagTx,
+    responses((status = 202, body = DagTxAccepted), (status = 400, body = Problem),
+        (status = 409, body = Problem), (status = 429, body = Problem)))]
+pub async fn dag_submit<G: Gateway>(
+    State(state): S<G>,
+    request: Body<NewDagTx>,
+) -> ApiResult<(StatusCode, Json<DagTxAccepted>)> {
+    let body = body(request)?;
+    let bytes = hex::decode(&body.encoded)
+        .map_err(|e| ApiError::bad_request("Bad DAG transaction", format!("not hex: {e}")))?;
+    let tx = itc_chain::codec::decode(&bytes)
+        .map_err(|e| ApiError::bad_request("Bad DAG transaction", e.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.gateway.dag_submit(tx).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/dag/parents", tag = "dag",
+    responses((status = 200, body = DagParents)))]
+pub async fn dag_parents<G: Gateway>(State(state): S<G>) -> ApiResult<Json<DagParents>> {
+    Ok(Json(state.gateway.dag_parents().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/dag/transactions/{id}", tag = "dag", params(("id" = String, Path)),
+    responses((status = 200, body = DagTxStatus), (status = 400, body = Problem)))]
+pub async fn dag_status<G: Gateway>(
+    State(state): S<G>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DagTxStatus>> {
+    let id: Hash = id
+        .parse()
+        .map_err(|e| ApiError::bad_request("Bad transaction id", format!("{id:?}: {e}")))?;
+    Ok(Json(state.gateway.dag_status(id).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     responses((status = 200, description = "text/event-stream of Event", body = Event)))]
 pub async fn events<G: Gateway>(

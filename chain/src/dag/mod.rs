@@ -6,15 +6,21 @@
 //! - [`pow`]: the work per security level;
 //! - [`tangle`]: solidification, non-lazy uniform tip selection, rate
 //!   limits, anchoring and the deterministic confirmation order with
-//!   double-spend detection.
+//!   double-spend detection;
+//! - [`proof`]: that a transaction is in a certified anchor's past cone;
+//! - [`gossip`]: what gateways tell each other about the tangle.
 //!
 //! Pure like the rest of `itc-chain`: time and randomness are arguments.
-//! Gossip between gateways, storage and the REST status are the gateway's
-//! (not built yet).
+//! The gateway drives it (`itc-gateway`'s `dag` service): gossip over the
+//! peer channels, sqlite storage and pruning, anchoring, the REST status.
 
+pub mod gossip;
 pub mod pow;
+pub mod proof;
 pub mod tangle;
 pub mod tx;
 
+pub use gossip::DagMessage;
+pub use proof::{DagProof, DagProofError};
 pub use tangle::{Confirmed, DagError, Status, Tangle, TangleConfig};
 pub use tx::{DagBody, DagKind, DagTx, DagTxError};

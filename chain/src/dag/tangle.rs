@@ -10,8 +10,8 @@
 //!   asked for.
 //! - **Tip selection**: uniform random tip selection over non-lazy tips
 //!   (IOTA TIP-3, "Uniform Random Tip Selection"): a transaction is lazy
-//!   when it approves one the network has moved on from that is confirmed
-//!   already or old, or a lazy one — as a parasite chain hanging off old
+//!   when it approves one the network has moved on from that is old, or a
+//!   lazy one — as a parasite chain hanging off old
 //!   transactions does. Lazy transactions are never tips, never selected
 //!   and never anchored, so what they carry is not confirmed unless
 //!   honest issuers approve it; nor do they take tips away.
@@ -48,6 +48,9 @@ pub struct TangleConfig {
     pub max_skew_ms: u64,
     /// A tip whose newest parent is older than this is lazy.
     pub max_parent_age_ms: u64,
+    /// How long a transaction may wait for missing parents before it is
+    /// dropped ([`Tangle::expire`]).
+    pub max_wait_ms: u64,
 }
 
 impl Default for TangleConfig {
@@ -57,6 +60,7 @@ impl Default for TangleConfig {
             window_ms: 1_000,
             max_skew_ms: 60_000,
             max_parent_age_ms: 120_000,
+            max_wait_ms: 30_000,
         }
     }
 }
@@ -66,6 +70,8 @@ impl Default for TangleConfig {
 pub enum DagError {
     #[error(transparent)]
     Invalid(#[from] DagTxError),
+    #[error("{issuer} is not a device registered on chain")]
+    UnknownIssuer { issuer: DeviceId },
     #[error("transaction {id} is known already")]
     Duplicate { id: Hash },
     #[error("{issuer} issued {count} transactions in {window_ms} ms; the limit is {limit}")]
@@ -79,6 +85,14 @@ pub enum DagError {
     FromTheFuture { ahead_ms: u64 },
     #[error("the anchor names {id}, which is not a solid transaction here")]
     UnknownTip { id: Hash },
+    #[error(
+        "transaction {id} waited {waited_ms} ms for parents that never arrived ({missing} missing)"
+    )]
+    Orphaned {
+        id: Hash,
+        missing: usize,
+        waited_ms: u64,
+    },
 }
 
 /// Where a transaction stands.
@@ -113,6 +127,8 @@ struct Entry {
     solid: bool,
     lazy: bool,
     status: Status,
+    /// When this gateway took it (for [`Tangle::expire`]).
+    arrived: TimestampMs,
 }
 
 /// The tangle at one gateway.
@@ -123,6 +139,8 @@ pub struct Tangle {
     /// Unknown parent → transactions waiting for it.
     waiting: HashMap<Hash, Vec<Hash>>,
     missing: BTreeSet<Hash>,
+    /// Parent → the transactions that approve it (for proofs).
+    children: HashMap<Hash, Vec<Hash>>,
     tips: BTreeSet<Hash>,
     recent: HashMap<DeviceId, Vec<TimestampMs>>,
     spent: HashMap<(AccountId, u64), Hash>,
@@ -135,13 +153,15 @@ impl Tangle {
             txs: HashMap::new(),
             waiting: HashMap::new(),
             missing: BTreeSet::new(),
+            children: HashMap::new(),
             tips: roots().into_iter().collect(),
             recent: HashMap::new(),
             spent: HashMap::new(),
         }
     }
 
-    fn is_solid(&self, id: &Hash) -> bool {
+    /// Known here with all its ancestors (or a root).
+    pub fn is_solid(&self, id: &Hash) -> bool {
         roots().contains(id) || self.txs.get(id).is_some_and(|e| e.solid)
     }
 
@@ -203,17 +223,149 @@ impl Tangle {
                 self.missing.insert(*parent);
             }
         }
+        self.insert(id, tx, Status::Pending { solid: false }, now);
+        Ok(id)
+    }
+
+    /// Puts back a transaction this gateway had taken (checked then) with
+    /// the status it had, as a restart does: parents before children.
+    pub fn restore(&mut self, tx: DagTx, status: Status) {
+        let id = tx.id();
+        if self.txs.contains_key(&id) {
+            return;
+        }
+        if let (Status::Confirmed { .. }, DagKind::Payment { from, nonce, .. }) =
+            (status, &tx.body.kind)
+        {
+            self.spent.insert((*from, *nonce), id);
+        }
+        for parent in tx.body.parents.as_slice() {
+            if !self.is_solid(parent) {
+                self.waiting.entry(*parent).or_default().push(id);
+            }
+        }
+        let arrived = tx.body.time_ms;
+        self.insert(id, tx, status, arrived);
+    }
+
+    fn insert(&mut self, id: Hash, tx: DagTx, status: Status, arrived: TimestampMs) {
+        for parent in tx.body.parents.as_slice() {
+            self.children.entry(*parent).or_default().push(id);
+        }
         self.txs.insert(
             id,
             Entry {
                 tx,
                 solid: false,
                 lazy: false,
-                status: Status::Pending { solid: false },
+                status,
+                arrived,
             },
         );
         self.solidify(id);
-        Ok(id)
+    }
+
+    /// Drops transactions that waited longer than `max_wait_ms` for
+    /// parents that never came, with the reason.
+    pub fn expire(&mut self, now: TimestampMs) -> Vec<DagError> {
+        let limit = self.config.max_wait_ms;
+        let stale: Vec<Hash> = self
+            .txs
+            .iter()
+            .filter(|(_, e)| !e.solid && now.saturating_sub(e.arrived) > limit)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::with_capacity(stale.len());
+        for id in stale {
+            let Some(entry) = self.txs.remove(&id) else {
+                continue;
+            };
+            let parents = entry.tx.body.parents.as_slice();
+            let missing = parents.iter().filter(|p| !self.is_solid(p)).count();
+            for parent in parents {
+                self.unlink(parent, &id);
+            }
+            out.push(DagError::Orphaned {
+                id,
+                missing,
+                waited_ms: now.saturating_sub(entry.arrived),
+            });
+        }
+        // Parents only the dropped ones wanted are no longer asked for.
+        self.missing.retain(|p| self.waiting.contains_key(p));
+        out
+    }
+
+    fn unlink(&mut self, parent: &Hash, child: &Hash) {
+        for map in [&mut self.waiting, &mut self.children] {
+            if let Some(list) = map.get_mut(parent) {
+                list.retain(|c| c != child);
+                if list.is_empty() {
+                    map.remove(parent);
+                }
+            }
+        }
+    }
+
+    /// Forgets confirmed transactions for which `prune` says so (older than
+    /// the gateway's depth), except current tips; returns how many. What
+    /// approves a forgotten transaction later waits for it and expires, as
+    /// approving deep history is lazy anyway.
+    pub fn prune(&mut self, prune: impl Fn(Height) -> bool) -> usize {
+        let old: Vec<Hash> = self
+            .txs
+            .iter()
+            .filter(|(id, e)| {
+                !self.tips.contains(id)
+                    && match e.status {
+                        Status::Confirmed { height } | Status::Conflicting { height } => {
+                            prune(height)
+                        }
+                        Status::Pending { .. } | Status::Unknown => false,
+                    }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            if let Some(entry) = self.txs.remove(id) {
+                for parent in entry.tx.body.parents.as_slice() {
+                    self.unlink(parent, id);
+                }
+                if let DagKind::Payment { from, nonce, .. } = &entry.tx.body.kind {
+                    // The ledger's record of the spend stays on chain.
+                    self.spent.remove(&(*from, *nonce));
+                }
+            }
+        }
+        old.len()
+    }
+
+    /// A chain of transactions from `id` to one of `targets` (an anchor's
+    /// tips), each approving the one before: the DAG half of a
+    /// confirmation proof. Breadth first, so the shortest.
+    pub fn path_to(&self, id: &Hash, targets: &[Hash]) -> Option<Vec<DagTx>> {
+        let mut came_from: HashMap<Hash, Hash> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([*id]);
+        let mut seen = std::collections::HashSet::from([*id]);
+        while let Some(at) = queue.pop_front() {
+            if targets.contains(&at) {
+                let mut path = vec![self.txs.get(&at)?.tx.clone()];
+                let mut cursor = at;
+                while let Some(prev) = came_from.get(&cursor) {
+                    path.push(self.txs.get(prev)?.tx.clone());
+                    cursor = *prev;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for child in self.children.get(&at).into_iter().flatten() {
+                if seen.insert(*child) {
+                    came_from.insert(*child, at);
+                    queue.push_back(*child);
+                }
+            }
+        }
+        None
     }
 
     /// Marks `start` solid if its parents are, and then the descendants
@@ -232,7 +384,10 @@ impl Tangle {
                 continue;
             }
             let time = entry.tx.body.time_ms;
-            let lazy = parents.iter().any(|p| self.makes_lazy(p, time));
+            // Laziness is judged on arrival; restored history keeps its
+            // place.
+            let pending = matches!(entry.status, Status::Pending { .. });
+            let lazy = pending && parents.iter().any(|p| self.makes_lazy(p, time));
             if let Some(entry) = self.txs.get_mut(&id) {
                 entry.solid = true;
                 entry.lazy = lazy;
@@ -253,11 +408,12 @@ impl Tangle {
     }
 
     /// Whether approving `parent` at `time` makes a transaction lazy: the
-    /// parent is lazy itself, or it is a transaction others moved on from
-    /// (no longer a tip) that is confirmed already or older than
-    /// `max_parent_age_ms` — what a parasite chain hanging off old
-    /// transactions does. A quiet network's tips stay approvable however
-    /// old they are.
+    /// parent is lazy itself, or others moved on from it (it is no longer a
+    /// tip) and it is older than `max_parent_age_ms` — TIP-3's "below max
+    /// depth", what a parasite chain hanging off old transactions is. A
+    /// parent confirmed a moment ago is fine to approve (issuers pick
+    /// parents before the anchor lands), and a quiet network's tips stay
+    /// approvable however old they are.
     fn makes_lazy(&self, parent: &Hash, time: TimestampMs) -> bool {
         let Some(entry) = self.txs.get(parent) else {
             return false;
@@ -266,9 +422,8 @@ impl Tangle {
             return true;
         }
         let moved_on = !self.tips.contains(parent);
-        let confirmed = !matches!(entry.status, Status::Pending { .. });
         let old = time.saturating_sub(entry.tx.body.time_ms) > self.config.max_parent_age_ms;
-        moved_on && (confirmed || old)
+        moved_on && old
     }
 
     /// Parents to ask peers for (each once).
@@ -286,8 +441,10 @@ impl Tangle {
     }
 
     /// The anchor a block proposal carries: the non-lazy tips (the
-    /// oldest-id first, as many as an anchor holds) and their Merkle root,
-    /// as the ledger checks it. `None` while there is nothing to anchor.
+    /// smallest ids first, as many as an anchor holds and as keep the
+    /// cone's payments within one anchor), their Merkle root as the ledger
+    /// checks it, and the payments the cone would apply, in confirmation
+    /// order. `None` while there is nothing to anchor.
     pub fn anchor(&self) -> Option<crate::tx::DagAnchor> {
         let mut tips: Vec<Hash> = self
             .tips()
@@ -295,13 +452,37 @@ impl Tangle {
             .filter(|t| !roots().contains(t))
             .collect();
         tips.truncate(crate::tx::MAX_ANCHOR_TIPS);
-        if tips.is_empty() {
-            return None;
+        loop {
+            if tips.is_empty() {
+                return None;
+            }
+            let payments = self.payments_of(&self.cone(&tips));
+            if payments.len() <= crate::tx::MAX_ANCHOR_PAYMENTS {
+                return Some(crate::tx::DagAnchor {
+                    root: crate::merkle::root(&tips),
+                    tips: crate::codec::BoundedVec::new(tips).ok()?,
+                    payments: crate::codec::BoundedVec::new(payments).ok()?,
+                });
+            }
+            tips.truncate(tips.len() / 2);
         }
-        Some(crate::tx::DagAnchor {
-            root: crate::merkle::root(&tips),
-            tips: crate::codec::BoundedVec::new(tips).ok()?,
-        })
+    }
+
+    /// The payments among `order` that confirming it would apply: the
+    /// first of each (payer, nonce).
+    fn payments_of(&self, order: &[Hash]) -> Vec<DagTx> {
+        let mut used = std::collections::HashSet::new();
+        order
+            .iter()
+            .filter_map(|id| self.txs.get(id))
+            .filter(|e| match &e.tx.body.kind {
+                DagKind::Payment { from, nonce, .. } => {
+                    !self.spent.contains_key(&(*from, *nonce)) && used.insert((*from, *nonce))
+                }
+                _ => false,
+            })
+            .map(|e| e.tx.clone())
+            .collect()
     }
 
     /// Two distinct parents for a new transaction, chosen uniformly among
@@ -328,13 +509,10 @@ impl Tangle {
         }
     }
 
-    /// Confirms the past cone of `tips` (an anchor committed at `height`):
-    /// every not yet confirmed ancestor, parents first, ties by id.
-    pub fn confirm(&mut self, tips: &[Hash], height: Height) -> Result<Vec<Confirmed>, DagError> {
-        if let Some(id) = tips.iter().find(|t| !self.is_solid(t)) {
-            return Err(DagError::UnknownTip { id: *id });
-        }
-        // The cone: unconfirmed transactions reachable from the tips.
+    /// The not yet confirmed past cone of `tips` in confirmation order:
+    /// parents first, ties by smallest id (Kahn's algorithm), so every
+    /// gateway orders one cone alike.
+    pub fn cone(&self, tips: &[Hash]) -> Vec<Hash> {
         let mut cone = BTreeSet::new();
         let mut stack: Vec<Hash> = tips.to_vec();
         while let Some(id) = stack.pop() {
@@ -346,7 +524,6 @@ impl Tangle {
             }
             stack.extend(entry.tx.body.parents.as_slice().iter().copied());
         }
-        // Kahn's order within the cone, smallest id first among the ready.
         let mut pending: BTreeMap<Hash, usize> = BTreeMap::new();
         let mut children: HashMap<Hash, Vec<Hash>> = HashMap::new();
         for id in &cone {
@@ -364,14 +541,29 @@ impl Tangle {
             .collect();
         let mut out = Vec::with_capacity(cone.len());
         while let Some(id) = ready.pop_first() {
-            for child in children.get(&id).cloned().unwrap_or_default() {
-                if let Some(n) = pending.get_mut(&child) {
+            for child in children.get(&id).into_iter().flatten() {
+                if let Some(n) = pending.get_mut(child) {
                     *n -= 1;
                     if *n == 0 {
-                        ready.insert(child);
+                        ready.insert(*child);
                     }
                 }
             }
+            out.push(id);
+        }
+        out
+    }
+
+    /// Confirms the past cone of `tips` (an anchor committed at `height`)
+    /// in [`Tangle::cone`]'s order. A payment whose (payer, nonce) an
+    /// earlier one used is conflicting and not applied.
+    pub fn confirm(&mut self, tips: &[Hash], height: Height) -> Result<Vec<Confirmed>, DagError> {
+        if let Some(id) = tips.iter().find(|t| !self.is_solid(t)) {
+            return Err(DagError::UnknownTip { id: *id });
+        }
+        let order = self.cone(tips);
+        let mut out = Vec::with_capacity(order.len());
+        for id in order {
             let applied = match &self.txs[&id].tx.body.kind {
                 DagKind::Payment { from, nonce, .. } => match self.spent.get(&(*from, *nonce)) {
                     Some(_) => false,

@@ -7,6 +7,7 @@
 //! the id.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
 
 use super::pow;
 use crate::codec::{encode, BoundedVec, Bytes};
@@ -21,14 +22,15 @@ pub const MAX_PARENTS: usize = 8;
 pub const MAX_PAYLOAD: usize = 1_024;
 
 /// What a transaction carries.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum DagKind {
     /// A light's state, as the device reported it.
-    StateReport(Bytes<MAX_PAYLOAD>),
+    StateReport { data: Bytes<MAX_PAYLOAD> },
     /// A sensor or energy reading.
-    Reading(Bytes<MAX_PAYLOAD>),
+    Reading { data: Bytes<MAX_PAYLOAD> },
     /// An audit record of a command the gateway carried out.
-    CommandRecord(Bytes<MAX_PAYLOAD>),
+    CommandRecord { data: Bytes<MAX_PAYLOAD> },
     /// A token micro-payment from the issuer's owner account. `nonce`
     /// names the payment: two payments with one (payer, nonce) are a double
     /// spend.
@@ -41,7 +43,7 @@ pub enum DagKind {
 }
 
 /// The signed part.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct DagBody {
     pub issuer: DeviceId,
     pub kind: DagKind,
@@ -53,7 +55,7 @@ pub struct DagBody {
 }
 
 /// A transaction as it travels.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct DagTx {
     pub body: DagBody,
     /// The issuer's signature over the body, under [`Domain::DagTransaction`].

@@ -88,6 +88,13 @@ pub enum TxError {
     EmptyAnchor,
     #[error("the DAG anchor's root is {claimed}, but its tips give {computed}")]
     BadAnchorRoot { claimed: Hash, computed: Hash },
+    #[error("the DAG anchor's payment {index} is not a payment")]
+    AnchorPaymentKind { index: usize },
+    #[error("the DAG anchor's payment {index} is not its issuer's: {error}")]
+    AnchorPayment {
+        index: usize,
+        error: crate::dag::DagTxError,
+    },
 }
 
 /// Why a block was refused. A refused block changes nothing.

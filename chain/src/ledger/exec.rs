@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 
 use super::StateRead;
 use crate::crypto::{AccountId, Domain, Hash, PublicKey, Signature};
+use crate::dag::{DagKind, DagTx};
 use crate::merkle;
 use crate::state::{
-    Account, DeviceRecord, GrantRecord, ManifestRecord, StateKey, StateValue, ValidatorSets,
+    Account, DagPaymentRecord, DeviceRecord, GrantRecord, ManifestRecord, StateKey, StateValue,
+    ValidatorSets,
 };
 use crate::tx::{
     adoption_payload, claim_payload, registration_payload, validator_change_payload, Approval,
@@ -228,7 +230,14 @@ impl TxScope<'_, '_> {
                 .verify_signature()
                 .map_err(|_| TxError::BadSignature)?;
         }
-        let expected = self.account(&tx.sender).nonce;
+        // An anchor's nonce is the height of the block it is for: it spends
+        // no account nonce, so anchoring never competes with the gateway's
+        // other transactions, and a replay is refused (its height passed).
+        let anchor = matches!(tx.body, TxBody::AnchorDag(_));
+        let expected = match anchor {
+            true => self.block.height,
+            false => self.account(&tx.sender).nonce,
+        };
         if tx.nonce != expected {
             return Err(TxError::BadNonce {
                 expected,
@@ -236,9 +245,11 @@ impl TxScope<'_, '_> {
             });
         }
         self.body(tx)?;
-        let mut sender = self.account(&tx.sender);
-        sender.nonce += 1;
-        self.put_account(tx.sender, sender);
+        if !anchor {
+            let mut sender = self.account(&tx.sender);
+            sender.nonce += 1;
+            self.put_account(tx.sender, sender);
+        }
         Ok(())
     }
 
@@ -366,9 +377,51 @@ impl TxScope<'_, '_> {
                         computed,
                     });
                 }
+                for (index, payment) in anchor.payments.as_slice().iter().enumerate() {
+                    self.dag_payment(index, payment)?;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// One payment an anchor carries. A payment that is not one, or that
+    /// its issuer did not sign with enough work, refuses the anchor (the
+    /// proposer built it wrongly); one the ledger cannot honour — an
+    /// unknown issuer, a payer that is not the device's owner, a (payer,
+    /// nonce) spent already, too little balance — is skipped, and the
+    /// (payer, nonce) stays unspent.
+    fn dag_payment(&mut self, index: usize, payment: &DagTx) -> Result<(), TxError> {
+        let DagKind::Payment {
+            from,
+            to,
+            amount,
+            nonce,
+        } = &payment.body.kind
+        else {
+            return Err(TxError::AnchorPaymentKind { index });
+        };
+        let Ok(device) = self.device(&payment.body.issuer) else {
+            return Ok(());
+        };
+        payment
+            .check(&device.key)
+            .map_err(|error| TxError::AnchorPayment { index, error })?;
+        let spent = StateKey::DagPayment {
+            from: *from,
+            nonce: *nonce,
+        };
+        if device.owner.as_ref() != Some(from) || self.get(&spent).is_some() {
+            return Ok(());
+        }
+        if self.transfer(*from, *to, *amount).is_ok() {
+            let record = DagPaymentRecord {
+                tx: payment.id(),
+                height: self.block.height,
+            };
+            self.put(spent, Some(StateValue::DagPayment(record)));
+        }
+        Ok(())
     }
 
     fn transfer(&mut self, from: AccountId, to: AccountId, amount: Amount) -> Result<(), TxError> {

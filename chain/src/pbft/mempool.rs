@@ -69,7 +69,11 @@ impl Mempool {
             .into());
         }
         tx.verify_signature().map_err(|_| TxError::BadSignature)?;
-        let expected = ledger.account(&tx.tx.sender).nonce;
+        // An anchor's nonce is the height it is for (see the ledger).
+        let expected = match tx.tx.body {
+            crate::tx::TxBody::AnchorDag(_) => ledger.height() + 1,
+            _ => ledger.account(&tx.tx.sender).nonce,
+        };
         if tx.tx.nonce < expected {
             return Err(TxError::BadNonce {
                 expected,

@@ -72,6 +72,11 @@ pub enum StateKey {
         version: FirmwareVersion,
     },
     Validators,
+    /// A DAG payment applied: (payer, nonce) is spent.
+    DagPayment {
+        from: AccountId,
+        nonce: u64,
+    },
 }
 
 impl StateKey {
@@ -157,6 +162,17 @@ pub enum StateValue {
     Grant(GrantRecord),
     Manifest(ManifestRecord),
     Validators(ValidatorSets),
+    DagPayment(DagPaymentRecord),
+}
+
+/// The DAG payment that spent a (payer, nonce), and the height of the
+/// block whose anchor applied it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct DagPaymentRecord {
+    pub tx: Hash,
+    pub height: Height,
 }
 
 /// Why the state could not be updated, proven or restored.

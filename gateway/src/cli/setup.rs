@@ -273,6 +273,7 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                     tls: None,
                 }),
                 limits: itc_web::Limits::default(),
+                dag: Default::default(),
             })
             .await?,
         );

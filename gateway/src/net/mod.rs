@@ -20,8 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use itc_chain::codec::{decode, encode};
 use itc_chain::crypto::{Keypair, PublicKey};
+use itc_chain::dag::DagMessage;
 use itc_chain::pbft::Message;
 use itc_chain::tx::ChainId;
 use tokio::net::{TcpListener, TcpStream};
@@ -37,12 +39,27 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A received message and its authenticated sender.
 pub type Inbound = (PublicKey, Message);
+/// A received DAG message and its authenticated sender.
+pub type DagInbound = (PublicKey, DagMessage);
 
-/// Where received messages go: consensus traffic, and relayed transactions.
+/// [`Envelope::Consensus`]'s tag: a tag and a message encode as the enum
+/// does, without copying the message into one.
+const CONSENSUS: u8 = 0;
+
+/// What travels on a peer channel: consensus or the DAG's gossip.
+#[derive(Debug, BorshSerialize, BorshDeserialize)]
+enum Envelope {
+    Consensus(Box<Message>),
+    Dag(DagMessage),
+}
+
+/// Where received messages go: consensus traffic, relayed transactions,
+/// and DAG gossip.
 #[derive(Clone)]
 pub struct Inboxes {
     pub consensus: mpsc::Sender<Inbound>,
     pub transactions: mpsc::Sender<Inbound>,
+    pub dag: mpsc::Sender<DagInbound>,
 }
 
 /// The sending side of the network.
@@ -86,12 +103,22 @@ impl Network {
     }
 
     pub fn send(&self, to: &PublicKey, message: &Message) {
-        let bytes = Arc::new(encode(message));
-        self.enqueue(to, bytes);
+        self.enqueue(to, Arc::new(encode(&(CONSENSUS, message))));
     }
 
     pub fn broadcast(&self, message: &Message) {
-        let bytes = Arc::new(encode(message));
+        self.broadcast_bytes(Arc::new(encode(&(CONSENSUS, message))));
+    }
+
+    pub fn send_dag(&self, to: &PublicKey, message: DagMessage) {
+        self.enqueue(to, Arc::new(encode(&Envelope::Dag(message))));
+    }
+
+    pub fn broadcast_dag(&self, message: DagMessage) {
+        self.broadcast_bytes(Arc::new(encode(&Envelope::Dag(message))));
+    }
+
+    fn broadcast_bytes(&self, bytes: Arc<Vec<u8>>) {
         for peer in self.queues.keys() {
             self.enqueue(peer, bytes.clone());
         }
@@ -215,13 +242,20 @@ async fn receive(
                 return;
             }
         };
-        match decode::<Message>(&bytes) {
-            Ok(message) => {
+        match decode::<Envelope>(&bytes) {
+            Ok(Envelope::Consensus(message)) => {
+                let message = *message;
                 let inbox = match message {
                     Message::Transactions(_) => &inbound.transactions,
                     _ => &inbound.consensus,
                 };
                 if inbox.send((peer, message)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Envelope::Dag(message)) => {
+                // Gossip waits for room, which slows this peer only.
+                if inbound.dag.send((peer, message)).await.is_err() {
                     return;
                 }
             }
@@ -234,5 +268,28 @@ async fn receive(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use itc_chain::codec::BoundedVec;
+
+    #[test]
+    fn a_consensus_message_sent_without_copying_decodes_as_its_envelope() {
+        let message = Message::Transactions(BoundedVec::new(vec![]).unwrap());
+        let bytes = encode(&(CONSENSUS, &message));
+        assert!(matches!(
+            decode::<Envelope>(&bytes),
+            Ok(Envelope::Consensus(m)) if *m == message
+        ));
+        let gossip = DagMessage::Request(BoundedVec::new(vec![]).unwrap());
+        let bytes = encode(&Envelope::Dag(gossip.clone()));
+        assert!(matches!(decode::<Envelope>(&bytes), Ok(Envelope::Dag(m)) if m == gossip));
+        // An unknown kind is refused, not guessed at.
+        let mut unknown = bytes;
+        unknown[1] = 7;
+        assert!(decode::<Envelope>(&unknown).is_err());
     }
 }

@@ -18,7 +18,7 @@ fn store_error(error: StoreError) -> ApiError {
     ApiError::unavailable(error.to_string())
 }
 
-fn summary(header: &Header, certificate: Option<&CommitCertificate>) -> BlockSummary {
+pub(super) fn summary(header: &Header, certificate: Option<&CommitCertificate>) -> BlockSummary {
     BlockSummary {
         height: header.height,
         hash: header.hash().to_string(),

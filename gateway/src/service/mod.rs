@@ -17,6 +17,7 @@
 mod admin;
 pub mod bridge;
 mod chain;
+mod dag;
 pub mod firmware;
 mod lights;
 pub mod mqtt;
@@ -57,6 +58,8 @@ pub enum ServiceError {
 /// How to start the service.
 pub struct ServiceConfig {
     pub node: NodeHandle,
+    /// The DAG side chain at this gateway.
+    pub dag: crate::dag::DagHandle,
     /// The gateway's key (the node's): it registers bulbs and consents to
     /// claims.
     pub key: Keypair,
@@ -80,6 +83,7 @@ pub struct Service {
 
 struct Inner {
     node: NodeHandle,
+    dag: crate::dag::DagHandle,
     key: Keypair,
     bridges: Vec<Arc<Bridge>>,
     admins: RwLock<admin::Admins>,
@@ -148,6 +152,7 @@ impl Service {
         let service = Service {
             inner: Arc::new(Inner {
                 node: config.node,
+                dag: config.dag,
                 key: config.key,
                 bridges,
                 admins: RwLock::new(admins),
@@ -436,6 +441,21 @@ impl itc_web::Gateway for Service {
         request: itc_web::NewSetupCode,
     ) -> itc_web::ApiResult<itc_web::SetupCode> {
         mqtt::setup_code(self, caller, request).await
+    }
+
+    async fn dag_submit(
+        &self,
+        tx: itc_chain::dag::DagTx,
+    ) -> itc_web::ApiResult<itc_web::DagTxAccepted> {
+        dag::submit(self, tx).await
+    }
+
+    async fn dag_parents(&self) -> itc_web::ApiResult<itc_web::DagParents> {
+        dag::parents(self).await
+    }
+
+    async fn dag_status(&self, id: Hash) -> itc_web::ApiResult<itc_web::DagTxStatus> {
+        dag::status(self, id).await
     }
 
     async fn validator_set(&self, hash: Hash) -> itc_web::ApiResult<itc_web::ValidatorSetView> {

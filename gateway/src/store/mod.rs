@@ -32,6 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
+pub mod dag;
 mod indexer;
 mod records;
 

@@ -1,0 +1,540 @@
+//! The DAG side chain at a gateway: drives the pure [`Tangle`] with real
+//! time, the peer channels, the committed chain and sqlite.
+//!
+//! One task owns the tangle. It takes transactions from this gateway's
+//! callers (REST, its bulbs) and from peers' gossip, checks each against
+//! the issuer's key in committed chain state, and pushes what it took
+//! itself to every peer; parents it lacks are asked of the peer that sent
+//! the child (or of all, for its own). While this gateway is the PBFT
+//! primary, it submits one anchor per height over its current tips — an
+//! anchor's nonce is the height it is for, so it spends no account nonce.
+//! When a block commits, the task reads it from the store and confirms
+//! every anchor in it, in order; a block whose anchored tips are not solid
+//! here waits (the tips are asked for) and so do the blocks after it, so
+//! every gateway confirms the same transactions in the same order.
+//!
+//! Writes (taken transactions, confirmations with the height reached) go
+//! to sqlite in batches every [`FLUSH_EVERY`]: a restart reloads the
+//! tangle and resumes at the stored height. Confirmed history older than
+//! `depth` blocks is pruned from memory and its bodies from sqlite.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use itc_chain::block::{Block, CommitCertificate};
+use itc_chain::crypto::{Hash, Keypair, PublicKey};
+use itc_chain::dag::{DagError, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig};
+use itc_chain::ledger::StateRead;
+use itc_chain::store::ChainStore;
+use itc_chain::tx::{DagAnchor, Tx, TxBody};
+use itc_chain::types::Height;
+use ring::rand::SecureRandom;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::net::DagInbound;
+use crate::node::NodeHandle;
+use crate::store::dag::DagBatch;
+use crate::store::{SqliteStore, StoreError};
+
+/// How often buffered writes go to sqlite.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// How the DAG runs at this gateway.
+#[derive(Clone, Debug)]
+pub struct DagConfig {
+    pub tangle: TangleConfig,
+    /// Confirmed history kept (in blocks) with bodies and proofs.
+    pub depth: Height,
+    /// How often the primary looks at its tips to anchor them.
+    pub anchor_every: Duration,
+}
+
+impl Default for DagConfig {
+    fn default() -> Self {
+        DagConfig {
+            tangle: TangleConfig::default(),
+            depth: 10_000,
+            anchor_every: Duration::from_millis(2),
+        }
+    }
+}
+
+/// Where a transaction stands, as the API says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DagStatus {
+    Unknown,
+    Pending {
+        solid: bool,
+    },
+    Confirmed {
+        height: Height,
+    },
+    /// Confirmed, but a double spend: not applied.
+    Conflicting {
+        height: Height,
+    },
+}
+
+/// A transaction's status with what proves it.
+#[derive(Clone, Debug)]
+pub struct DagView {
+    pub status: DagStatus,
+    /// `None` when unknown, or pruned.
+    pub tx: Option<DagTx>,
+    /// For a confirmed transaction still within the depth: the path to an
+    /// anchored tip and the Merkle proofs into the block's header.
+    pub proof: Option<(DagProof, Block, Option<CommitCertificate>)>,
+}
+
+/// A transaction the tangle confirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    pub id: Hash,
+    pub height: Height,
+    pub applied: bool,
+}
+
+/// Why a DAG call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DagServiceError {
+    #[error("the DAG service has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Command {
+    Submit(Vec<DagTx>, oneshot::Sender<Vec<Result<Hash, DagError>>>),
+    Status(Hash, oneshot::Sender<(Status, Option<DagTx>)>),
+    Path(Hash, Vec<Hash>, oneshot::Sender<Option<Vec<DagTx>>>),
+    Parents(u64, oneshot::Sender<[Hash; 2]>),
+}
+
+/// What the rest of the gateway calls.
+#[derive(Clone)]
+pub struct DagHandle {
+    commands: mpsc::Sender<Command>,
+    confirmations: broadcast::Sender<Arc<Vec<Confirmation>>>,
+    store: SqliteStore,
+}
+
+impl DagHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DagServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| DagServiceError::Stopped)?;
+        answer.await.map_err(|_| DagServiceError::Stopped)
+    }
+
+    /// Takes transactions on behalf of their issuers; each gets its id or
+    /// the typed reason it was refused.
+    pub async fn submit(
+        &self,
+        txs: Vec<DagTx>,
+    ) -> Result<Vec<Result<Hash, DagError>>, DagServiceError> {
+        self.ask(|reply| Command::Submit(txs, reply)).await
+    }
+
+    /// Two parents for a new transaction (uniform over non-lazy tips).
+    pub async fn parents(&self) -> Result<[Hash; 2], DagServiceError> {
+        let mut random = [0u8; 8];
+        ring::rand::SystemRandom::new()
+            .fill(&mut random)
+            .map_err(|_| DagServiceError::Stopped)?;
+        self.ask(|reply| Command::Parents(u64::from_le_bytes(random), reply))
+            .await
+    }
+
+    /// Every batch of confirmations, as blocks commit.
+    pub fn confirmations(&self) -> broadcast::Receiver<Arc<Vec<Confirmation>>> {
+        self.confirmations.subscribe()
+    }
+
+    pub async fn status(&self, id: Hash) -> Result<DagView, DagServiceError> {
+        let (status, tx) = self.ask(|reply| Command::Status(id, reply)).await?;
+        let (status, tx) = match status {
+            Status::Unknown => match self.store.dag_row(&id).await? {
+                // Pruned from memory: the row keeps the outcome.
+                Some((tx, Some((height, true)))) => (DagStatus::Confirmed { height }, tx),
+                Some((tx, Some((height, false)))) => (DagStatus::Conflicting { height }, tx),
+                _ => (DagStatus::Unknown, None),
+            },
+            Status::Pending { solid } => (DagStatus::Pending { solid }, tx),
+            Status::Confirmed { height } => (DagStatus::Confirmed { height }, tx),
+            Status::Conflicting { height } => (DagStatus::Conflicting { height }, tx),
+        };
+        let height = match status {
+            DagStatus::Confirmed { height } | DagStatus::Conflicting { height } => height,
+            _ => {
+                return Ok(DagView {
+                    status,
+                    tx,
+                    proof: None,
+                })
+            }
+        };
+        let mut store = self.store.clone();
+        let Some((block, certificate)) = store.block(height).await? else {
+            return Ok(DagView {
+                status,
+                tx,
+                proof: None,
+            });
+        };
+        let tips: Vec<Hash> = anchors(&block)
+            .flat_map(|a| a.tips.as_slice().iter().copied())
+            .collect();
+        let path = self.ask(|reply| Command::Path(id, tips, reply)).await?;
+        let proof = path
+            .and_then(|path| DagProof::build(path, &block))
+            .map(|proof| (proof, block, certificate));
+        Ok(DagView { status, tx, proof })
+    }
+}
+
+fn anchors(block: &Block) -> impl Iterator<Item = &DagAnchor> {
+    block
+        .txs
+        .as_slice()
+        .iter()
+        .filter_map(|signed| match &signed.tx.body {
+            TxBody::AnchorDag(anchor) => Some(anchor),
+            _ => None,
+        })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reloads the tangle from the store and starts the DAG task; it stops
+/// when `shutdown` turns true.
+pub async fn start(
+    node: &NodeHandle,
+    key: Keypair,
+    config: DagConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(DagHandle, JoinHandle<()>), DagServiceError> {
+    let store = node.store.clone();
+    let mut tangle = Tangle::new(config.tangle.clone());
+    let (rows, height) = store.dag_load().await?;
+    let restored = rows.len();
+    for (tx, outcome) in rows {
+        let status = match outcome {
+            Some((height, true)) => Status::Confirmed { height },
+            Some((height, false)) => Status::Conflicting { height },
+            None => Status::Pending { solid: false },
+        };
+        tangle.restore(tx, status);
+    }
+    tracing::info!(restored, height, "DAG restored");
+    let (commands, command_rx) = mpsc::channel(4_096);
+    let (confirmations, _) = broadcast::channel(1_024);
+    let inbox = node.take_dag_inbox().ok_or(DagServiceError::Stopped)?;
+    let handle = DagHandle {
+        commands,
+        confirmations: confirmations.clone(),
+        store: store.clone(),
+    };
+    let driver = Driver {
+        tangle,
+        node: node.clone(),
+        key,
+        config,
+        store,
+        batch: DagBatch::default(),
+        outbox: Vec::new(),
+        height,
+        behind: true,
+        anchored_for: 0,
+        confirmations,
+    };
+    let task = tokio::spawn(driver.run(command_rx, inbox, shutdown));
+    Ok((handle, task))
+}
+
+struct Driver {
+    tangle: Tangle,
+    node: NodeHandle,
+    key: Keypair,
+    config: DagConfig,
+    store: SqliteStore,
+    batch: DagBatch,
+    /// Taken here, to push to every peer.
+    outbox: Vec<DagTx>,
+    /// The last height whose anchors are confirmed here.
+    height: Height,
+    /// Committed blocks are waiting to be confirmed here.
+    behind: bool,
+    /// The height this gateway last anchored for.
+    anchored_for: Height,
+    confirmations: broadcast::Sender<Arc<Vec<Confirmation>>>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbox: mpsc::Receiver<DagInbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut commits = self.node.commits();
+        let mut anchor = tokio::time::interval(self.config.anchor_every);
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let mut house = tokio::time::interval(HOUSEKEEPING_EVERY);
+        for tick in [&mut anchor, &mut flush, &mut house] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        }
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                commit = commits.recv() => match commit {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.behind = true;
+                        self.catch_up().await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(command) = commands.recv() => {
+                    self.command(command);
+                    Ok(())
+                }
+                Some((peer, message)) = inbox.recv() => self.gossip(peer, message).await,
+                _ = anchor.tick() => {
+                    self.maybe_anchor().await;
+                    Ok(())
+                }
+                _ = flush.tick() => self.flush().await,
+                _ = house.tick() => self.housekeeping().await,
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, "the DAG store failed; stopping");
+                return;
+            }
+            if !self.outbox.is_empty() {
+                for message in DagMessage::txs(std::mem::take(&mut self.outbox)) {
+                    self.node.network.broadcast_dag(message);
+                }
+            }
+        }
+        if let Err(error) = self.flush().await {
+            tracing::error!(%error, "the DAG store failed at shutdown");
+        }
+    }
+
+    /// The issuer's key in committed state, for each of `txs`.
+    fn keys(&self, txs: &[DagTx]) -> Vec<Option<PublicKey>> {
+        let Ok(view) = self.node.committed().read() else {
+            return vec![None; txs.len()];
+        };
+        txs.iter()
+            .map(|tx| view.entries.device(&tx.body.issuer).map(|d| d.key))
+            .collect()
+    }
+
+    /// Takes `txs`; returns each outcome and asks `ask` (or every peer) for
+    /// parents the tangle lacks.
+    fn take(
+        &mut self,
+        txs: Vec<DagTx>,
+        ask: Option<PublicKey>,
+        local: bool,
+    ) -> Vec<Result<Hash, DagError>> {
+        let keys = self.keys(&txs);
+        let now = now_ms();
+        let mut out = Vec::with_capacity(txs.len());
+        for (tx, key) in txs.into_iter().zip(keys) {
+            let Some(key) = key else {
+                out.push(Err(DagError::UnknownIssuer {
+                    issuer: tx.body.issuer.clone(),
+                }));
+                continue;
+            };
+            let result = self.tangle.handle_tx(tx.clone(), &key, now);
+            if result.is_ok() {
+                if local {
+                    self.outbox.push(tx.clone());
+                }
+                self.batch.taken.push(tx);
+            }
+            out.push(result);
+        }
+        let missing = self.tangle.poll_missing();
+        if !missing.is_empty() {
+            self.request(missing, ask);
+        }
+        out
+    }
+
+    fn request(&self, ids: Vec<Hash>, ask: Option<PublicKey>) {
+        for message in DagMessage::requests(ids) {
+            match &ask {
+                Some(peer) => self.node.network.send_dag(peer, message),
+                None => self.node.network.broadcast_dag(message),
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Submit(txs, reply) => {
+                let _ = reply.send(self.take(txs, None, true));
+            }
+            Command::Status(id, reply) => {
+                let _ = reply.send((self.tangle.status(&id), self.tangle.get(&id).cloned()));
+            }
+            Command::Path(id, tips, reply) => {
+                let _ = reply.send(self.tangle.path_to(&id, &tips));
+            }
+            Command::Parents(random, reply) => {
+                let _ = reply.send(self.tangle.select_parents(random));
+            }
+        }
+    }
+
+    async fn gossip(&mut self, peer: PublicKey, message: DagMessage) -> Result<(), StoreError> {
+        match message {
+            DagMessage::Txs(txs) => {
+                for refused in self.take(txs.into_inner(), Some(peer), false) {
+                    match refused {
+                        Ok(_) | Err(DagError::Duplicate { .. }) => {}
+                        Err(error) => {
+                            tracing::debug!(%peer, %error, "gossiped DAG transaction refused")
+                        }
+                    }
+                }
+                if self.behind {
+                    return self.catch_up().await;
+                }
+            }
+            DagMessage::Request(ids) => {
+                let found: Vec<DagTx> = ids
+                    .as_slice()
+                    .iter()
+                    .filter_map(|id| self.tangle.get(id).cloned())
+                    .collect();
+                for message in DagMessage::txs(found) {
+                    self.node.network.send_dag(&peer, message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Confirms the anchors of every committed block after `self.height`,
+    /// in order, stopping at one whose tips are not solid here (they are
+    /// asked for).
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        let target = self.node.status().height;
+        while self.height < target {
+            let height = self.height + 1;
+            let Some((block, _)) = self.store.clone().block(height).await? else {
+                break;
+            };
+            let unknown: Vec<Hash> = anchors(&block)
+                .flat_map(|a| a.tips.as_slice().iter().copied())
+                .filter(|tip| !self.tangle.is_solid(tip))
+                .collect();
+            if !unknown.is_empty() {
+                let mut ask = unknown;
+                ask.extend(self.tangle.poll_missing());
+                tracing::debug!(
+                    height,
+                    missing = ask.len(),
+                    "anchored tips not solid here yet"
+                );
+                self.request(ask, None);
+                return Ok(());
+            }
+            let mut confirmed = Vec::new();
+            for anchor in anchors(&block) {
+                // Solid (checked above), so this cannot fail.
+                for c in self
+                    .tangle
+                    .confirm(anchor.tips.as_slice(), height)
+                    .unwrap_or_default()
+                {
+                    self.batch.confirmed.push((c.id, height, c.applied));
+                    confirmed.push(Confirmation {
+                        id: c.id,
+                        height,
+                        applied: c.applied,
+                    });
+                }
+            }
+            self.height = height;
+            self.batch.height = Some(height);
+            if !confirmed.is_empty() {
+                let _ = self.confirmations.send(Arc::new(confirmed));
+            }
+        }
+        self.behind = self.height < target;
+        Ok(())
+    }
+
+    /// While primary: one anchor per height, over tips with something not
+    /// yet confirmed beneath them.
+    async fn maybe_anchor(&mut self) {
+        let status = self.node.status();
+        let next = status.height + 1;
+        if !status.primary || status.changing_view || self.anchored_for >= next || self.behind {
+            return;
+        }
+        let Some(anchor) = self.tangle.anchor() else {
+            return;
+        };
+        if self.tangle.cone(anchor.tips.as_slice()).is_empty() {
+            return;
+        }
+        let chain_id = match self.node.committed().read() {
+            Ok(view) => view.chain_id.clone(),
+            Err(_) => return,
+        };
+        let tx = Tx {
+            chain_id,
+            sender: self.key.public(),
+            nonce: next,
+            body: TxBody::AnchorDag(anchor),
+        }
+        .sign(&self.key);
+        self.anchored_for = next;
+        self.node.submit(vec![tx]).await;
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.store.dag_write(&batch).await
+    }
+
+    async fn housekeeping(&mut self) -> Result<(), StoreError> {
+        for orphan in self.tangle.expire(now_ms()) {
+            tracing::debug!(%orphan, "DAG transaction dropped");
+        }
+        if self.behind {
+            self.catch_up().await?;
+        }
+        let keep_from = self.height.saturating_sub(self.config.depth);
+        if keep_from > 0 {
+            let pruned = self.tangle.prune(|height| height < keep_from);
+            if pruned > 0 {
+                self.flush().await?;
+                self.store.dag_prune(keep_from).await?;
+                tracing::debug!(pruned, keep_from, "DAG history pruned");
+            }
+        }
+        self.flush().await
+    }
+}

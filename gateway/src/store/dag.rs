@@ -1,0 +1,125 @@
+//! The DAG side chain's rows (`dag_txs`, `dag_progress`).
+//!
+//! The DAG service writes in batches — the transactions it took and the
+//! confirmations of the blocks it processed, with the height reached — one
+//! sqlite transaction each, so a restart resumes from a height whose
+//! confirmations are all stored. Pruning drops the bodies of confirmed
+//! history older than the depth and keeps the outcome.
+
+use itc_chain::codec::{decode, encode};
+use itc_chain::crypto::Hash;
+use itc_chain::dag::DagTx;
+use itc_chain::types::Height;
+use sqlx::Row;
+
+use super::{corrupt, SqliteStore, StoreError};
+
+/// What one batch writes.
+#[derive(Debug, Default)]
+pub struct DagBatch {
+    pub taken: Vec<DagTx>,
+    /// (id, height, applied).
+    pub confirmed: Vec<(Hash, Height, bool)>,
+    pub height: Option<Height>,
+}
+
+impl DagBatch {
+    pub fn is_empty(&self) -> bool {
+        self.taken.is_empty() && self.confirmed.is_empty() && self.height.is_none()
+    }
+}
+
+/// A stored transaction and its outcome, if confirmed.
+pub type StoredDagTx = (DagTx, Option<(Height, bool)>);
+
+/// A status row: the body (gone once pruned) and the outcome.
+pub type DagRow = (Option<DagTx>, Option<(Height, bool)>);
+
+fn outcome(row: &sqlx::sqlite::SqliteRow) -> Result<Option<(Height, bool)>, StoreError> {
+    let height: Option<i64> = row.try_get("height")?;
+    let applied: Option<i64> = row.try_get("applied")?;
+    Ok(height.map(|h| (h as Height, applied == Some(1))))
+}
+
+impl SqliteStore {
+    pub async fn dag_write(&self, batch: &DagBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _writing = self.writer.lock().await;
+        let mut db = self.pool().begin().await?;
+        for tx in &batch.taken {
+            sqlx::query("INSERT OR IGNORE INTO dag_txs (id, tx) VALUES (?, ?)")
+                .bind(tx.id().0.to_vec())
+                .bind(encode(tx))
+                .execute(&mut *db)
+                .await?;
+        }
+        for (id, height, applied) in &batch.confirmed {
+            sqlx::query("UPDATE dag_txs SET height = ?, applied = ? WHERE id = ?")
+                .bind(*height as i64)
+                .bind(i64::from(*applied))
+                .bind(id.0.to_vec())
+                .execute(&mut *db)
+                .await?;
+        }
+        if let Some(height) = batch.height {
+            sqlx::query("INSERT OR REPLACE INTO dag_progress (id, height) VALUES (0, ?)")
+                .bind(height as i64)
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    /// Every transaction with its body, in arrival order, and the height
+    /// confirmations reached.
+    pub async fn dag_load(&self) -> Result<(Vec<StoredDagTx>, Height), StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx, height, applied FROM dag_txs WHERE tx IS NOT NULL ORDER BY rowid",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let bytes: Vec<u8> = row.try_get("tx")?;
+            out.push((
+                decode(&bytes).map_err(corrupt("DAG transaction"))?,
+                outcome(row)?,
+            ));
+        }
+        let height = sqlx::query("SELECT height FROM dag_progress WHERE id = 0")
+            .fetch_optional(self.pool())
+            .await?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0);
+        Ok((out, height as Height))
+    }
+
+    pub async fn dag_row(&self, id: &Hash) -> Result<Option<DagRow>, StoreError> {
+        let Some(row) = sqlx::query("SELECT tx, height, applied FROM dag_txs WHERE id = ?")
+            .bind(id.0.to_vec())
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bytes: Option<Vec<u8>> = row.try_get("tx")?;
+        let tx = bytes
+            .map(|b| decode(&b).map_err(corrupt("DAG transaction")))
+            .transpose()?;
+        Ok(Some((tx, outcome(&row)?)))
+    }
+
+    /// Drops the bodies of transactions confirmed below `height`.
+    pub async fn dag_prune(&self, height: Height) -> Result<u64, StoreError> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("UPDATE dag_txs SET tx = NULL WHERE height < ? AND tx IS NOT NULL")
+            .bind(height as i64)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,205 @@
+//! The DAG side chain across four real gateways: devices' transactions
+//! submitted over REST to different gateways, gossiped, anchored by the
+//! primary and confirmed by every gateway in the same order; a double
+//! spend applied once; a confirmation proof checked against a certified
+//! header; bad transactions refused with the right status.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use itc_chain::block::{CommitCertificate, Header};
+use itc_chain::codec::{decode, BoundedVec, Bytes};
+use itc_chain::crypto::{Hash, Keypair};
+use itc_chain::dag::{DagBody, DagKind, DagProof, DagTx};
+use itc_chain::types::DeviceId;
+use itc_chain::validators::ValidatorSet;
+use itc_gateway::app::{local_cluster, ClusterOptions};
+use itc_gateway::dag::Confirmation;
+use itc_web::client::Client;
+use reqwest::StatusCode;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn parents(client: &Client) -> [Hash; 2] {
+    let p = client.dag_parents().await.unwrap().parents;
+    [p[0].parse().unwrap(), p[1].parse().unwrap()]
+}
+
+fn issue(key: &Keypair, device: &DeviceId, kind: DagKind, parents: [Hash; 2]) -> DagTx {
+    let body = DagBody {
+        issuer: device.clone(),
+        kind,
+        parents: BoundedVec::new(parents.to_vec()).unwrap(),
+        time_ms: now_ms(),
+        level: 1,
+    };
+    DagTx::issue(key, body, 0)
+}
+
+fn reading(i: usize) -> DagKind {
+    DagKind::Reading {
+        data: Bytes::new(format!("{{\"watts\":{i}}}").into_bytes()).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_confirm_device_transactions_alike_with_proofs() {
+    let cluster = local_cluster(ClusterOptions::default()).await.unwrap();
+    let owner = Keypair::from_seed(*cluster.users[0].seed());
+    let shop = cluster.users[1].public();
+    let devices: Vec<(DeviceId, Keypair)> = (0..3u8)
+        .map(|i| {
+            (
+                DeviceId::new(format!("mqtt:meter-{i}")).unwrap(),
+                Keypair::from_seed([0x60 + i; 32]),
+            )
+        })
+        .collect();
+    cluster.register_devices(0, &devices, &owner).await.unwrap();
+    let clients: Vec<Client> = cluster
+        .gateways
+        .iter()
+        .map(|g| Client::new(g.url(), Keypair::from_seed(*owner.seed())))
+        .collect();
+    let mut streams: Vec<_> = cluster
+        .gateways
+        .iter()
+        .map(|g| g.dag.confirmations())
+        .collect();
+    let balance_before = clients[0].account(&shop).await.unwrap().balance;
+
+    // Readings through every gateway, and one payment spent twice through
+    // two gateways at once.
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let client = &clients[i % 4];
+        let (device, key) = &devices[i % 3];
+        let tx = issue(key, device, reading(i), parents(client).await);
+        let accepted = client.dag_submit(&tx).await.unwrap();
+        assert_eq!(accepted.id, tx.id().to_string());
+        ids.push(tx.id());
+    }
+    let pay = |to: &Keypair, parents| {
+        let (device, key) = &devices[0];
+        let kind = DagKind::Payment {
+            from: owner.public(),
+            to: to.public(),
+            amount: 5,
+            nonce: 1,
+        };
+        issue(key, device, kind, parents)
+    };
+    let first = pay(&cluster.users[1], parents(&clients[1]).await);
+    let second = pay(&owner, parents(&clients[2]).await);
+    let (a, b) = tokio::join!(
+        clients[1].dag_submit(&first),
+        clients[2].dag_submit(&second)
+    );
+    a.unwrap();
+    b.unwrap();
+    ids.extend([first.id(), second.id()]);
+
+    // Every gateway confirms all of them, in one order.
+    let mut orders: Vec<Vec<Confirmation>> = Vec::new();
+    for stream in &mut streams {
+        let mut seen: Vec<Confirmation> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !ids.iter().all(|id| seen.iter().any(|c| c.id == *id)) {
+            let batch = tokio::time::timeout_at(deadline, stream.recv())
+                .await
+                .expect("every transaction is confirmed within 60 s")
+                .unwrap();
+            seen.extend(batch.iter().cloned());
+        }
+        orders.push(seen);
+    }
+    let shortest = orders.iter().map(Vec::len).min().unwrap();
+    for order in &orders[1..] {
+        assert_eq!(order[..shortest], orders[0][..shortest]);
+    }
+
+    // The double spend: exactly one applied, the balance moved once.
+    let outcome: HashMap<Hash, bool> = orders[0].iter().map(|c| (c.id, c.applied)).collect();
+    assert!(outcome[&first.id()] ^ outcome[&second.id()]);
+    let balance_after = clients[0].account(&shop).await.unwrap().balance;
+    let paid_shop = outcome[&first.id()];
+    assert_eq!(
+        balance_after,
+        balance_before + if paid_shop { 5 } else { 0 }
+    );
+    let loser = if paid_shop { &second } else { &first };
+    let status = clients[3].dag_status(&loser.id()).await.unwrap();
+    assert_eq!(status.status, "conflicting");
+
+    // A confirmation proof, from a gateway that did not take the
+    // transaction, checks against the certified header.
+    let id = ids[4];
+    let status = clients[3].dag_status(&id).await.unwrap();
+    assert_eq!(status.status, "confirmed", "{status:?}");
+    let block = status.block.unwrap();
+    let header: Header = decode(&hex::decode(&block.header).unwrap()).unwrap();
+    let certificate: CommitCertificate =
+        decode(&hex::decode(block.certificate.unwrap()).unwrap()).unwrap();
+    let set = ValidatorSet::new(cluster.genesis.validators.clone()).unwrap();
+    certificate.verify(&header, &set).unwrap();
+    let proof: DagProof = serde_json::from_value(status.proof).unwrap();
+    proof.verify(&id, &header).unwrap();
+    assert_eq!(Some(header.height), status.height);
+    // The proof is for this transaction only.
+    assert!(proof.verify(&ids[5], &header).is_err());
+
+    // Refusals: a duplicate (409), a forged signature, an unregistered
+    // issuer, a transaction from the future (400); nothing is taken.
+    let again = issue(
+        &devices[1].1,
+        &devices[1].0,
+        reading(99),
+        parents(&clients[0]).await,
+    );
+    clients[0].dag_submit(&again).await.unwrap();
+    let status_of = |e: itc_web::client::ClientError| e.status().unwrap();
+    assert_eq!(
+        status_of(clients[0].dag_submit(&again).await.unwrap_err()),
+        StatusCode::CONFLICT
+    );
+    let forged = issue(
+        &Keypair::from_seed([1; 32]),
+        &devices[1].0,
+        reading(1),
+        parents(&clients[0]).await,
+    );
+    assert_eq!(
+        status_of(clients[0].dag_submit(&forged).await.unwrap_err()),
+        StatusCode::BAD_REQUEST
+    );
+    let stranger = DeviceId::new("mqtt:nobody").unwrap();
+    let unknown = issue(
+        &devices[1].1,
+        &stranger,
+        reading(2),
+        parents(&clients[0]).await,
+    );
+    assert_eq!(
+        status_of(clients[0].dag_submit(&unknown).await.unwrap_err()),
+        StatusCode::BAD_REQUEST
+    );
+    let mut body = again.body.clone();
+    body.time_ms += 3_600_000;
+    let future = DagTx::issue(&devices[1].1, body, 0);
+    assert_eq!(
+        status_of(clients[0].dag_submit(&future).await.unwrap_err()),
+        StatusCode::BAD_REQUEST
+    );
+    for tx in [&forged, &unknown, &future] {
+        assert_eq!(
+            clients[0].dag_status(&tx.id()).await.unwrap().status,
+            "unknown"
+        );
+    }
+    cluster.shutdown().await.unwrap();
+}
