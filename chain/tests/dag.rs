@@ -326,3 +326,241 @@ fn gateways_confirm_the_same_order_after_a_partition_heals() {
         "a double spend was caught"
     );
 }
+
+/// A tangle of `n` reports by a few devices, each on parents the tangle
+/// suggests.
+fn grown(n: usize, seed: u64) -> (Tangle, Vec<DagTx>, Vec<Device>) {
+    let devices: Vec<Device> = (0..4).map(|i| device(80 + i)).collect();
+    let mut tangle = Tangle::new(TangleConfig {
+        per_issuer: 10_000,
+        ..TangleConfig::default()
+    });
+    let mut rng = SplitMix64::new(seed);
+    let mut txs = Vec::new();
+    for i in 0..n {
+        let dev = &devices[i % devices.len()];
+        let tx = report(
+            dev,
+            tangle.select_parents(rng.next_u64()),
+            T0 + i as u64,
+            &format!("{i}"),
+        );
+        tangle
+            .handle_tx(tx.clone(), &dev.key.public(), T0 + i as u64)
+            .unwrap();
+        txs.push(tx);
+    }
+    (tangle, txs, devices)
+}
+
+#[test]
+fn a_confirmation_proof_links_a_transaction_to_the_certified_header() {
+    use itc_chain::dag::{DagProof, DagProofError};
+    use itc_chain::ledger::Ledger;
+    use itc_chain::testkit::Workload;
+    use itc_chain::tx::{Tx, TxBody};
+
+    let (mut tangle, txs, _) = grown(40, 7);
+    let work = Workload::new(4, 1, 3);
+    let (ledger, _) = Ledger::genesis(&work.genesis).unwrap();
+    let anchor = tangle.anchor().unwrap();
+    let gateway = work.proposer(&ledger);
+    let anchoring = Tx {
+        chain_id: work.genesis.chain_id.clone(),
+        sender: gateway.public(),
+        nonce: ledger.height() + 1,
+        body: TxBody::AnchorDag(anchor.clone()),
+    }
+    .sign(gateway);
+    let proposal = ledger
+        .propose(vec![anchoring], ledger.tip().time_ms + 1, gateway.public())
+        .unwrap();
+    assert!(proposal.rejected.is_empty(), "{:?}", proposal.rejected);
+    let block = proposal.executed.block;
+    let confirmed = tangle
+        .confirm(anchor.tips.as_slice(), block.header.height)
+        .unwrap();
+    assert_eq!(confirmed.len(), txs.len());
+
+    // Every transaction has a proof, from the oldest to the tips.
+    for tx in &txs {
+        let path = tangle.path_to(&tx.id(), anchor.tips.as_slice()).unwrap();
+        let proof = DagProof::build(path, &block).unwrap();
+        proof.verify(&tx.id(), &block.header).unwrap();
+    }
+    let first = txs[0].id();
+    let proof = DagProof::build(
+        tangle.path_to(&first, anchor.tips.as_slice()).unwrap(),
+        &block,
+    )
+    .unwrap();
+    assert!(proof.path.len() > 1, "the oldest is deep in the cone");
+    // Lies are caught: another transaction, a link left out, a header at
+    // another height or with another DAG root, a tip not in the anchor.
+    assert!(matches!(
+        proof.verify(&txs[1].id(), &block.header),
+        Err(DagProofError::WrongStart { .. })
+    ));
+    let mut skipped = proof.clone();
+    skipped.path.remove(1);
+    assert!(matches!(
+        skipped.verify(&first, &block.header),
+        Err(DagProofError::Broken { step: 1 }) | Err(DagProofError::Tip(_))
+    ));
+    let mut other = block.header.clone();
+    other.height += 1;
+    assert!(matches!(
+        proof.verify(&first, &other),
+        Err(DagProofError::Height { .. })
+    ));
+    let mut other = block.header.clone();
+    other.dag_root = Hash::digest(b"another root");
+    assert!(matches!(
+        proof.verify(&first, &other),
+        Err(DagProofError::Anchor(_))
+    ));
+    let mut short = proof.clone();
+    short.path.pop();
+    assert!(short.verify(&first, &block.header).is_err());
+}
+
+#[test]
+fn transactions_whose_parents_never_arrive_expire_with_a_reason() {
+    let dev = device(3);
+    let config = TangleConfig::default();
+    let mut tangle = Tangle::new(config.clone());
+    let lost = [Hash::digest(b"never-1"), Hash::digest(b"never-2")];
+    let orphan = report(&dev, lost, T0, "orphan");
+    tangle
+        .handle_tx(orphan.clone(), &dev.key.public(), T0)
+        .unwrap();
+    assert_eq!(tangle.poll_missing().len(), 2);
+    // Not yet: it may still come.
+    assert!(tangle.expire(T0 + config.max_wait_ms).is_empty());
+    let expired = tangle.expire(T0 + config.max_wait_ms + 1);
+    assert_eq!(
+        expired,
+        vec![DagError::Orphaned {
+            id: orphan.id(),
+            missing: 2,
+            waited_ms: config.max_wait_ms + 1
+        }]
+    );
+    assert_eq!(tangle.status(&orphan.id()), Status::Unknown);
+    assert!(tangle.poll_missing().is_empty());
+    // It can come back once its parents do: nothing of it lingers.
+    tangle
+        .handle_tx(orphan, &dev.key.public(), T0 + 40_000)
+        .unwrap();
+}
+
+#[test]
+fn pruning_forgets_deep_history_and_keeps_the_tips() {
+    let (mut tangle, txs, devices) = grown(30, 9);
+    let tips = tangle.tips();
+    tangle.confirm(&tips, 1).unwrap();
+    let pruned = tangle.prune(|height| height < 2);
+    assert_eq!(pruned, txs.len() - tips.len());
+    assert_eq!(tangle.len(), tips.len());
+    assert_eq!(tangle.tips(), tips);
+    // The tangle grows on from its tips.
+    let dev = &devices[0];
+    let next = report(dev, tangle.select_parents(5), T0 + 100, "after");
+    tangle
+        .handle_tx(next.clone(), &dev.key.public(), T0 + 100)
+        .unwrap();
+    assert_eq!(tangle.status(&next.id()), Status::Pending { solid: true });
+}
+
+#[test]
+fn a_restored_tangle_goes_on_as_the_original() {
+    let (mut original, txs, devices) = grown(50, 11);
+    let first_tips = original.tips();
+    original.confirm(&first_tips, 1).unwrap();
+    let mut rng = SplitMix64::new(12);
+    let mut more = Vec::new();
+    for i in 0..20u64 {
+        let dev = &devices[i as usize % devices.len()];
+        let tx = report(
+            dev,
+            original.select_parents(rng.next_u64()),
+            T0 + 100 + i,
+            "more",
+        );
+        original
+            .handle_tx(tx.clone(), &dev.key.public(), T0 + 100 + i)
+            .unwrap();
+        more.push(tx);
+    }
+    // A restart: the stored rows in arrival order, with their statuses.
+    let mut restored = Tangle::new(TangleConfig::default());
+    for tx in txs.iter().chain(&more) {
+        restored.restore(tx.clone(), original.status(&tx.id()));
+    }
+    assert_eq!(restored.tips(), original.tips());
+    let tips = original.tips();
+    assert_eq!(
+        restored.confirm(&tips, 2).unwrap(),
+        original.confirm(&tips, 2).unwrap()
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever order a tangle's transactions arrive in, every one ends
+        /// solid, the missing parents asked for are exactly ones that then
+        /// arrived, and the tips are the transactions nobody approves.
+        #[test]
+        fn solidification_does_not_depend_on_arrival_order(seed in any::<u64>(), n in 1usize..60) {
+            let (source, txs, devices) = grown(n, seed);
+            let key_of = |tx: &DagTx| {
+                devices.iter().find(|d| d.id == tx.body.issuer).unwrap().key.public()
+            };
+            let mut order = txs.clone();
+            let mut rng = SplitMix64::new(seed ^ 0xa5a5);
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut tangle = Tangle::new(TangleConfig { per_issuer: 10_000, ..TangleConfig::default() });
+            let mut asked = Vec::new();
+            for tx in &order {
+                tangle.handle_tx(tx.clone(), &key_of(tx), T0 + n as u64).unwrap();
+                asked.extend(tangle.poll_missing());
+            }
+            for tx in &txs {
+                prop_assert_eq!(tangle.status(&tx.id()), Status::Pending { solid: true });
+            }
+            for id in &asked {
+                prop_assert!(tangle.get(id).is_some());
+            }
+            let approved: std::collections::HashSet<Hash> = txs
+                .iter()
+                .flat_map(|tx| tx.body.parents.as_slice().to_vec())
+                .collect();
+            let mut unapproved: Vec<Hash> = txs.iter().map(DagTx::id).filter(|id| !approved.contains(id)).collect();
+            unapproved.sort();
+            prop_assert_eq!(tangle.tips(), unapproved.clone());
+            prop_assert_eq!(source.tips(), unapproved);
+        }
+
+        /// Tip selection gives two distinct current tips (or the roots and
+        /// a tip's parent while there are fewer than two).
+        #[test]
+        fn selected_parents_are_two_distinct_tips(seed in any::<u64>(), n in 0usize..40, random in any::<u64>()) {
+            let (tangle, _, _) = grown(n, seed);
+            let [a, b] = tangle.select_parents(random);
+            prop_assert_ne!(a, b);
+            let tips = tangle.tips();
+            if tips.len() >= 2 {
+                prop_assert!(tips.contains(&a) && tips.contains(&b));
+            } else {
+                prop_assert!(tips.contains(&a) || roots().contains(&a));
+            }
+        }
+    }
+}

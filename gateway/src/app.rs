@@ -210,6 +210,7 @@ pub struct ClusterOptions {
     /// An MQTT front per gateway (on a loopback port the system picks).
     pub mqtt: bool,
     pub limits: itc_web::Limits,
+    pub dag: crate::dag::DagConfig,
 }
 
 impl Default for ClusterOptions {
@@ -222,6 +223,7 @@ impl Default for ClusterOptions {
             zigbee_bulbs: 0,
             firmware: None,
             mqtt: false,
+            dag: Default::default(),
             limits: itc_web::Limits::default(),
         }
     }
@@ -238,6 +240,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         firmware,
         mqtt,
         limits,
+        dag,
     } = options;
     let dir = tempfile::tempdir()?;
     let mut work = itc_chain::testkit::Workload::new(n, users, 0x11c7);
@@ -280,7 +283,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                     false => None,
                 },
                 limits,
-                dag: Default::default(),
+                dag: dag.clone(),
             })
             .await?,
         );
@@ -298,7 +301,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
 impl LocalCluster {
     /// Registers `devices` (id and key, as a bridge would hold them) on
     /// chain through gateway `g`, owned by `owner` from the start, and
-    /// waits until all are committed.
+    /// waits until every gateway has committed them.
     pub async fn register_devices(
         &self,
         g: usize,
@@ -361,11 +364,14 @@ impl LocalCluster {
                 .collect();
             node.submit(txs).await;
             loop {
-                let done = node
-                    .committed()
-                    .read()
-                    .map(|view| chunk.iter().all(|(d, _)| view.entries.device(d).is_some()))
-                    .unwrap_or(false);
+                let done = self.gateways.iter().all(|gateway| {
+                    gateway
+                        .node
+                        .committed()
+                        .read()
+                        .map(|view| chunk.iter().all(|(d, _)| view.entries.device(d).is_some()))
+                        .unwrap_or(false)
+                });
                 if done {
                     break;
                 }

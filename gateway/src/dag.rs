@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use itc_chain::block::{Block, CommitCertificate};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
-use itc_chain::dag::{DagError, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig};
+use itc_chain::dag::{
+    CheckedDagTx, DagError, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig,
+};
 use itc_chain::ledger::StateRead;
 use itc_chain::store::ChainStore;
 use itc_chain::tx::{DagAnchor, Tx, TxBody};
@@ -210,6 +212,49 @@ fn anchors(block: &Block) -> impl Iterator<Item = &DagAnchor> {
         })
 }
 
+/// Below this many, checking on one thread is cheaper than starting more.
+const PARALLEL_FROM: usize = 32;
+
+/// Checks each transaction's signature and work against its issuer's key
+/// (`None`: a known transaction, or an unknown issuer), on every core for
+/// a large batch.
+fn check_all(
+    candidates: Vec<(DagTx, Option<PublicKey>)>,
+    tangle: &Tangle,
+) -> Vec<Result<CheckedDagTx, DagError>> {
+    let check = |(tx, key): (DagTx, Option<PublicKey>)| match key {
+        Some(key) => tx.checked(&key).map_err(DagError::from),
+        None if tangle.get(&tx.id()).is_some() => Err(DagError::Duplicate { id: tx.id() }),
+        None => Err(DagError::UnknownIssuer {
+            issuer: tx.body.issuer.clone(),
+        }),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if candidates.len() < PARALLEL_FROM || threads == 1 {
+        return candidates.into_iter().map(check).collect();
+    }
+    let per_thread = candidates.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<(DagTx, Option<PublicKey>)>> = Vec::new();
+    let mut rest = candidates.into_iter();
+    loop {
+        let chunk: Vec<_> = rest.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -343,7 +388,8 @@ impl Driver {
     }
 
     /// Takes `txs`; returns each outcome and asks `ask` (or every peer) for
-    /// parents the tangle lacks.
+    /// parents the tangle lacks. Signatures are checked on all cores
+    /// ([`check_all`]), then attached in order.
     fn take(
         &mut self,
         txs: Vec<DagTx>,
@@ -351,22 +397,28 @@ impl Driver {
         local: bool,
     ) -> Vec<Result<Hash, DagError>> {
         let keys = self.keys(&txs);
+        let candidates: Vec<(DagTx, Option<PublicKey>)> = txs
+            .into_iter()
+            .zip(keys)
+            .map(|(tx, key)| match self.tangle.get(&tx.id()) {
+                // Known: no need to check it again.
+                Some(_) => (tx, None),
+                None => (tx, key),
+            })
+            .collect();
+        let checked = check_all(candidates, &self.tangle);
         let now = now_ms();
-        let mut out = Vec::with_capacity(txs.len());
-        for (tx, key) in txs.into_iter().zip(keys) {
-            let Some(key) = key else {
-                out.push(Err(DagError::UnknownIssuer {
-                    issuer: tx.body.issuer.clone(),
-                }));
-                continue;
-            };
-            let result = self.tangle.handle_tx(tx.clone(), &key, now);
-            if result.is_ok() {
+        let mut out = Vec::with_capacity(checked.len());
+        for result in checked {
+            let result = result.and_then(|tx| {
+                let copy = tx.tx().clone();
+                let id = self.tangle.handle_checked(tx, now)?;
                 if local {
-                    self.outbox.push(tx.clone());
+                    self.outbox.push(copy.clone());
                 }
-                self.batch.taken.push(tx);
-            }
+                self.batch.taken.push(copy);
+                Ok(id)
+            });
             out.push(result);
         }
         let missing = self.tangle.poll_missing();

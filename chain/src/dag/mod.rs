@@ -23,4 +23,4 @@ pub mod tx;
 pub use gossip::DagMessage;
 pub use proof::{DagProof, DagProofError};
 pub use tangle::{Confirmed, DagError, Status, Tangle, TangleConfig};
-pub use tx::{DagBody, DagKind, DagTx, DagTxError};
+pub use tx::{CheckedDagTx, DagBody, DagKind, DagTx, DagTxError};

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::tx::{DagKind, DagTx, DagTxError};
+use super::tx::{CheckedDagTx, DagKind, DagTx, DagTxError};
 use crate::crypto::{AccountId, Hash, PublicKey};
 use crate::types::{DeviceId, Height, TimestampMs};
 
@@ -193,7 +193,16 @@ impl Tangle {
         if self.txs.contains_key(&id) {
             return Err(DagError::Duplicate { id });
         }
-        tx.check(key)?;
+        self.handle_checked(tx.checked(key)?, now)
+    }
+
+    /// [`Tangle::handle_tx`] for a transaction checked already.
+    pub fn handle_checked(&mut self, tx: CheckedDagTx, now: TimestampMs) -> Result<Hash, DagError> {
+        let tx = tx.into_inner();
+        let id = tx.id();
+        if self.txs.contains_key(&id) {
+            return Err(DagError::Duplicate { id });
+        }
         if tx.body.time_ms > now.saturating_add(self.config.max_skew_ms) {
             return Err(DagError::FromTheFuture {
                 ahead_ms: tx.body.time_ms - now,
@@ -492,11 +501,19 @@ impl Tangle {
         match tips.len() {
             0 => roots(),
             1 => {
-                // One tip: approve it and one of its parents.
+                // One tip: approve it and one of its parents still held
+                // here (or a root, after pruning).
                 let other = self
                     .txs
                     .get(&tips[0])
-                    .and_then(|e| e.tx.body.parents.as_slice().first().copied())
+                    .and_then(|e| {
+                        e.tx.body
+                            .parents
+                            .as_slice()
+                            .iter()
+                            .find(|p| self.is_solid(p))
+                            .copied()
+                    })
                     .unwrap_or(roots()[0]);
                 [tips[0], other]
             }

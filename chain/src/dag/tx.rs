@@ -78,6 +78,23 @@ pub enum DagTxError {
     Level { level: u8, max: u8 },
 }
 
+/// A transaction whose shape, signature and work were checked against its
+/// issuer's key: the only kind the tangle takes. Checking is the costly
+/// part (an Ed25519 verification), so a driver may do it on many threads
+/// and attach the results in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedDagTx(DagTx);
+
+impl CheckedDagTx {
+    pub fn tx(&self) -> &DagTx {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> DagTx {
+        self.0
+    }
+}
+
 impl DagBody {
     /// The bytes the issuer signs.
     pub fn signing_bytes(&self) -> Vec<u8> {
@@ -113,6 +130,12 @@ impl DagTx {
 
     pub fn id(&self) -> Hash {
         self.work_hash()
+    }
+
+    /// [`DagTx::check`], keeping the proof that it passed.
+    pub fn checked(self, key: &PublicKey) -> Result<CheckedDagTx, DagTxError> {
+        self.check(key)?;
+        Ok(CheckedDagTx(self))
     }
 
     /// Checks shape, signature (by `key`, the issuer's key on chain) and

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod consensus;
+pub mod dag;
 pub mod light;
 pub mod mqtt;
 

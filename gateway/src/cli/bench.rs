@@ -16,6 +16,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// The DAG side chain on a loopback cluster: transactions one gateway
+    /// takes per second (signature, work, attach), and the latency from
+    /// handing a device's transaction to a gateway to its confirmation at
+    /// an offered rate.
+    Dag {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Registered devices issuing.
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        /// Transactions handed over in the ingest phase.
+        #[arg(long, default_value_t = 20_000)]
+        ingest: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Offered transactions per second in the latency phase.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+    },
     /// Signed control requests against one gateway of a loopback cluster:
     /// requests/s and REST-call-to-bulb-state latency.
     Api {
@@ -74,6 +93,17 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             rate,
         } => {
             let report = itc_gateway::bench::consensus(nodes, seconds, rate).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Dag {
+            nodes,
+            devices,
+            ingest,
+            seconds,
+            rate,
+        } => {
+            let report =
+                itc_gateway::bench::dag::dag(nodes, devices, ingest, seconds, rate).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Api {

@@ -12,7 +12,7 @@ use itc_chain::dag::DagTx;
 use itc_chain::types::Height;
 use sqlx::Row;
 
-use super::{corrupt, SqliteStore, StoreError};
+use super::{corrupt, insert_rows, SqliteStore, StoreError};
 
 /// What one batch writes.
 #[derive(Debug, Default)]
@@ -48,21 +48,35 @@ impl SqliteStore {
         }
         let _writing = self.writer.lock().await;
         let mut db = self.pool().begin().await?;
-        for tx in &batch.taken {
-            sqlx::query("INSERT OR IGNORE INTO dag_txs (id, tx) VALUES (?, ?)")
-                .bind(tx.id().0.to_vec())
-                .bind(encode(tx))
-                .execute(&mut *db)
-                .await?;
-        }
-        for (id, height, applied) in &batch.confirmed {
-            sqlx::query("UPDATE dag_txs SET height = ?, applied = ? WHERE id = ?")
-                .bind(*height as i64)
-                .bind(i64::from(*applied))
-                .bind(id.0.to_vec())
-                .execute(&mut *db)
-                .await?;
-        }
+        let taken: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .taken
+            .iter()
+            .map(|tx| (tx.id().0.to_vec(), encode(tx)))
+            .collect();
+        insert_rows(
+            &mut db,
+            "INSERT OR IGNORE INTO dag_txs (id, tx) ",
+            "",
+            &taken,
+            |mut row, (id, tx)| {
+                row.push_bind(id.clone()).push_bind(tx.clone());
+            },
+        )
+        .await?;
+        // The rows exist (taken before they were confirmed): each upsert
+        // updates its outcome.
+        insert_rows(
+            &mut db,
+            "INSERT INTO dag_txs (id, height, applied) ",
+            " ON CONFLICT (id) DO UPDATE SET height = excluded.height, applied = excluded.applied",
+            &batch.confirmed,
+            |mut row, (id, height, applied)| {
+                row.push_bind(id.0.to_vec())
+                    .push_bind(*height as i64)
+                    .push_bind(i64::from(*applied));
+            },
+        )
+        .await?;
         if let Some(height) = batch.height {
             sqlx::query("INSERT OR REPLACE INTO dag_progress (id, height) VALUES (0, ?)")
                 .bind(height as i64)
