@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod light;
+pub mod mesh;
 pub mod mqtt;
 pub mod sim;
 pub mod zigbee;

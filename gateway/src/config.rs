@@ -6,6 +6,10 @@
 //! key = "gateway-0.key"        # this gateway's key (hex seed, mode 0600)
 //! db = "gateway-0.sqlite"      # its chain store
 //! api = "127.0.0.1:8080"       # where the REST API listens
+//!
+//! [dag]                        # optional: the DAG side chain
+//! depth = 10000                # blocks of confirmed history kept with proofs
+//! per_device_per_s = 100       # transactions one device may add per second
 //! ```
 //!
 //! Relative paths are relative to the configuration file. The peer-to-peer
@@ -43,6 +47,42 @@ pub struct Config {
     /// The MQTT broker for Wi-Fi devices and integrations.
     #[serde(default)]
     pub mqtt: Option<MqttToml>,
+    /// The DAG side chain.
+    #[serde(default)]
+    pub dag: DagToml,
+}
+
+/// The DAG side chain's limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DagToml {
+    /// Confirmed history kept with bodies and proofs, in blocks; older
+    /// transactions keep only their outcome.
+    pub depth: u64,
+    /// Transactions one device may add per second.
+    pub per_device_per_s: usize,
+}
+
+impl Default for DagToml {
+    fn default() -> Self {
+        let dag = crate::dag::DagConfig::default();
+        DagToml {
+            depth: dag.depth,
+            per_device_per_s: dag.tangle.per_issuer,
+        }
+    }
+}
+
+impl DagToml {
+    pub fn config(&self) -> crate::dag::DagConfig {
+        let mut dag = crate::dag::DagConfig {
+            depth: self.depth,
+            ..Default::default()
+        };
+        dag.tangle.per_issuer = self.per_device_per_s;
+        dag.tangle.window_ms = 1_000;
+        dag
+    }
 }
 
 /// The MQTT broker's front.

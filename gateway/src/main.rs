@@ -218,7 +218,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         firmware: config.firmware.clone(),
         mqtt,
         limits: itc_web::Limits::default(),
-        dag: Default::default(),
+        dag: config.dag.config(),
     })
     .await?;
     tracing::info!(api = %gateway.api, gateway = %gateway.node.public, "gateway running");

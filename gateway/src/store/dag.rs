@@ -137,3 +137,74 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use itc_chain::codec::{BoundedVec, Bytes};
+    use itc_chain::crypto::Keypair;
+    use itc_chain::dag::tangle::roots;
+    use itc_chain::dag::{DagBody, DagKind};
+    use itc_chain::types::DeviceId;
+
+    fn tx(i: u8, parents: [Hash; 2]) -> DagTx {
+        let body = DagBody {
+            issuer: DeviceId::new("mqtt:meter").unwrap(),
+            kind: DagKind::Reading {
+                data: Bytes::new(vec![i]).unwrap(),
+            },
+            parents: BoundedVec::new(parents.to_vec()).unwrap(),
+            time_ms: 1,
+            level: 0,
+        };
+        DagTx::issue(&Keypair::from_seed([9; 32]), body, 0)
+    }
+
+    #[tokio::test]
+    async fn the_dag_survives_a_reopen_and_pruning_keeps_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dag.sqlite");
+        let a = tx(1, roots());
+        let b = tx(2, [a.id(), roots()[0]]);
+        let c = tx(3, [b.id(), a.id()]);
+        {
+            let store = SqliteStore::open_manual(&path).await.unwrap();
+            let mut batch = DagBatch {
+                taken: vec![a.clone(), b.clone(), c.clone(), a.clone()],
+                ..DagBatch::default()
+            };
+            store.dag_write(&batch).await.unwrap();
+            batch = DagBatch {
+                confirmed: vec![(a.id(), 1, true), (b.id(), 2, false)],
+                height: Some(2),
+                ..DagBatch::default()
+            };
+            store.dag_write(&batch).await.unwrap();
+            store.close().await;
+        }
+        let store = SqliteStore::open_manual(&path).await.unwrap();
+        let (rows, height) = store.dag_load().await.unwrap();
+        assert_eq!(height, 2);
+        assert_eq!(
+            rows,
+            vec![
+                (a.clone(), Some((1, true))),
+                (b.clone(), Some((2, false))),
+                (c.clone(), None)
+            ]
+        );
+        // Pruning below 2 drops a's body, not its outcome; b and c stay.
+        assert_eq!(store.dag_prune(2).await.unwrap(), 1);
+        assert_eq!(
+            store.dag_row(&a.id()).await.unwrap(),
+            Some((None, Some((1, true))))
+        );
+        assert_eq!(
+            store.dag_row(&b.id()).await.unwrap(),
+            Some((Some(b.clone()), Some((2, false))))
+        );
+        let (rows, _) = store.dag_load().await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(store.dag_row(&Hash::digest(b"none")).await.unwrap(), None);
+    }
+}
