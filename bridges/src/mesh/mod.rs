@@ -8,6 +8,8 @@
 //! - [`network`]: the Network PDU, its encryption and header obfuscation;
 //! - [`transport`]: upper transport encryption with application or device
 //!   keys, lower transport segmentation, reassembly and acknowledgment;
+//! - [`provisioning`]: PB-GATT provisioning, both roles (ECDH P-256
+//!   through `ring`, no-OOB confirmation, the session key schedule);
 //! - [`replay`]: the replay protection list;
 //! - [`proxy`]: Proxy PDUs over GATT (SAR into 20-octet writes) and the
 //!   proxy filter's configuration messages.
@@ -17,6 +19,7 @@
 
 pub mod crypto;
 pub mod network;
+pub mod provisioning;
 pub mod proxy;
 pub mod replay;
 pub mod transport;
