@@ -79,15 +79,19 @@ pub fn tx_root(tx_hashes: &[Hash]) -> Hash {
     merkle::root(tx_hashes)
 }
 
+/// The DAG anchors among `txs`, in order.
+pub fn anchors<'a>(
+    txs: impl IntoIterator<Item = &'a SignedTx>,
+) -> impl Iterator<Item = &'a crate::tx::DagAnchor> {
+    txs.into_iter().filter_map(|signed| match &signed.tx.body {
+        TxBody::AnchorDag(anchor) => Some(anchor),
+        _ => None,
+    })
+}
+
 /// The DAG root for the anchors among `txs`.
 pub fn dag_root<'a>(txs: impl IntoIterator<Item = &'a SignedTx>) -> Hash {
-    let roots: Vec<Hash> = txs
-        .into_iter()
-        .filter_map(|signed| match &signed.tx.body {
-            TxBody::AnchorDag(anchor) => Some(anchor.root),
-            _ => None,
-        })
-        .collect();
+    let roots: Vec<Hash> = anchors(txs).map(|anchor| anchor.root).collect();
     merkle::root(&roots)
 }
 

@@ -63,26 +63,10 @@ impl Default for DagConfig {
     }
 }
 
-/// Where a transaction stands, as the API says it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DagStatus {
-    Unknown,
-    Pending {
-        solid: bool,
-    },
-    Confirmed {
-        height: Height,
-    },
-    /// Confirmed, but a double spend: not applied.
-    Conflicting {
-        height: Height,
-    },
-}
-
 /// A transaction's status with what proves it.
 #[derive(Clone, Debug)]
 pub struct DagView {
-    pub status: DagStatus,
+    pub status: Status,
     /// `None` when unknown, or pruned.
     pub tx: Option<DagTx>,
     /// For a confirmed transaction still within the depth: the path to an
@@ -164,16 +148,14 @@ impl DagHandle {
         let (status, tx) = match status {
             Status::Unknown => match self.store.dag_row(&id).await? {
                 // Pruned from memory: the row keeps the outcome.
-                Some((tx, Some((height, true)))) => (DagStatus::Confirmed { height }, tx),
-                Some((tx, Some((height, false)))) => (DagStatus::Conflicting { height }, tx),
-                _ => (DagStatus::Unknown, None),
+                Some((tx, Some((height, true)))) => (Status::Confirmed { height }, tx),
+                Some((tx, Some((height, false)))) => (Status::Conflicting { height }, tx),
+                _ => (Status::Unknown, None),
             },
-            Status::Pending { solid } => (DagStatus::Pending { solid }, tx),
-            Status::Confirmed { height } => (DagStatus::Confirmed { height }, tx),
-            Status::Conflicting { height } => (DagStatus::Conflicting { height }, tx),
+            known => (known, tx),
         };
         let height = match status {
-            DagStatus::Confirmed { height } | DagStatus::Conflicting { height } => height,
+            Status::Confirmed { height } | Status::Conflicting { height } => height,
             _ => {
                 return Ok(DagView {
                     status,
@@ -202,14 +184,7 @@ impl DagHandle {
 }
 
 fn anchors(block: &Block) -> impl Iterator<Item = &DagAnchor> {
-    block
-        .txs
-        .as_slice()
-        .iter()
-        .filter_map(|signed| match &signed.tx.body {
-            TxBody::AnchorDag(anchor) => Some(anchor),
-            _ => None,
-        })
+    itc_chain::block::anchors(block.txs.as_slice())
 }
 
 /// Below this many, checking on one thread is cheaper than starting more.

@@ -194,9 +194,37 @@ fn unpack_indexes(b: &[u8]) -> (u16, u16) {
     ((packed & 0x0fff) as u16, ((packed >> 12) & 0x0fff) as u16)
 }
 
-fn push_transition(out: &mut Vec<u8>, transition: Option<Transition>) {
+fn push_le(out: &mut Vec<u8>, values: &[u16]) {
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// A Set or Set Unacknowledged: the opcode the `ack` flag picks, the
+/// model's values, the TID and the optional transition.
+fn set(
+    out: &mut Vec<u8>,
+    (ack, acked, unacked): (bool, u32, u32),
+    values: &[u8],
+    tid: u8,
+    transition: Option<Transition>,
+) {
+    encode_opcode(if ack { acked } else { unacked }, out);
+    out.extend_from_slice(values);
+    out.push(tid);
     if let Some(t) = transition {
         out.extend_from_slice(&[t.time, t.delay]);
+    }
+}
+
+/// A Status: the present values, then optionally the target values and
+/// the remaining time.
+fn status(out: &mut Vec<u8>, op: u32, present: &[u16], target: Option<(Vec<u16>, u8)>) {
+    encode_opcode(op, out);
+    push_le(out, present);
+    if let Some((target, remaining)) = target {
+        push_le(out, &target);
+        out.push(remaining);
     }
 }
 
@@ -232,9 +260,7 @@ impl Message {
                 model,
             } => {
                 encode_opcode(opcode::MODEL_APP_BIND, &mut out);
-                out.extend_from_slice(&element.to_le_bytes());
-                out.extend_from_slice(&app_index.to_le_bytes());
-                out.extend_from_slice(&model.to_le_bytes());
+                push_le(&mut out, &[*element, *app_index, *model]);
             }
             Message::ModelAppStatus {
                 status,
@@ -244,9 +270,7 @@ impl Message {
             } => {
                 encode_opcode(opcode::MODEL_APP_STATUS, &mut out);
                 out.push(*status);
-                out.extend_from_slice(&element.to_le_bytes());
-                out.extend_from_slice(&app_index.to_le_bytes());
-                out.extend_from_slice(&model.to_le_bytes());
+                push_le(&mut out, &[*element, *app_index, *model]);
             }
             Message::OnOffGet => encode_opcode(opcode::ONOFF_GET, &mut out),
             Message::OnOffSet {
@@ -254,18 +278,13 @@ impl Message {
                 tid,
                 transition,
                 ack,
-            } => {
-                encode_opcode(
-                    if *ack {
-                        opcode::ONOFF_SET
-                    } else {
-                        opcode::ONOFF_SET_UNACK
-                    },
-                    &mut out,
-                );
-                out.extend_from_slice(&[u8::from(*on), *tid]);
-                push_transition(&mut out, *transition);
-            }
+            } => set(
+                &mut out,
+                (*ack, opcode::ONOFF_SET, opcode::ONOFF_SET_UNACK),
+                &[u8::from(*on)],
+                *tid,
+                *transition,
+            ),
             Message::OnOffStatus { present, target } => {
                 encode_opcode(opcode::ONOFF_STATUS, &mut out);
                 out.push(u8::from(*present));
@@ -278,53 +297,37 @@ impl Message {
                 tid,
                 transition,
                 ack,
-            } => {
-                encode_opcode(
-                    if *ack {
-                        opcode::LEVEL_SET
-                    } else {
-                        opcode::LEVEL_SET_UNACK
-                    },
-                    &mut out,
-                );
-                out.extend_from_slice(&level.to_le_bytes());
-                out.push(*tid);
-                push_transition(&mut out, *transition);
-            }
-            Message::LevelStatus { present, target } => {
-                encode_opcode(opcode::LEVEL_STATUS, &mut out);
-                out.extend_from_slice(&present.to_le_bytes());
-                if let Some((target, remaining)) = target {
-                    out.extend_from_slice(&target.to_le_bytes());
-                    out.push(*remaining);
-                }
-            }
+            } => set(
+                &mut out,
+                (*ack, opcode::LEVEL_SET, opcode::LEVEL_SET_UNACK),
+                &level.to_le_bytes(),
+                *tid,
+                *transition,
+            ),
+            Message::LevelStatus { present, target } => status(
+                &mut out,
+                opcode::LEVEL_STATUS,
+                &[*present as u16],
+                target.map(|(t, r)| (vec![t as u16], r)),
+            ),
             Message::LightnessSet {
                 lightness,
                 tid,
                 transition,
                 ack,
-            } => {
-                encode_opcode(
-                    if *ack {
-                        opcode::LIGHTNESS_SET
-                    } else {
-                        opcode::LIGHTNESS_SET_UNACK
-                    },
-                    &mut out,
-                );
-                out.extend_from_slice(&lightness.to_le_bytes());
-                out.push(*tid);
-                push_transition(&mut out, *transition);
-            }
-            Message::LightnessStatus { present, target } => {
-                encode_opcode(opcode::LIGHTNESS_STATUS, &mut out);
-                out.extend_from_slice(&present.to_le_bytes());
-                if let Some((target, remaining)) = target {
-                    out.extend_from_slice(&target.to_le_bytes());
-                    out.push(*remaining);
-                }
-            }
+            } => set(
+                &mut out,
+                (*ack, opcode::LIGHTNESS_SET, opcode::LIGHTNESS_SET_UNACK),
+                &lightness.to_le_bytes(),
+                *tid,
+                *transition,
+            ),
+            Message::LightnessStatus { present, target } => status(
+                &mut out,
+                opcode::LIGHTNESS_STATUS,
+                &[*present],
+                target.map(|(t, r)| (vec![t], r)),
+            ),
             Message::CtlSet {
                 lightness,
                 temperature,
@@ -333,34 +336,26 @@ impl Message {
                 transition,
                 ack,
             } => {
-                encode_opcode(
-                    if *ack {
-                        opcode::CTL_SET
-                    } else {
-                        opcode::CTL_SET_UNACK
-                    },
+                let mut values = Vec::with_capacity(6);
+                push_le(&mut values, &[*lightness, *temperature, *delta_uv as u16]);
+                set(
                     &mut out,
-                );
-                out.extend_from_slice(&lightness.to_le_bytes());
-                out.extend_from_slice(&temperature.to_le_bytes());
-                out.extend_from_slice(&delta_uv.to_le_bytes());
-                out.push(*tid);
-                push_transition(&mut out, *transition);
+                    (*ack, opcode::CTL_SET, opcode::CTL_SET_UNACK),
+                    &values,
+                    *tid,
+                    *transition,
+                )
             }
             Message::CtlStatus {
                 lightness,
                 temperature,
                 target,
-            } => {
-                encode_opcode(opcode::CTL_STATUS, &mut out);
-                out.extend_from_slice(&lightness.to_le_bytes());
-                out.extend_from_slice(&temperature.to_le_bytes());
-                if let Some((l, t, remaining)) = target {
-                    out.extend_from_slice(&l.to_le_bytes());
-                    out.extend_from_slice(&t.to_le_bytes());
-                    out.push(*remaining);
-                }
-            }
+            } => status(
+                &mut out,
+                opcode::CTL_STATUS,
+                &[*lightness, *temperature],
+                target.map(|(l, t, r)| (vec![l, t], r)),
+            ),
         }
         out
     }

@@ -155,6 +155,21 @@ fn expect(pdu: &[u8], kind: u8, len: usize) -> Result<&[u8], ProvisioningError> 
     }
 }
 
+/// A 16-octet PDU body (a confirmation or a random).
+fn key16(pdu: &[u8], kind: u8) -> Result<Key, ProvisioningError> {
+    expect(pdu, kind, 16)?
+        .try_into()
+        .map_err(|_| ProvisioningError::BadLength {
+            kind,
+            len: pdu.len(),
+        })
+}
+
+/// A PDU of `kind` with `body`.
+fn pdu_of(kind: u8, body: &[u8]) -> Vec<u8> {
+    [&[kind][..], body].concat()
+}
+
 fn ecdh(private: EphemeralPrivateKey, peer_xy: &[u8]) -> Result<[u8; 32], ProvisioningError> {
     let mut uncompressed = vec![0x04];
     uncompressed.extend_from_slice(peer_xy);
@@ -277,8 +292,8 @@ impl Provisioner {
                 let mut inputs = confirmation_inputs(&[invite], capabilities, &START, &public, &[]);
                 inputs.truncate(1 + 11 + 5 + 64);
                 let send = vec![
-                    [&[pdu_type::START][..], &START].concat(),
-                    [&[pdu_type::PUBLIC_KEY][..], &public].concat(),
+                    pdu_of(pdu_type::START, &START),
+                    pdu_of(pdu_type::PUBLIC_KEY, &public),
                 ];
                 Ok((
                     ProvisionerState::KeySent { inputs, private },
@@ -294,20 +309,15 @@ impl Provisioner {
                 let ecdh = ecdh(private, device_public)?;
                 let (salt, key) = confirmation_key(&inputs, &ecdh);
                 let mine = confirmation(&key, &self.random, &ZERO_AUTH);
-                let send = vec![[&[pdu_type::CONFIRMATION][..], &mine].concat()];
+                let send = vec![pdu_of(pdu_type::CONFIRMATION, &mine)];
                 Ok((
                     ProvisionerState::Confirming { salt, key, ecdh },
                     Step::Send(send),
                 ))
             }
             ProvisionerState::Confirming { salt, key, ecdh } => {
-                let theirs: Key = expect(pdu, pdu_type::CONFIRMATION, 16)?
-                    .try_into()
-                    .map_err(|_| ProvisioningError::BadLength {
-                        kind: pdu_type::CONFIRMATION,
-                        len: pdu.len(),
-                    })?;
-                let send = vec![[&[pdu_type::RANDOM][..], &self.random].concat()];
+                let theirs: Key = key16(pdu, pdu_type::CONFIRMATION)?;
+                let send = vec![pdu_of(pdu_type::RANDOM, &self.random)];
                 Ok((
                     ProvisionerState::Revealed {
                         salt,
@@ -324,12 +334,7 @@ impl Provisioner {
                 ecdh,
                 theirs,
             } => {
-                let random: Key = expect(pdu, pdu_type::RANDOM, 16)?.try_into().map_err(|_| {
-                    ProvisioningError::BadLength {
-                        kind: pdu_type::RANDOM,
-                        len: pdu.len(),
-                    }
-                })?;
+                let random: Key = key16(pdu, pdu_type::RANDOM)?;
                 if confirmation(&key, &random, &ZERO_AUTH) != theirs {
                     return Err(ProvisioningError::ConfirmationFailed);
                 }
@@ -341,7 +346,7 @@ impl Provisioner {
                     &[],
                     MicSize::Bits64,
                 );
-                let send = vec![[&[pdu_type::DATA][..], &sealed].concat()];
+                let send = vec![pdu_of(pdu_type::DATA, &sealed)];
                 Ok((
                     ProvisionerState::DataSent {
                         device_key: keys.device_key,
@@ -460,7 +465,7 @@ impl Provisionee {
                     0x00,
                 ];
                 let inputs = [invite, &capabilities[..]].concat();
-                let send = vec![[&[pdu_type::CAPABILITIES][..], &capabilities].concat()];
+                let send = vec![pdu_of(pdu_type::CAPABILITIES, &capabilities)];
                 Ok((
                     DeviceState::Capable { inputs, private },
                     DeviceStep::Send(send),
@@ -490,21 +495,16 @@ impl Provisionee {
                 inputs.extend_from_slice(&mine);
                 let ecdh = ecdh(private, theirs)?;
                 let (salt, key) = confirmation_key(&inputs, &ecdh);
-                let send = vec![[&[pdu_type::PUBLIC_KEY][..], &mine].concat()];
+                let send = vec![pdu_of(pdu_type::PUBLIC_KEY, &mine)];
                 Ok((
                     DeviceState::KeyExchanged { salt, key, ecdh },
                     DeviceStep::Send(send),
                 ))
             }
             DeviceState::KeyExchanged { salt, key, ecdh } => {
-                let theirs: Key = expect(pdu, pdu_type::CONFIRMATION, 16)?
-                    .try_into()
-                    .map_err(|_| ProvisioningError::BadLength {
-                        kind: pdu_type::CONFIRMATION,
-                        len: pdu.len(),
-                    })?;
+                let theirs: Key = key16(pdu, pdu_type::CONFIRMATION)?;
                 let mine = confirmation(&key, &self.random, &ZERO_AUTH);
-                let send = vec![[&[pdu_type::CONFIRMATION][..], &mine].concat()];
+                let send = vec![pdu_of(pdu_type::CONFIRMATION, &mine)];
                 Ok((
                     DeviceState::Confirmed {
                         salt,
@@ -521,17 +521,12 @@ impl Provisionee {
                 ecdh,
                 theirs,
             } => {
-                let random: Key = expect(pdu, pdu_type::RANDOM, 16)?.try_into().map_err(|_| {
-                    ProvisioningError::BadLength {
-                        kind: pdu_type::RANDOM,
-                        len: pdu.len(),
-                    }
-                })?;
+                let random: Key = key16(pdu, pdu_type::RANDOM)?;
                 if confirmation(&key, &random, &ZERO_AUTH) != theirs {
                     return Err(ProvisioningError::ConfirmationFailed);
                 }
                 let keys = session_keys(&salt, &key, &ecdh, &random, &self.random);
-                let send = vec![[&[pdu_type::RANDOM][..], &self.random].concat()];
+                let send = vec![pdu_of(pdu_type::RANDOM, &self.random)];
                 Ok((DeviceState::Randomized { keys }, DeviceStep::Send(send)))
             }
             DeviceState::Randomized { keys } => {
@@ -702,31 +697,27 @@ mod tests {
 
     #[test]
     fn tampered_runs_fail_with_a_reason() {
-        // A flipped confirmation: the reveal does not match it.
-        let flip_confirmation = |pdu: &mut Vec<u8>| {
-            if pdu[0] == pdu_type::CONFIRMATION {
-                pdu[3] ^= 1;
+        // One bit flipped in the first PDU of `kind`.
+        let flip = |kind: u8, at: usize| {
+            move |pdu: &mut Vec<u8>| {
+                if pdu[0] == kind {
+                    pdu[at] ^= 1;
+                }
             }
         };
-        assert_eq!(
-            run(flip_confirmation).unwrap_err(),
-            ProvisioningError::ConfirmationFailed
-        );
-        let flip_data = |pdu: &mut Vec<u8>| {
-            if pdu[0] == pdu_type::DATA {
-                pdu[5] ^= 1;
-            }
-        };
-        assert_eq!(
-            run(flip_data).unwrap_err(),
-            ProvisioningError::DecryptionFailed
-        );
-        let bad_key = |pdu: &mut Vec<u8>| {
-            if pdu[0] == pdu_type::PUBLIC_KEY {
-                pdu[10] ^= 1;
-            }
-        };
-        assert_eq!(run(bad_key).unwrap_err(), ProvisioningError::BadPublicKey);
+        // A confirmation the reveal does not match, sealed data that does
+        // not open, a public key off the curve.
+        for (kind, at, error) in [
+            (
+                pdu_type::CONFIRMATION,
+                3,
+                ProvisioningError::ConfirmationFailed,
+            ),
+            (pdu_type::DATA, 5, ProvisioningError::DecryptionFailed),
+            (pdu_type::PUBLIC_KEY, 10, ProvisioningError::BadPublicKey),
+        ] {
+            assert_eq!(run(flip(kind, at)).unwrap_err(), error);
+        }
         let mut device = Provisionee::new(1, ephemeral(), [2; 16]);
         assert!(matches!(
             device.handle(&[pdu_type::RANDOM; 17]),

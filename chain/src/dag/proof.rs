@@ -16,7 +16,6 @@ use super::tx::DagTx;
 use crate::block::{Block, Header};
 use crate::crypto::Hash;
 use crate::merkle::{self, InclusionProof, MerkleError};
-use crate::tx::TxBody;
 use crate::types::Height;
 
 /// Links the transaction `path[0]` to the header at `height`.
@@ -55,15 +54,7 @@ impl DagProof {
     /// if `path` ends at a tip one of its anchors names.
     pub fn build(path: Vec<DagTx>, block: &Block) -> Option<DagProof> {
         let tip = path.last()?.id();
-        let anchors: Vec<_> = block
-            .txs
-            .as_slice()
-            .iter()
-            .filter_map(|signed| match &signed.tx.body {
-                TxBody::AnchorDag(anchor) => Some(anchor),
-                _ => None,
-            })
-            .collect();
+        let anchors: Vec<_> = crate::block::anchors(block.txs.as_slice()).collect();
         let roots: Vec<Hash> = anchors.iter().map(|a| a.root).collect();
         for (index, anchor) in anchors.iter().enumerate() {
             let tips = anchor.tips.as_slice();

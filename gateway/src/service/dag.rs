@@ -7,7 +7,8 @@ use itc_web::{ApiError, ApiResult, DagParents, DagTxAccepted, DagTxStatus};
 
 use super::chain::summary;
 use super::Service;
-use crate::dag::{DagServiceError, DagStatus};
+use crate::dag::DagServiceError;
+use itc_chain::dag::Status;
 
 fn unavailable(error: DagServiceError) -> ApiError {
     ApiError::unavailable(error.to_string())
@@ -46,10 +47,10 @@ pub async fn parents(service: &Service) -> ApiResult<DagParents> {
 pub async fn status(service: &Service, id: Hash) -> ApiResult<DagTxStatus> {
     let view = service.inner.dag.status(id).await.map_err(unavailable)?;
     let (status, solid, height) = match view.status {
-        DagStatus::Unknown => ("unknown", None, None),
-        DagStatus::Pending { solid } => ("pending", Some(solid), None),
-        DagStatus::Confirmed { height } => ("confirmed", None, Some(height)),
-        DagStatus::Conflicting { height } => ("conflicting", None, Some(height)),
+        Status::Unknown => ("unknown", None, None),
+        Status::Pending { solid } => ("pending", Some(solid), None),
+        Status::Confirmed { height } => ("confirmed", None, Some(height)),
+        Status::Conflicting { height } => ("conflicting", None, Some(height)),
     };
     let json = |value: Option<serde_json::Value>| value.unwrap_or(serde_json::Value::Null);
     let (proof, block) = match view.proof {
