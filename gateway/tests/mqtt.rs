@@ -175,7 +175,9 @@ async fn onboarding_control_and_home_assistant() {
         .any(|d| d.id == "mqtt:lamp-2"));
 
     // The lamp at work: its signed reports reach the REST API, and a REST
-    // command reaches it.
+    // command reaches it. Its states also go to the DAG, signed and worked
+    // by the lamp, submitted by the gateway on its behalf.
+    let mut confirmations = gateway.dag.confirmations();
     tokio::spawn(lamp1.run(front, topics.clone(), password));
     eventually("the lamp reports", || async {
         owner.light(&id1).await.is_ok_and(|l| l.link_quality > 0)
@@ -200,6 +202,28 @@ async fn onboarding_control_and_home_assistant() {
         }
     };
     dim(42).await;
+    // Its dimmed state is confirmed on the DAG, as the lamp's own
+    // transaction carrying what it reported.
+    let mut reports: Vec<serde_json::Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !reports.iter().any(|s| s["brightness"] == 42) {
+        let batch = tokio::time::timeout_at(deadline, confirmations.recv())
+            .await
+            .expect("the lamp's DAG reports are confirmed")
+            .unwrap();
+        for confirmed in batch.iter() {
+            let status = owner.dag_status(&confirmed.id).await.unwrap();
+            assert_eq!(status.status, "confirmed");
+            assert_eq!(status.tx["body"]["issuer"], "mqtt:lamp-1");
+            let data = status.tx["body"]["kind"]["data"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let state: serde_json::Value =
+                serde_json::from_slice(&hex::decode(data).unwrap()).unwrap();
+            reports.push(state);
+        }
+    }
 
     // Home Assistant: logged in as an integration acting for the owner.
     let pool = gateway.node.store.pool();

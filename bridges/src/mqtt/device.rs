@@ -10,7 +10,7 @@ use itc_chain::types::{DeviceId, Model};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::{Deserialize, Serialize};
 
-use super::signed::{Challenge, Hello, Report};
+use super::signed::{Challenge, DagReply, Hello, Report};
 use super::topics::Topics;
 use super::z2m::{state_json, SetMessage};
 use crate::light::LightState;
@@ -49,7 +49,13 @@ pub struct SimDevice {
     pub model: Model,
     pub state: LightState,
     seq: u64,
+    /// Parents the gateway suggested for the next DAG transaction.
+    parents: Option<[itc_chain::crypto::Hash; 2]>,
 }
+
+/// The security level of a bulb's DAG transactions: level 1, 4 bits of
+/// work (16 hashes on average), as befits a trusted household device.
+pub const DAG_LEVEL: u8 = 1;
 
 fn options(client_id: &str, addr: std::net::SocketAddr, user: &str, pass: &str) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
@@ -76,6 +82,7 @@ impl SimDevice {
             model,
             state: LightState::default(),
             seq: 0,
+            parents: None,
         }
     }
 
@@ -155,8 +162,30 @@ impl SimDevice {
         Report::sign(&self.key, &self.id, self.seq, &state_json(&self.state))
     }
 
-    /// Connects with its permanent credentials, reports its state, and
-    /// carries out commands until the connection ends.
+    /// Its current state as a DAG state report, signed and worked, on the
+    /// parents the gateway suggested last (none yet: nothing to send).
+    fn dag_report(&self) -> Option<Vec<u8>> {
+        let parents = self.parents?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let data = state_json(&self.state).to_string().into_bytes();
+        let body = itc_chain::dag::DagBody {
+            issuer: self.id.clone(),
+            kind: itc_chain::dag::DagKind::StateReport {
+                data: itc_chain::codec::Bytes::new(data).ok()?,
+            },
+            parents: itc_chain::codec::BoundedVec::new(parents.to_vec()).ok()?,
+            time_ms: now,
+            level: DAG_LEVEL,
+        };
+        let tx = itc_chain::dag::DagTx::issue(&self.key, body, self.seq);
+        Some(itc_chain::codec::encode(&tx))
+    }
+
+    /// Connects with its permanent credentials, reports its state (signed
+    /// reports, and the same state as a DAG transaction once it has
+    /// parents), and carries out commands until the connection ends.
     pub async fn run(
         mut self,
         addr: std::net::SocketAddr,
@@ -167,16 +196,49 @@ impl SimDevice {
             options(self.id.as_str(), addr, self.id.as_str(), &password),
             16,
         );
+        let id = self.id.as_str().to_string();
         client
-            .subscribe(topics.device_command(self.id.as_str()), QoS::AtLeastOnce)
+            .subscribe(topics.device_command(&id), QoS::AtLeastOnce)
             .await?;
-        let report_topic = topics.device_report(self.id.as_str());
+        client
+            .subscribe(topics.device_dag_reply(&id), QoS::AtLeastOnce)
+            .await?;
+        let report_topic = topics.device_report(&id);
+        let dag_topic = topics.device_dag(&id);
         let first = serde_json::to_vec(&self.report()).unwrap_or_default();
         client
             .publish(&report_topic, QoS::AtLeastOnce, false, first)
             .await?;
+        // Parents for the first DAG report.
+        client
+            .publish(&dag_topic, QoS::AtLeastOnce, false, Vec::new())
+            .await?;
+        let mut unsent = true;
         loop {
             let publish = next_publish(&mut events).await?;
+            if publish.topic == topics.device_dag_reply(&id) {
+                let Ok(reply) = serde_json::from_slice::<DagReply>(&publish.payload) else {
+                    continue;
+                };
+                if let Some(error) = reply.error {
+                    tracing::debug!(device = %id, %error, "DAG transaction refused");
+                }
+                let parents: Vec<itc_chain::crypto::Hash> = reply
+                    .parents
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                self.parents = parents.try_into().ok();
+                // The state it had before it had parents goes out now.
+                if std::mem::take(&mut unsent) {
+                    if let Some(tx) = self.dag_report() {
+                        client
+                            .publish(&dag_topic, QoS::AtLeastOnce, false, tx)
+                            .await?;
+                    }
+                }
+                continue;
+            }
             let Ok(set) = SetMessage::parse(&publish.payload) else {
                 continue;
             };
@@ -188,6 +250,11 @@ impl SimDevice {
             client
                 .publish(&report_topic, QoS::AtLeastOnce, false, report)
                 .await?;
+            if let Some(tx) = self.dag_report() {
+                client
+                    .publish(&dag_topic, QoS::AtLeastOnce, false, tx)
+                    .await?;
+            }
         }
     }
 }

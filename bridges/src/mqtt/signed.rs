@@ -146,6 +146,18 @@ pub fn report_payload(device: &DeviceId, seq: u64, state: &str) -> Vec<u8> {
     encode(&(device, seq, state.to_string()))
 }
 
+/// The gateway's answer to a device's DAG publish: the transaction's id,
+/// or why it was refused, and two parents for the next one (hashes as
+/// `sha256:<hex>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub parents: Vec<String>,
+}
+
 /// A device's signed state report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {

@@ -19,6 +19,11 @@
 //!
 //! - `<base>-device/<device>/report` — a device's signed state (device
 //!   publishes), `<base>-device/<device>/command` (device subscribes);
+//! - `<base>-device/<device>/dag` — a DAG transaction the device signed
+//!   and did the work for, encoded (an empty payload asks for parents
+//!   only); the gateway submits it on the device's behalf and answers on
+//!   `<base>-device/<device>/dag/reply` with its id or the refusal, and
+//!   parents for the next one;
 //! - `<base>-provision/<client>/challenge|hello|response` — onboarding.
 //!
 //! [`Acl`] is the whole policy: a role may publish to a topic or subscribe
@@ -94,6 +99,25 @@ impl Topics {
 
     pub fn device_command(&self, device: &str) -> String {
         format!("{}-device/{device}/command", self.base)
+    }
+
+    pub fn device_dag(&self, device: &str) -> String {
+        format!("{}-device/{device}/dag", self.base)
+    }
+
+    pub fn device_dag_reply(&self, device: &str) -> String {
+        format!("{}-device/{device}/dag/reply", self.base)
+    }
+
+    /// Every device's DAG topic.
+    pub fn dag_filter(&self) -> String {
+        format!("{}-device/+/dag", self.base)
+    }
+
+    /// The device a DAG topic is from.
+    pub fn parse_dag<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let rest = topic.strip_prefix(&self.base)?.strip_prefix("-device/")?;
+        rest.strip_suffix("/dag").filter(|d| !d.contains('/'))
     }
 
     /// Every device's report topic.
@@ -184,7 +208,9 @@ impl Acl {
         }
         let t = &self.topics;
         let allowed = match role {
-            Role::Device { device } => topic == t.device_report(device),
+            Role::Device { device } => {
+                topic == t.device_report(device) || topic == t.device_dag(device)
+            }
             Role::Provisioning { client, .. } => topic == t.provision(client, "hello"),
             Role::Integration { name } => {
                 if t.parse_set(topic).is_some() || matches(topic, &t.bridge("request/+")) {
@@ -205,7 +231,9 @@ impl Acl {
         }
         let t = &self.topics;
         match role {
-            Role::Device { device } => filter == t.device_command(device),
+            Role::Device { device } => {
+                filter == t.device_command(device) || filter == t.device_dag_reply(device)
+            }
             Role::Provisioning { client, .. } => {
                 filter == t.provision(client, "challenge")
                     || filter == t.provision(client, "response")
@@ -233,6 +261,11 @@ mod tests {
             device: "mqtt:aa".into(),
         };
         assert!(acl.may_publish(&a, "itc-device/mqtt:aa/report"));
+        assert!(acl.may_publish(&a, "itc-device/mqtt:aa/dag"));
+        assert!(!acl.may_publish(&a, "itc-device/mqtt:bb/dag"));
+        assert!(!acl.may_publish(&a, "itc-device/mqtt:aa/dag/reply"));
+        assert!(acl.may_subscribe(&a, "itc-device/mqtt:aa/dag/reply"));
+        assert!(!acl.may_subscribe(&a, "itc-device/mqtt:bb/dag/reply"));
         assert!(!acl.may_publish(&a, "itc-device/mqtt:bb/report"));
         assert!(
             !acl.may_publish(&a, "itc/mqtt:aa"),
@@ -305,6 +338,8 @@ mod tests {
         assert_eq!(t.parse_set(&t.set("zigbee:01")), Some("zigbee:01"));
         assert_eq!(t.parse_set(&t.bridge("set")), None);
         assert_eq!(t.parse_report(&t.device_report("mqtt:ab")), Some("mqtt:ab"));
+        assert_eq!(t.parse_dag(&t.device_dag("mqtt:ab")), Some("mqtt:ab"));
+        assert_eq!(t.parse_dag(&t.device_dag_reply("mqtt:ab")), None);
         assert_eq!(t.parse_hello(&t.provision("c1", "hello")), Some("c1"));
         assert_eq!(t.parse_hello("home/itc-provision/a/b/hello"), None);
         assert!(Topics::new("itc/#").is_none());

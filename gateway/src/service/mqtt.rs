@@ -31,7 +31,7 @@ use itc_bridges::light::{LightCommand, LightState};
 use itc_bridges::mqtt::broker::Broker;
 use itc_bridges::mqtt::device::Onboarded;
 use itc_bridges::mqtt::front::{self, Authenticator};
-use itc_bridges::mqtt::signed::{Challenge, Hello, Report};
+use itc_bridges::mqtt::signed::{Challenge, DagReply, Hello, Report};
 use itc_bridges::mqtt::topics::{Acl, Role, Topics};
 use itc_bridges::mqtt::z2m::{self, SetMessage};
 use itc_chain::crypto::{AccountId, PublicKey, Signature};
@@ -76,6 +76,11 @@ pub enum MqttInbound {
     Integration {
         name: String,
         topic: String,
+        payload: Vec<u8>,
+    },
+    /// A device's DAG transaction (empty: it asks for parents).
+    Dag {
+        device: String,
         payload: Vec<u8>,
     },
 }
@@ -374,7 +379,11 @@ impl MqttBridge {
                         let _ = self
                             .client
                             .try_subscribe(self.topics.report_filter(), QoS::AtMostOnce);
-                        for filter in [self.topics.hello_filter(), self.topics.integration_filter()] {
+                        for filter in [
+                            self.topics.hello_filter(),
+                            self.topics.integration_filter(),
+                            self.topics.dag_filter(),
+                        ] {
                             let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
                         }
                         Some(BridgeEvent::Mqtt(MqttInbound::Up))
@@ -405,6 +414,11 @@ impl MqttBridge {
         let inbound = if let Some(client) = topics.parse_hello(&publish.topic) {
             MqttInbound::Hello {
                 client: client.into(),
+                payload: publish.payload.to_vec(),
+            }
+        } else if let Some(device) = topics.parse_dag(&publish.topic) {
+            MqttInbound::Dag {
+                device: device.into(),
                 payload: publish.payload.to_vec(),
             }
         } else if let Some((name, topic)) = topics.parse_integration(&publish.topic) {
@@ -692,7 +706,50 @@ impl Service {
             } => {
                 tokio::spawn(self.clone().integration(name, topic, payload));
             }
+            MqttInbound::Dag { device, payload } => {
+                tokio::spawn(self.clone().mqtt_dag(device, payload));
+            }
         }
+    }
+
+    /// Submits a device's DAG transaction on its behalf (only its own:
+    /// the issuer must be the device whose login published it), and
+    /// answers with the outcome and parents for the next one.
+    async fn mqtt_dag(self, device: String, payload: Vec<u8>) {
+        let Some(mqtt) = self.mqtt() else {
+            return;
+        };
+        let mut reply = DagReply::default();
+        if !payload.is_empty() {
+            let outcome = match itc_chain::codec::decode::<itc_chain::dag::DagTx>(&payload) {
+                Ok(tx) if tx.body.issuer.as_str() == device => {
+                    match self.inner.dag.submit(vec![tx]).await {
+                        Ok(mut results) => results
+                            .pop()
+                            .map(|r| r.map_err(|e| e.to_string()))
+                            .unwrap_or_else(|| Err("no answer".into())),
+                        Err(error) => Err(error.to_string()),
+                    }
+                }
+                Ok(tx) => Err(format!(
+                    "{device} may submit only its own transactions, not {}'s",
+                    tx.body.issuer
+                )),
+                Err(error) => Err(format!("not a DAG transaction: {error}")),
+            };
+            match outcome {
+                Ok(id) => reply.id = Some(id.to_string()),
+                Err(error) => {
+                    tracing::info!(%device, %error, "a device's DAG transaction refused");
+                    reply.error = Some(error);
+                }
+            }
+        }
+        if let Ok(parents) = self.inner.dag.parents().await {
+            reply.parents = parents.iter().map(ToString::to_string).collect();
+        }
+        let payload = serde_json::to_vec(&reply).unwrap_or_default();
+        mqtt.publish(mqtt.topics().device_dag_reply(&device), false, payload);
     }
 
     fn mqtt_online(&self, device: &str, online: bool) {
