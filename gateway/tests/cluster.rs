@@ -165,7 +165,7 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
             itc_chain::pbft::PrePrepare { view, block },
         ));
         channel
-            .send(&mut stream, &itc_chain::codec::encode(&message))
+            .send(&mut stream, &itc_gateway::net::consensus_wire(&message))
             .await
             .unwrap();
     }

@@ -46,6 +46,11 @@ pub type DagInbound = (PublicKey, DagMessage);
 /// does, without copying the message into one.
 const CONSENSUS: u8 = 0;
 
+/// A consensus message as it travels on a peer channel.
+pub fn consensus_wire(message: &Message) -> Vec<u8> {
+    encode(&(CONSENSUS, message))
+}
+
 /// What travels on a peer channel: consensus or the DAG's gossip.
 #[derive(Debug, BorshSerialize, BorshDeserialize)]
 enum Envelope {
@@ -103,11 +108,11 @@ impl Network {
     }
 
     pub fn send(&self, to: &PublicKey, message: &Message) {
-        self.enqueue(to, Arc::new(encode(&(CONSENSUS, message))));
+        self.enqueue(to, Arc::new(consensus_wire(message)));
     }
 
     pub fn broadcast(&self, message: &Message) {
-        self.broadcast_bytes(Arc::new(encode(&(CONSENSUS, message))));
+        self.broadcast_bytes(Arc::new(consensus_wire(message)));
     }
 
     pub fn send_dag(&self, to: &PublicKey, message: DagMessage) {
@@ -279,7 +284,7 @@ mod tests {
     #[test]
     fn a_consensus_message_sent_without_copying_decodes_as_its_envelope() {
         let message = Message::Transactions(BoundedVec::new(vec![]).unwrap());
-        let bytes = encode(&(CONSENSUS, &message));
+        let bytes = consensus_wire(&message);
         assert!(matches!(
             decode::<Envelope>(&bytes),
             Ok(Envelope::Consensus(m)) if *m == message
