@@ -178,6 +178,7 @@ async fn onboarding_control_and_home_assistant() {
     // command reaches it. Its states also go to the DAG, signed and worked
     // by the lamp, submitted by the gateway on its behalf.
     let mut confirmations = gateway.dag.confirmations();
+    let lamp_password = password.clone();
     tokio::spawn(lamp1.run(front, topics.clone(), password));
     eventually("the lamp reports", || async {
         owner.light(&id1).await.is_ok_and(|l| l.link_quality > 0)
@@ -322,6 +323,75 @@ async fn onboarding_control_and_home_assistant() {
     assert!(
         !owner.light(&id1).await.unwrap().state.on,
         "the neighbour switched it on"
+    );
+
+    // The lamp's login can put only the lamp's own transactions on the
+    // DAG: one issued by another device (even validly signed by it) is
+    // refused with the reason, and garbage is refused too.
+    let mut options = MqttOptions::new("lamp", front.ip().to_string(), front.port());
+    options.set_credentials("mqtt:lamp-1", lamp_password);
+    options.set_max_packet_size(256 * 1024, 256 * 1024);
+    let (lamp_login, mut lamp_events) = AsyncClient::new(options, 16);
+    lamp_login
+        .subscribe(topics.device_dag_reply("mqtt:lamp-1"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let other = lamp(4, "mqtt:lamp-4");
+    let body = itc_chain::dag::DagBody {
+        issuer: other.id.clone(),
+        kind: itc_chain::dag::DagKind::Reading {
+            data: itc_chain::codec::Bytes::new(vec![1]).unwrap(),
+        },
+        parents: itc_chain::codec::BoundedVec::new(itc_chain::dag::tangle::roots().to_vec())
+            .unwrap(),
+        time_ms: 1,
+        level: 1,
+    };
+    let foreign = itc_chain::dag::DagTx::issue(&other.key, body, 0);
+    let mut replies = Vec::new();
+    for payload in [itc_chain::codec::encode(&foreign), b"garbage".to_vec()] {
+        lamp_login
+            .publish(
+                topics.device_dag("mqtt:lamp-1"),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Event::Incoming(Packet::Publish(p)) = lamp_events.poll().await.unwrap() {
+                    break serde_json::from_slice::<itc_bridges::mqtt::signed::DagReply>(
+                        &p.payload,
+                    )
+                    .unwrap();
+                }
+            }
+        })
+        .await
+        .expect("a reply to the lamp's DAG publish");
+        replies.push(reply);
+    }
+    assert!(
+        replies[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("only its own"),
+        "{replies:?}"
+    );
+    assert!(replies[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("not a DAG transaction"));
+    assert!(replies
+        .iter()
+        .all(|r| r.id.is_none() && r.parents.len() == 2));
+    assert_eq!(
+        owner.dag_status(&foreign.id()).await.unwrap().status,
+        "unknown"
     );
     cluster.shutdown().await.unwrap();
 }
