@@ -122,7 +122,7 @@ fn provision_configure_and_control_a_mesh_bulb() {
     let messages = client.messages_for(&dim, 0xffff);
     let writes = client.send(0x0100, &messages).unwrap();
     exchange(&mut client, &mut node, writes, &mut log);
-    assert_eq!(node.state.lightness, 32_767);
+    assert_eq!(node.state.lightness, 32_768);
     assert_eq!(node.state.transition_ms, 400);
     let warm = LightCommand {
         color_temp: Some(370),

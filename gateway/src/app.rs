@@ -54,6 +54,8 @@ pub struct GatewayConfig {
     pub limits: itc_web::Limits,
     /// The DAG side chain's depth and tangle limits.
     pub dag: crate::dag::DagConfig,
+    /// Simulated Bluetooth mesh bulbs in range.
+    pub mesh_bulbs: usize,
 }
 
 /// A running gateway.
@@ -121,6 +123,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         zigbee,
         firmware: config.firmware,
         mqtt: config.mqtt,
+        mesh_bulbs: config.mesh_bulbs,
     })
     .await?;
     let api = config.api.local_addr()?;
@@ -211,6 +214,8 @@ pub struct ClusterOptions {
     pub mqtt: bool,
     pub limits: itc_web::Limits,
     pub dag: crate::dag::DagConfig,
+    /// Simulated Bluetooth mesh bulbs per gateway.
+    pub mesh_bulbs: usize,
 }
 
 impl Default for ClusterOptions {
@@ -224,6 +229,7 @@ impl Default for ClusterOptions {
             firmware: None,
             mqtt: false,
             dag: Default::default(),
+            mesh_bulbs: 0,
             limits: itc_web::Limits::default(),
         }
     }
@@ -241,6 +247,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
         mqtt,
         limits,
         dag,
+        mesh_bulbs,
     } = options;
     let dir = tempfile::tempdir()?;
     let mut work = itc_chain::testkit::Workload::new(n, users, 0x11c7);
@@ -284,6 +291,7 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
                 },
                 limits,
                 dag: dag.clone(),
+                mesh_bulbs,
             })
             .await?,
         );

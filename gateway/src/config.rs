@@ -38,6 +38,10 @@ pub struct Config {
     pub bulbs: usize,
     #[serde(default)]
     pub spare_bulbs: usize,
+    /// Simulated Bluetooth mesh bulbs in range, provisioned at start
+    /// (until the BLE transport lands).
+    #[serde(default)]
+    pub mesh_bulbs: usize,
     /// A Zigbee coordinator (TI Z-Stack, ZNP) on a serial port.
     #[serde(default)]
     pub zigbee: Option<ZigbeeConfig>,

@@ -22,9 +22,10 @@
 //!   `dev`.
 //!
 //! Not here yet: the btleplug transport and its test against a fake BlueZ,
-//! the wiring into the gateway's lights, keys at rest, segment
+//! device keys and sequence numbers kept across restarts, segment
 //! retransmission (a proxy link over GATT is reliable), IV update and key
-//! refresh.
+//! refresh. The gateway's `service::mesh` drives [`client`] over
+//! simulated bulbs meanwhile.
 //!
 //! Every layer is checked byte for byte against the specification's
 //! sample data (§8), in both directions.

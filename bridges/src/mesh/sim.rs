@@ -55,9 +55,13 @@ impl SimMeshNode {
             phase: Phase::Unprovisioned(Provisionee::new(1, private, random)),
             reassembler: ProxyReassembler::default(),
             mtu: 20,
+            // Off, at full lightness when switched on (Light Lightness
+            // Last, Mesh Model §6.1.2.3), neutral white.
             state: MeshLightState {
+                on: false,
+                lightness: 0xffff,
                 temperature: 4_000,
-                ..MeshLightState::default()
+                transition_ms: 0,
             },
             bindings: Vec::new(),
             last_tid: None,

@@ -178,6 +178,10 @@ pub struct Dev {
     /// they join when the gateway's network is opened (permit join).
     #[arg(long, default_value_t = 4)]
     pub bulbs: usize,
+    /// Simulated Bluetooth mesh bulbs per gateway, provisioned over the
+    /// proxy protocol at start.
+    #[arg(long, default_value_t = 2)]
+    pub mesh_bulbs: usize,
     /// The first gateway's API port; the others follow.
     #[arg(long, default_value_t = 8080)]
     pub api_port: u16,
@@ -274,6 +278,7 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                 }),
                 limits: itc_web::Limits::default(),
                 dag: Default::default(),
+                mesh_bulbs: dev.mesh_bulbs,
             })
             .await?,
         );

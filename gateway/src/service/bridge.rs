@@ -82,6 +82,7 @@ pub enum Bridge {
     Sim(SimBridge),
     Zigbee(ZigbeeBridge),
     Mqtt(Box<super::mqtt::MqttBridge>),
+    Mesh(Box<super::mesh::MeshBridge>),
 }
 
 pub struct SimBridge {
@@ -164,6 +165,7 @@ impl Bridge {
             Bridge::Sim(_) => SIM,
             Bridge::Zigbee(_) => ZIGBEE,
             Bridge::Mqtt(_) => super::mqtt::MQTT,
+            Bridge::Mesh(_) => super::mesh::MESH,
         }
     }
 
@@ -204,6 +206,7 @@ impl Bridge {
                     .collect()
             }
             Bridge::Mqtt(mqtt) => mqtt.lights(),
+            Bridge::Mesh(mesh) => mesh.lights(),
         }
     }
 
@@ -217,6 +220,7 @@ impl Bridge {
                 zigbee_light(&zigbee.handle.device(ieee)?, target)
             }
             Bridge::Mqtt(mqtt) => mqtt.light(device),
+            Bridge::Mesh(mesh) => mesh.light(device),
         }
     }
 
@@ -285,6 +289,7 @@ impl Bridge {
                         reason,
                     })
             }
+            Bridge::Mesh(mesh) => mesh.send(device, command),
         }
     }
 
@@ -315,8 +320,9 @@ impl Bridge {
                         reason: e.to_string(),
                     })
             }
-            // Wi-Fi devices join with a setup code instead.
-            Bridge::Mqtt(_) => Ok(()),
+            // Wi-Fi devices join with a setup code instead; mesh bulbs in
+            // range are provisioned when the bridge starts.
+            Bridge::Mqtt(_) | Bridge::Mesh(_) => Ok(()),
         }
     }
 
@@ -329,7 +335,7 @@ impl Bridge {
         message: ServerMessage,
     ) -> Result<(), BridgeError> {
         match self {
-            Bridge::Sim(_) | Bridge::Mqtt(_) => Ok(()),
+            Bridge::Sim(_) | Bridge::Mqtt(_) | Bridge::Mesh(_) => Ok(()),
             Bridge::Zigbee(zigbee) => {
                 let ieee = zigbee_ieee(device).ok_or_else(|| BridgeError::Unknown {
                     device: device.clone(),
@@ -352,6 +358,7 @@ impl Bridge {
             Bridge::Sim(sim) => sim.network.lock().ok()?.device_key(device),
             Bridge::Zigbee(zigbee) => Some(zigbee.device_keypair(device)?.public()),
             Bridge::Mqtt(mqtt) => mqtt.device_key(device),
+            Bridge::Mesh(mesh) => Some(mesh.device_keypair(device)?.public()),
         }
     }
 
@@ -383,6 +390,10 @@ impl Bridge {
                 let key = zigbee.device_keypair(device)?;
                 Some((key.public(), key.sign(Domain::DeviceRegistration, payload)))
             }
+            Bridge::Mesh(mesh) => {
+                let key = mesh.device_keypair(device)?;
+                Some((key.public(), key.sign(Domain::DeviceRegistration, payload)))
+            }
             // The device signed its own at onboarding (over the same
             // payload; the chain checks).
             Bridge::Mqtt(mqtt) => mqtt.registration_proof(device),
@@ -400,6 +411,7 @@ impl Bridge {
         match &*self {
             Bridge::Sim(_) => self.pump_sim(events).await,
             Bridge::Mqtt(mqtt) => mqtt.pump(events).await,
+            Bridge::Mesh(mesh) => mesh.pump(events).await,
             Bridge::Zigbee(zigbee) => {
                 let mut native = zigbee.handle.events();
                 loop {

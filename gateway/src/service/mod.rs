@@ -20,6 +20,7 @@ mod chain;
 mod dag;
 pub mod firmware;
 mod lights;
+pub mod mesh;
 pub mod mqtt;
 mod ownership;
 
@@ -53,6 +54,8 @@ pub enum ServiceError {
     Random,
     #[error("the MQTT broker did not start: {0}")]
     Mqtt(String),
+    #[error("the Bluetooth mesh bridge did not start: {0}")]
+    Mesh(String),
 }
 
 /// How to start the service.
@@ -73,6 +76,8 @@ pub struct ServiceConfig {
     pub firmware: Option<firmware::FirmwareConfig>,
     /// The MQTT broker's front, for Wi-Fi devices and integrations.
     pub mqtt: Option<mqtt::MqttConfig>,
+    /// Simulated Bluetooth mesh bulbs in range (provisioned at start).
+    pub mesh_bulbs: usize,
 }
 
 /// The running service; cheap to clone.
@@ -142,6 +147,11 @@ impl Service {
                     .await
                     .map_err(ServiceError::Mqtt)?;
             bridges.push(Arc::new(Bridge::Mqtt(Box::new(bridge))));
+        }
+        if config.mesh_bulbs > 0 {
+            let mesh = mesh::MeshBridge::start(*config.key.seed(), config.mesh_bulbs)
+                .map_err(|e| ServiceError::Mesh(e.to_string()))?;
+            bridges.push(Arc::new(Bridge::Mesh(Box::new(mesh))));
         }
         if config.bulbs + config.spare_bulbs > 0 {
             let seed = Hash::digest_parts(&[b"itc-sim-network", config.key.seed()]).0;
