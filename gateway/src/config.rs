@@ -38,8 +38,8 @@ pub struct Config {
     pub bulbs: usize,
     #[serde(default)]
     pub spare_bulbs: usize,
-    /// Simulated Bluetooth mesh bulbs in range, provisioned at start
-    /// (until the BLE transport lands).
+    /// Simulated Bluetooth mesh bulbs in range, provisioned when the
+    /// network is opened (until the BLE transport lands).
     #[serde(default)]
     pub mesh_bulbs: usize,
     /// A Zigbee coordinator (TI Z-Stack, ZNP) on a serial port.

@@ -1,5 +1,6 @@
 //! Bluetooth mesh bulbs in a gateway: provisioned and configured over the
-//! proxy protocol when it starts, listed like any light, registered on
+//! proxy protocol when the administrator opens the network, listed like
+//! any light, registered on
 //! chain by their gateway, claimed by its administrator, and commanded over
 //! REST — turned on, dimmed and set to a colour temperature — only by
 //! whoever chain state allows.
@@ -27,6 +28,9 @@ async fn mesh_bulbs_are_provisioned_registered_and_commanded() {
         .claim_gateway(gateway.claim_code.as_deref().unwrap(), false)
         .await
         .unwrap();
+    // Factory-new bulbs wait until the network is opened.
+    assert!(owner.devices().await.unwrap().is_empty());
+    owner.permit_join(60).await.unwrap();
     let mut devices = Vec::new();
     for _ in 0..300 {
         devices = owner.devices().await.unwrap();

@@ -178,8 +178,8 @@ pub struct Dev {
     /// they join when the gateway's network is opened (permit join).
     #[arg(long, default_value_t = 4)]
     pub bulbs: usize,
-    /// Simulated Bluetooth mesh bulbs per gateway, provisioned over the
-    /// proxy protocol at start.
+    /// Simulated Bluetooth mesh bulbs per gateway, factory-new: provisioned
+    /// over the proxy protocol when the gateway's network is opened.
     #[arg(long, default_value_t = 2)]
     pub mesh_bulbs: usize,
     /// The first gateway's API port; the others follow.

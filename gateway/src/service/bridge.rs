@@ -320,9 +320,10 @@ impl Bridge {
                         reason: e.to_string(),
                     })
             }
-            // Wi-Fi devices join with a setup code instead; mesh bulbs in
-            // range are provisioned when the bridge starts.
-            Bridge::Mqtt(_) | Bridge::Mesh(_) => Ok(()),
+            // Unprovisioned mesh bulbs in range are provisioned now.
+            Bridge::Mesh(mesh) => mesh.permit_join(),
+            // Wi-Fi devices join with a setup code instead.
+            Bridge::Mqtt(_) => Ok(()),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The Bluetooth mesh bridge: the gateway's mesh client driving bulbs over
-//! their proxy connections ([`MeshLink`]). Bulbs in range are provisioned
-//! (PB-GATT), given the gateway's proxy filter, the application key and
-//! its bindings to the four lighting models, then appear as lights like
-//! any other bridge's: registered on chain with a key the gateway derives
-//! for each, commanded only as chain state allows.
+//! their proxy connections ([`MeshLink`]). When the administrator opens
+//! the network (permit join), the unprovisioned bulbs in range are
+//! provisioned (PB-GATT), given the gateway's proxy filter, the
+//! application key and its bindings to the four lighting models; then they
+//! appear as lights like any other bridge's: registered on chain with a key
+//! the gateway derives for each, commanded only as chain state allows.
 //!
 //! The network and application keys derive from the gateway's secret seed
 //! (its key file, mode 0600), so they are never written anywhere; device
@@ -43,12 +44,35 @@ struct Node {
 struct Mesh {
     client: MeshClient,
     nodes: Vec<Node>,
+    /// Unprovisioned bulbs in range, advertising 0x1827.
+    waiting: Vec<(DeviceId, Box<dyn MeshLink + Send>)>,
 }
 
 pub struct MeshBridge {
     mesh: Mutex<Mesh>,
     seed: [u8; 32],
     events: Mutex<Option<mpsc::Sender<BridgeEvent>>>,
+}
+
+fn unavailable(reason: String) -> BridgeError {
+    BridgeError::Unavailable {
+        bridge: MESH,
+        reason,
+    }
+}
+
+/// The randomness of one provisioning run.
+fn ephemeral() -> Result<EphemeralPrivateKey, BridgeError> {
+    EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new())
+        .map_err(|_| unavailable("no randomness".into()))
+}
+
+fn random() -> Result<[u8; 16], BridgeError> {
+    let mut r = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut r)
+        .map(|_| r)
+        .map_err(|_| unavailable("no randomness".into()))
 }
 
 fn derived(seed: &[u8; 32], label: &[u8]) -> [u8; 16] {
@@ -71,47 +95,64 @@ fn light_state(on: bool, lightness: u16, kelvin: u16) -> LightState {
 }
 
 impl MeshBridge {
-    /// A mesh with `simulated` bulbs in range, provisioned and configured
-    /// now.
+    /// A mesh with `simulated` factory-new bulbs in range.
     pub fn start(seed: [u8; 32], simulated: usize) -> Result<MeshBridge, BridgeError> {
-        let unavailable = |reason: String| BridgeError::Unavailable {
-            bridge: MESH,
-            reason,
-        };
         let net_key = derived(&seed, b"itc-mesh-netkey");
         let app_key = derived(&seed, b"itc-mesh-appkey");
         let client = MeshClient::new(net_key, 0, GATEWAY_ADDRESS, 0, app_key);
-        let mut mesh = Mesh {
-            client,
-            nodes: Vec::new(),
-        };
-        let rng = SystemRandom::new();
-        let ephemeral = || {
-            EphemeralPrivateKey::generate(&ECDH_P256, &rng)
-                .map_err(|_| unavailable("no randomness".into()))
-        };
-        let random = || {
-            let mut r = [0u8; 16];
-            rng.fill(&mut r)
-                .map(|_| r)
-                .map_err(|_| unavailable("no randomness".into()))
-        };
+        let mut waiting: Vec<(DeviceId, Box<dyn MeshLink + Send>)> = Vec::new();
         for i in 0..simulated {
             let uuid = derived(
                 &seed,
                 &[b"itc-mesh-sim-".as_slice(), &(i as u32).to_le_bytes()].concat(),
             );
-            let node = SimMeshNode::new(ephemeral()?, random()?);
-            let address = FIRST_NODE + i as u16;
             let id = DeviceId::new(format!("{MESH}:{}", hex::encode(uuid)))
                 .map_err(|e| unavailable(e.to_string()))?;
-            mesh.join(id, Box::new(node), address, ephemeral()?, random()?)?;
+            let node = SimMeshNode::new(ephemeral()?, random()?);
+            waiting.push((id, Box::new(node)));
         }
         Ok(MeshBridge {
-            mesh: Mutex::new(mesh),
+            mesh: Mutex::new(Mesh {
+                client,
+                nodes: Vec::new(),
+                waiting,
+            }),
             seed,
             events: Mutex::new(None),
         })
+    }
+
+    /// Provisions and configures every unprovisioned bulb in range, and
+    /// says each joined.
+    pub fn permit_join(&self) -> Result<(), BridgeError> {
+        let joined = {
+            let mut mesh = self.locked()?;
+            let waiting = std::mem::take(&mut mesh.waiting);
+            let mut joined = Vec::new();
+            for (id, link) in waiting {
+                let address = FIRST_NODE + mesh.nodes.len() as u16;
+                match mesh.join(id.clone(), link, address, ephemeral()?, random()?) {
+                    Ok(()) => joined.push(id),
+                    Err(error) => tracing::warn!(%error, "a mesh bulb did not join"),
+                }
+            }
+            joined
+        };
+        for device in joined {
+            self.emit(BridgeEvent::Joined {
+                device,
+                bridge: MESH,
+            });
+        }
+        Ok(())
+    }
+
+    fn emit(&self, event: BridgeEvent) {
+        if let Ok(events) = self.events.lock() {
+            if let Some(events) = events.as_ref() {
+                let _ = events.try_send(event);
+            }
+        }
     }
 
     fn locked(&self) -> Result<std::sync::MutexGuard<'_, Mesh>, BridgeError> {
@@ -164,7 +205,7 @@ impl MeshBridge {
         command: &LightCommand,
     ) -> Result<LightState, BridgeError> {
         let mut mesh = self.locked()?;
-        let Mesh { client, nodes } = &mut *mesh;
+        let Mesh { client, nodes, .. } = &mut *mesh;
         let node =
             nodes
                 .iter_mut()
@@ -216,14 +257,10 @@ impl MeshBridge {
         node.last_seen_ms = now;
         let state = node.state;
         drop(mesh);
-        if let Ok(events) = self.events.lock() {
-            if let Some(events) = events.as_ref() {
-                let _ = events.try_send(BridgeEvent::State {
-                    device: device.clone(),
-                    state,
-                });
-            }
-        }
+        self.emit(BridgeEvent::State {
+            device: device.clone(),
+            state,
+        });
         Ok(state)
     }
 

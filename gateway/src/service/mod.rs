@@ -76,7 +76,8 @@ pub struct ServiceConfig {
     pub firmware: Option<firmware::FirmwareConfig>,
     /// The MQTT broker's front, for Wi-Fi devices and integrations.
     pub mqtt: Option<mqtt::MqttConfig>,
-    /// Simulated Bluetooth mesh bulbs in range (provisioned at start).
+    /// Simulated Bluetooth mesh bulbs in range (provisioned when the
+    /// network is opened).
     pub mesh_bulbs: usize,
 }
 
