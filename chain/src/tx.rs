@@ -157,6 +157,24 @@ pub struct SignedTx {
 }
 
 impl Tx {
+    /// Whether this transaction spends its sender's account nonce. An
+    /// anchor does not: its nonce is the height of the block it is for, so
+    /// anchoring never competes with the gateway's other transactions, and
+    /// a replay is refused (its height passed).
+    pub fn spends_nonce(&self) -> bool {
+        !matches!(self.body, TxBody::AnchorDag(_))
+    }
+
+    /// The nonce this transaction must carry in the block at `height`, when
+    /// its sender's next account nonce is `account`.
+    pub fn expected_nonce(&self, account: u64, height: crate::types::Height) -> u64 {
+        if self.spends_nonce() {
+            account
+        } else {
+            height
+        }
+    }
+
     /// Signs this transaction with the sender's key.
     pub fn sign(self, key: &Keypair) -> SignedTx {
         let signature = key.sign(Domain::Transaction, &encode(&self));

@@ -47,18 +47,17 @@ impl Env {
     }
 
     fn tx(&self, from: &Keypair, body: TxBody) -> SignedTx {
-        // An anchor's nonce is the height it is for.
-        let nonce = match body {
-            TxBody::AnchorDag(_) => self.ledger.height() + 1,
-            _ => self.ledger.account(&from.public()).nonce,
-        };
-        Tx {
+        let mut tx = Tx {
             chain_id: self.chain(),
             sender: from.public(),
-            nonce,
+            nonce: 0,
             body,
-        }
-        .sign(from)
+        };
+        tx.nonce = tx.expected_nonce(
+            self.ledger.account(&from.public()).nonce,
+            self.ledger.height() + 1,
+        );
+        tx.sign(from)
     }
 
     /// Commits a block of `txs` (all must be accepted), checking that another

@@ -19,7 +19,7 @@
 //! `depth` blocks is pruned from memory and its bodies from sqlite.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use itc_chain::block::{Block, CommitCertificate};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
@@ -28,7 +28,7 @@ use itc_chain::dag::{
 };
 use itc_chain::ledger::StateRead;
 use itc_chain::store::ChainStore;
-use itc_chain::tx::{DagAnchor, Tx, TxBody};
+use itc_chain::tx::{Tx, TxBody};
 use itc_chain::types::Height;
 use ring::rand::SecureRandom;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::net::DagInbound;
 use crate::node::NodeHandle;
+use crate::service::now_ms;
 use crate::store::dag::DagBatch;
 use crate::store::{SqliteStore, StoreError};
 
@@ -144,63 +145,66 @@ impl DagHandle {
     }
 
     pub async fn status(&self, id: Hash) -> Result<DagView, DagServiceError> {
-        let (status, tx) = self.ask(|reply| Command::Status(id, reply)).await?;
-        let (status, tx) = match status {
-            Status::Unknown => match self.store.dag_row(&id).await? {
-                // Pruned from memory: the row keeps the outcome.
-                Some((tx, Some((height, true)))) => (Status::Confirmed { height }, tx),
-                Some((tx, Some((height, false)))) => (Status::Conflicting { height }, tx),
+        let (status, tx) = match self.ask(|reply| Command::Status(id, reply)).await? {
+            // Pruned from memory: the row keeps the outcome.
+            (Status::Unknown, _) => match self.store.dag_row(&id).await? {
+                Some((tx, Some(outcome))) => (outcome, tx),
                 _ => (Status::Unknown, None),
             },
-            known => (known, tx),
+            known => known,
         };
-        let height = match status {
-            Status::Confirmed { height } | Status::Conflicting { height } => height,
-            _ => {
-                return Ok(DagView {
-                    status,
-                    tx,
-                    proof: None,
-                })
+        let proof = match status {
+            Status::Confirmed { height } | Status::Conflicting { height } => {
+                self.proof(id, height).await?
             }
+            Status::Unknown | Status::Pending { .. } => None,
         };
-        let mut store = self.store.clone();
-        let Some((block, certificate)) = store.block(height).await? else {
-            return Ok(DagView {
-                status,
-                tx,
-                proof: None,
-            });
-        };
-        let tips: Vec<Hash> = anchors(&block)
-            .flat_map(|a| a.tips.as_slice().iter().copied())
-            .collect();
-        let path = self.ask(|reply| Command::Path(id, tips, reply)).await?;
-        let proof = path
-            .and_then(|path| DagProof::build(path, &block))
-            .map(|proof| (proof, block, certificate));
         Ok(DagView { status, tx, proof })
+    }
+
+    /// The proof that block `height` confirmed `id`, while the tangle
+    /// still holds the path.
+    async fn proof(
+        &self,
+        id: Hash,
+        height: Height,
+    ) -> Result<Option<(DagProof, Block, Option<CommitCertificate>)>, DagServiceError> {
+        let Some((block, certificate)) = self.store.clone().block(height).await? else {
+            return Ok(None);
+        };
+        let tips: Vec<Hash> = anchored_tips(&block).collect();
+        let path = self.ask(|reply| Command::Path(id, tips, reply)).await?;
+        Ok(path
+            .and_then(|path| DagProof::build(path, &block))
+            .map(|proof| (proof, block, certificate)))
     }
 }
 
-fn anchors(block: &Block) -> impl Iterator<Item = &DagAnchor> {
-    itc_chain::block::anchors(block.txs.as_slice())
+/// Every tip the anchors of `block` name.
+fn anchored_tips(block: &Block) -> impl Iterator<Item = Hash> + '_ {
+    itc_chain::block::anchors(block.txs.as_slice()).flat_map(|a| a.tips.as_slice().iter().copied())
 }
 
 /// Below this many, checking on one thread is cheaper than starting more.
 const PARALLEL_FROM: usize = 32;
 
-/// Checks each transaction's signature and work against its issuer's key
-/// (`None`: a known transaction, or an unknown issuer), on every core for
-/// a large batch.
-fn check_all(
-    candidates: Vec<(DagTx, Option<PublicKey>)>,
-    tangle: &Tangle,
-) -> Vec<Result<CheckedDagTx, DagError>> {
-    let check = |(tx, key): (DagTx, Option<PublicKey>)| match key {
-        Some(key) => tx.checked(&key).map_err(DagError::from),
-        None if tangle.get(&tx.id()).is_some() => Err(DagError::Duplicate { id: tx.id() }),
-        None => Err(DagError::UnknownIssuer {
+/// A transaction offered to the tangle, before its check. Almost every
+/// candidate is `New`, so boxing it would only add an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Candidate {
+    /// Held here already (by id).
+    Known(Hash),
+    /// New, with its issuer's key on chain (`None`: not registered).
+    New(DagTx, Option<PublicKey>),
+}
+
+/// Checks each candidate's signature and work against its issuer's key,
+/// on every core for a large batch; outcomes in the candidates' order.
+fn check_all(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> {
+    let check = |candidate: Candidate| match candidate {
+        Candidate::Known(id) => Err(DagError::Duplicate { id }),
+        Candidate::New(tx, Some(key)) => tx.checked(&key).map_err(DagError::from),
+        Candidate::New(tx, None) => Err(DagError::UnknownIssuer {
             issuer: tx.body.issuer.clone(),
         }),
     };
@@ -209,31 +213,26 @@ fn check_all(
         return candidates.into_iter().map(check).collect();
     }
     let per_thread = candidates.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<(DagTx, Option<PublicKey>)>> = Vec::new();
-    let mut rest = candidates.into_iter();
-    loop {
-        let chunk: Vec<_> = rest.by_ref().take(per_thread).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
+    let mut chunks: Vec<Vec<Candidate>> = Vec::new();
+    let mut rest = candidates.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(per_thread).collect());
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| scope.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>()))
             .collect();
+        // A panic in a check is a bug; it surfaces here rather than leave
+        // the outcomes out of step with the transactions.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     })
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Reloads the tangle from the store and starts the DAG task; it stops
@@ -249,12 +248,7 @@ pub async fn start(
     let (rows, height) = store.dag_load().await?;
     let restored = rows.len();
     for (tx, outcome) in rows {
-        let status = match outcome {
-            Some((height, true)) => Status::Confirmed { height },
-            Some((height, false)) => Status::Conflicting { height },
-            None => Status::Pending { solid: false },
-        };
-        tangle.restore(tx, status);
+        tangle.restore(tx, outcome.unwrap_or(Status::Pending { solid: false }));
     }
     tracing::info!(restored, height, "DAG restored");
     let (commands, command_rx) = mpsc::channel(4_096);
@@ -372,29 +366,29 @@ impl Driver {
         local: bool,
     ) -> Vec<Result<Hash, DagError>> {
         let keys = self.keys(&txs);
-        let candidates: Vec<(DagTx, Option<PublicKey>)> = txs
+        let candidates: Vec<Candidate> = txs
             .into_iter()
             .zip(keys)
-            .map(|(tx, key)| match self.tangle.get(&tx.id()) {
-                // Known: no need to check it again.
-                Some(_) => (tx, None),
-                None => (tx, key),
+            .map(|(tx, key)| {
+                let id = tx.id();
+                match self.tangle.get(&id) {
+                    Some(_) => Candidate::Known(id),
+                    None => Candidate::New(tx, key),
+                }
             })
             .collect();
-        let checked = check_all(candidates, &self.tangle);
         let now = now_ms();
-        let mut out = Vec::with_capacity(checked.len());
-        for result in checked {
-            let result = result.and_then(|tx| {
+        let mut out = Vec::with_capacity(candidates.len());
+        for result in check_all(candidates) {
+            out.push(result.and_then(|tx| {
                 let copy = tx.tx().clone();
                 let id = self.tangle.handle_checked(tx, now)?;
                 if local {
                     self.outbox.push(copy.clone());
                 }
-                self.batch.taken.push(copy);
+                self.batch.taken.push((id, copy));
                 Ok(id)
-            });
-            out.push(result);
+            }));
         }
         let missing = self.tangle.poll_missing();
         if !missing.is_empty() {
@@ -468,8 +462,7 @@ impl Driver {
             let Some((block, _)) = self.store.clone().block(height).await? else {
                 break;
             };
-            let unknown: Vec<Hash> = anchors(&block)
-                .flat_map(|a| a.tips.as_slice().iter().copied())
+            let unknown: Vec<Hash> = anchored_tips(&block)
                 .filter(|tip| !self.tangle.is_solid(tip))
                 .collect();
             if !unknown.is_empty() {
@@ -484,7 +477,7 @@ impl Driver {
                 return Ok(());
             }
             let mut confirmed = Vec::new();
-            for anchor in anchors(&block) {
+            for anchor in itc_chain::block::anchors(block.txs.as_slice()) {
                 // Solid (checked above), so this cannot fail.
                 for c in self
                     .tangle
@@ -520,9 +513,6 @@ impl Driver {
         let Some(anchor) = self.tangle.anchor() else {
             return;
         };
-        if self.tangle.cone(anchor.tips.as_slice()).is_empty() {
-            return;
-        }
         let chain_id = match self.node.committed().read() {
             Ok(view) => view.chain_id.clone(),
             Err(_) => return,

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use itc_chain::block::{CommitCertificate, Header};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::net::{DagInbound, Inbound, Inboxes, Network};
+use crate::service::now_ms;
 use crate::store::SqliteStore;
 
 /// Inbound messages queued from all peers together.
@@ -177,12 +178,6 @@ pub struct NodeConfig {
     pub store: SqliteStore,
     pub listener: TcpListener,
     pub params: Params,
-}
-
-fn now_ms() -> TimestampMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as TimestampMs)
 }
 
 /// The validators' network addresses from the genesis.

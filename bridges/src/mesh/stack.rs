@@ -109,13 +109,15 @@ impl Stack {
         self.app_keys.push((index, AccessKey::app(key)));
     }
 
-    pub fn app_key(&self, index: u16) -> Option<Key> {
+    fn access_key(&self, index: u16) -> Option<AccessKey> {
         self.app_keys
             .iter()
             .find(|(i, _)| *i == index)
-            .map(|(_, k)| match k {
-                AccessKey::App { key, .. } | AccessKey::Device(key) => *key,
-            })
+            .map(|(_, k)| *k)
+    }
+
+    pub fn app_key(&self, index: u16) -> Option<Key> {
+        self.access_key(index).map(|k| *k.key())
     }
 
     /// The device key of `address` (a provisioned node's, on the client;
@@ -150,10 +152,7 @@ impl Stack {
     ) -> Result<Vec<Vec<u8>>, StackError> {
         let access_key = match key {
             KeyUse::App(index) => self
-                .app_keys
-                .iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, k)| *k)
+                .access_key(index)
                 .ok_or(StackError::NoAppKey { index })?,
             KeyUse::Device => AccessKey::Device(
                 self.device_key_for(dst)

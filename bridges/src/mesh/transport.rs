@@ -22,7 +22,7 @@ impl AccessKey {
         AccessKey::App { key, aid: k4(&key) }
     }
 
-    fn key(&self) -> &Key {
+    pub fn key(&self) -> &Key {
         match self {
             AccessKey::App { key, .. } | AccessKey::Device(key) => key,
         }

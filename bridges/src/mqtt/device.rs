@@ -65,6 +65,13 @@ fn options(client_id: &str, addr: std::net::SocketAddr, user: &str, pass: &str) 
     options
 }
 
+/// The bulb's clock, unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The next publish, or the connection's end.
 async fn next_publish(events: &mut EventLoop) -> Result<rumqttc::Publish, DeviceError> {
     loop {
@@ -154,9 +161,7 @@ impl SimDevice {
 
     /// A signed report of the current state.
     fn report(&mut self) -> Report {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = now_ms();
         // Never below the last one, even across restarts of the lamp.
         self.seq = (self.seq + 1).max(now);
         Report::sign(&self.key, &self.id, self.seq, &state_json(&self.state))
@@ -166,9 +171,7 @@ impl SimDevice {
     /// parents the gateway suggested last (none yet: nothing to send).
     fn dag_report(&self) -> Option<Vec<u8>> {
         let parents = self.parents?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = now_ms();
         let data = state_json(&self.state).to_string().into_bytes();
         let body = itc_chain::dag::DagBody {
             issuer: self.id.clone(),

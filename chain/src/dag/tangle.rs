@@ -198,8 +198,8 @@ impl Tangle {
 
     /// [`Tangle::handle_tx`] for a transaction checked already.
     pub fn handle_checked(&mut self, tx: CheckedDagTx, now: TimestampMs) -> Result<Hash, DagError> {
-        let tx = tx.into_inner();
         let id = tx.id();
+        let tx = tx.into_inner();
         if self.txs.contains_key(&id) {
             return Err(DagError::Duplicate { id });
         }
@@ -220,18 +220,6 @@ impl Tangle {
             });
         }
         recent.push(now);
-        self.missing.remove(&id);
-        // It waits on every parent not solid yet; unknown ones are asked
-        // for.
-        for parent in tx.body.parents.as_slice() {
-            if self.is_solid(parent) {
-                continue;
-            }
-            self.waiting.entry(*parent).or_default().push(id);
-            if !self.txs.contains_key(parent) {
-                self.missing.insert(*parent);
-            }
-        }
         self.insert(id, tx, Status::Pending { solid: false }, now);
         Ok(id)
     }
@@ -248,18 +236,23 @@ impl Tangle {
         {
             self.spent.insert((*from, *nonce), id);
         }
-        for parent in tx.body.parents.as_slice() {
-            if !self.is_solid(parent) {
-                self.waiting.entry(*parent).or_default().push(id);
-            }
-        }
         let arrived = tx.body.time_ms;
         self.insert(id, tx, status, arrived);
     }
 
+    /// Adds a transaction: it waits on every parent not solid yet, and
+    /// unknown ones are asked for; then it may be solid at once.
     fn insert(&mut self, id: Hash, tx: DagTx, status: Status, arrived: TimestampMs) {
+        self.missing.remove(&id);
         for parent in tx.body.parents.as_slice() {
             self.children.entry(*parent).or_default().push(id);
+            if self.is_solid(parent) {
+                continue;
+            }
+            self.waiting.entry(*parent).or_default().push(id);
+            if !self.txs.contains_key(parent) {
+                self.missing.insert(*parent);
+            }
         }
         self.txs.insert(
             id,
@@ -453,7 +446,8 @@ impl Tangle {
     /// smallest ids first, as many as an anchor holds and as keep the
     /// cone's payments within one anchor), their Merkle root as the ledger
     /// checks it, and the payments the cone would apply, in confirmation
-    /// order. `None` while there is nothing to anchor.
+    /// order. `None` while there is nothing to anchor: no tips, or nothing
+    /// unconfirmed beneath them.
     pub fn anchor(&self) -> Option<crate::tx::DagAnchor> {
         let mut tips: Vec<Hash> = self
             .tips()
@@ -465,7 +459,11 @@ impl Tangle {
             if tips.is_empty() {
                 return None;
             }
-            let payments = self.payments_of(&self.cone(&tips));
+            let cone = self.cone(&tips);
+            if cone.is_empty() {
+                return None;
+            }
+            let payments = self.payments_of(&cone);
             if payments.len() <= crate::tx::MAX_ANCHOR_PAYMENTS {
                 return Some(crate::tx::DagAnchor {
                     root: crate::merkle::root(&tips),

@@ -81,17 +81,24 @@ pub enum DagTxError {
 /// A transaction whose shape, signature and work were checked against its
 /// issuer's key: the only kind the tangle takes. Checking is the costly
 /// part (an Ed25519 verification), so a driver may do it on many threads
-/// and attach the results in order.
+/// and attach the results in order. It keeps the id the check computed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckedDagTx(DagTx);
+pub struct CheckedDagTx {
+    tx: DagTx,
+    id: Hash,
+}
 
 impl CheckedDagTx {
     pub fn tx(&self) -> &DagTx {
-        &self.0
+        &self.tx
+    }
+
+    pub fn id(&self) -> Hash {
+        self.id
     }
 
     pub fn into_inner(self) -> DagTx {
-        self.0
+        self.tx
     }
 }
 
@@ -106,41 +113,44 @@ impl DagTx {
     /// Signs `body` with the issuer's key and does its work, trying nonces
     /// from `start` (the caller picks it; the core draws no randomness).
     pub fn issue(key: &Keypair, body: DagBody, start: u64) -> DagTx {
-        let signature = key.sign(Domain::DagTransaction, &body.signing_bytes());
-        let mut tx = DagTx {
+        let signed = body.signing_bytes();
+        let signature = key.sign(Domain::DagTransaction, &signed);
+        let need = pow::difficulty(body.level);
+        let mut nonce = start;
+        while pow::leading_zero_bits(&work_hash(&signed, &signature, nonce)) < need {
+            nonce = nonce.wrapping_add(1);
+        }
+        DagTx {
             body,
             signature,
-            nonce: start,
-        };
-        let need = pow::difficulty(tx.body.level);
-        while pow::leading_zero_bits(&tx.work_hash()) < need {
-            tx.nonce = tx.nonce.wrapping_add(1);
+            nonce,
         }
-        tx
     }
 
     /// SHA-256 over body, signature and nonce: the work, and the id.
     pub fn work_hash(&self) -> Hash {
-        Hash::digest_parts(&[
-            &self.body.signing_bytes(),
-            &self.signature.0,
-            &self.nonce.to_le_bytes(),
-        ])
+        work_hash(&self.body.signing_bytes(), &self.signature, self.nonce)
     }
 
     pub fn id(&self) -> Hash {
         self.work_hash()
     }
 
-    /// [`DagTx::check`], keeping the proof that it passed.
+    /// [`DagTx::check`], keeping the proof that it passed and the id.
     pub fn checked(self, key: &PublicKey) -> Result<CheckedDagTx, DagTxError> {
-        self.check(key)?;
-        Ok(CheckedDagTx(self))
+        let id = self.check_id(key)?;
+        Ok(CheckedDagTx { tx: self, id })
     }
 
     /// Checks shape, signature (by `key`, the issuer's key on chain) and
     /// work.
     pub fn check(&self, key: &PublicKey) -> Result<(), DagTxError> {
+        self.check_id(key).map(|_| ())
+    }
+
+    /// [`DagTx::check`], returning the id (the work hash), with the body
+    /// encoded once for both the signature and the work.
+    fn check_id(&self, key: &PublicKey) -> Result<Hash, DagTxError> {
         let parents = self.body.parents.as_slice();
         if !(MIN_PARENTS..=MAX_PARENTS).contains(&parents.len()) {
             return Err(DagTxError::Parents {
@@ -159,14 +169,12 @@ impl DagTx {
                 max: pow::MAX_LEVEL,
             });
         }
-        key.verify(
-            Domain::DagTransaction,
-            &self.body.signing_bytes(),
-            &self.signature,
-        )
-        .map_err(|_| DagTxError::BadSignature)?;
+        let signed = self.body.signing_bytes();
+        key.verify(Domain::DagTransaction, &signed, &self.signature)
+            .map_err(|_| DagTxError::BadSignature)?;
         let need = pow::difficulty(self.body.level);
-        let have = pow::leading_zero_bits(&self.work_hash());
+        let id = work_hash(&signed, &self.signature, self.nonce);
+        let have = pow::leading_zero_bits(&id);
         if have < need {
             return Err(DagTxError::Work {
                 level: self.body.level,
@@ -174,6 +182,11 @@ impl DagTx {
                 need,
             });
         }
-        Ok(())
+        Ok(id)
     }
+}
+
+/// SHA-256 over the signed body's encoding, the signature and the nonce.
+fn work_hash(signed: &[u8], signature: &Signature, nonce: u64) -> Hash {
+    Hash::digest_parts(&[signed, &signature.0, &nonce.to_le_bytes()])
 }

@@ -230,14 +230,7 @@ impl TxScope<'_, '_> {
                 .verify_signature()
                 .map_err(|_| TxError::BadSignature)?;
         }
-        // An anchor's nonce is the height of the block it is for: it spends
-        // no account nonce, so anchoring never competes with the gateway's
-        // other transactions, and a replay is refused (its height passed).
-        let anchor = matches!(tx.body, TxBody::AnchorDag(_));
-        let expected = match anchor {
-            true => self.block.height,
-            false => self.account(&tx.sender).nonce,
-        };
+        let expected = tx.expected_nonce(self.account(&tx.sender).nonce, self.block.height);
         if tx.nonce != expected {
             return Err(TxError::BadNonce {
                 expected,
@@ -245,7 +238,7 @@ impl TxScope<'_, '_> {
             });
         }
         self.body(tx)?;
-        if !anchor {
+        if tx.spends_nonce() {
             let mut sender = self.account(&tx.sender);
             sender.nonce += 1;
             self.put_account(tx.sender, sender);

@@ -69,11 +69,9 @@ impl Mempool {
             .into());
         }
         tx.verify_signature().map_err(|_| TxError::BadSignature)?;
-        // An anchor's nonce is the height it is for (see the ledger).
-        let expected = match tx.tx.body {
-            crate::tx::TxBody::AnchorDag(_) => ledger.height() + 1,
-            _ => ledger.account(&tx.tx.sender).nonce,
-        };
+        let expected = tx
+            .tx
+            .expected_nonce(ledger.account(&tx.tx.sender).nonce, ledger.height() + 1);
         if tx.tx.nonce < expected {
             return Err(TxError::BadNonce {
                 expected,

@@ -25,6 +25,7 @@ use serde::Serialize;
 use super::quantile;
 use crate::app::{local_cluster, ClusterOptions};
 use crate::dag::DagConfig;
+use crate::service::now_ms;
 
 #[derive(Debug, Serialize)]
 pub struct DagReport {
@@ -42,12 +43,6 @@ pub struct DagReport {
     pub confirm_p50_ms: f64,
     pub confirm_p99_ms: f64,
     pub confirm_max_ms: f64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn reading(device: &DeviceId, key: &Keypair, parents: [Hash; 2], i: u64) -> DagTx {

@@ -494,7 +494,7 @@ impl ZigbeeBridge {
     }
 }
 
-fn poisoned(bridge: &'static str) -> BridgeError {
+pub(super) fn poisoned(bridge: &'static str) -> BridgeError {
     BridgeError::Unavailable {
         bridge,
         reason: "its state is poisoned".into(),

@@ -23,7 +23,7 @@ use ring::agreement::{EphemeralPrivateKey, ECDH_P256};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::mpsc;
 
-use super::bridge::{BridgeError, BridgeEvent, BridgeLight};
+use super::bridge::{poisoned, BridgeError, BridgeEvent, BridgeLight};
 use super::now_ms;
 
 pub const MESH: &str = "mesh";
@@ -81,16 +81,15 @@ fn derived(seed: &[u8; 32], label: &[u8]) -> [u8; 16] {
     key
 }
 
-/// A light's state from what a node reported.
-fn light_state(on: bool, lightness: u16, kelvin: u16) -> LightState {
-    let brightness =
-        ((u32::from(lightness) * u32::from(MAX_BRIGHTNESS) + 32_767) / 65_535).max(1) as u8;
-    LightState {
-        on,
-        brightness,
-        color: Color::Temperature {
-            mireds: (1_000_000 / u32::from(kelvin.max(800))) as u16,
-        },
+/// Brightness (1–254) from Light Lightness (0–65535), rounded (the client
+/// rounds the other way, so a brightness survives the round trip).
+fn brightness(lightness: u16) -> u8 {
+    ((u32::from(lightness) * u32::from(MAX_BRIGHTNESS) + 32_767) / 65_535).max(1) as u8
+}
+
+fn temperature(kelvin: u16) -> Color {
+    Color::Temperature {
+        mireds: (1_000_000 / u32::from(kelvin.max(800))) as u16,
     }
 }
 
@@ -156,10 +155,7 @@ impl MeshBridge {
     }
 
     fn locked(&self) -> Result<std::sync::MutexGuard<'_, Mesh>, BridgeError> {
-        self.mesh.lock().map_err(|_| BridgeError::Unavailable {
-            bridge: MESH,
-            reason: "its state is poisoned".into(),
-        })
+        self.mesh.lock().map_err(|_| poisoned(MESH))
     }
 
     fn light_of(node: &Node) -> BridgeLight {
@@ -232,27 +228,24 @@ impl MeshBridge {
                 Message::OnOffStatus { present, .. } => node.state.on = present,
                 Message::LightnessStatus { present, .. } => {
                     node.lightness = present;
-                    node.state = LightState {
-                        color: node.state.color,
-                        ..light_state(present > 0, present, 4_000)
-                    };
+                    node.state.on = present > 0;
+                    node.state.brightness = brightness(present);
                 }
                 Message::CtlStatus {
                     lightness,
-                    temperature,
+                    temperature: kelvin,
                     ..
                 } => {
                     node.lightness = lightness;
-                    node.state = light_state(lightness > 0, lightness, temperature);
+                    node.state.on = lightness > 0;
+                    node.state.brightness = brightness(lightness);
+                    node.state.color = temperature(kelvin);
                 }
                 _ => {}
             }
         }
         if !answered {
-            return Err(BridgeError::Unavailable {
-                bridge: MESH,
-                reason: format!("{device} did not answer"),
-            });
+            return Err(unavailable(format!("{device} did not answer")));
         }
         node.last_seen_ms = now;
         let state = node.state;
@@ -285,10 +278,6 @@ impl Mesh {
         private: EphemeralPrivateKey,
         random: [u8; 16],
     ) -> Result<(), BridgeError> {
-        let failed = |reason: String| BridgeError::Unavailable {
-            bridge: MESH,
-            reason,
-        };
         let now = now_ms();
         let invite = self.client.provision(address, private, random);
         let events = exchange(&mut self.client, link.as_mut(), invite, now);
@@ -296,17 +285,17 @@ impl Mesh {
             .iter()
             .any(|e| matches!(e, ClientEvent::Provisioned { address: a, .. } if *a == address))
         {
-            return Err(failed(format!("provisioning {id} failed: {events:?}")));
+            return Err(unavailable(format!("provisioning {id} failed: {events:?}")));
         }
         let filter = self
             .client
             .set_filter()
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()))?;
         exchange(&mut self.client, link.as_mut(), filter, now);
         let config = self
             .client
             .configure(address)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| unavailable(e.to_string()))?;
         let events = exchange(&mut self.client, link.as_mut(), config, now);
         let bound = events
             .iter()
@@ -321,14 +310,20 @@ impl Mesh {
             })
             .count();
         if bound < itc_bridges::mesh::client::LIGHT_MODELS.len() {
-            return Err(failed(format!("configuring {id} failed: {events:?}")));
+            return Err(unavailable(format!("configuring {id} failed: {events:?}")));
         }
         tracing::info!(device = %id, address, "mesh bulb provisioned and configured");
         self.nodes.push(Node {
             id,
             link,
             address,
-            state: light_state(false, 0xffff, 4_000),
+            // A new bulb: off, at full lightness when switched on, neutral
+            // white (the simulated bulb's factory state).
+            state: LightState {
+                on: false,
+                brightness: brightness(0xffff),
+                color: temperature(4_000),
+            },
             lightness: 0xffff,
             last_seen_ms: now,
         });

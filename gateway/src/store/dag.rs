@@ -8,7 +8,7 @@
 
 use itc_chain::codec::{decode, encode};
 use itc_chain::crypto::Hash;
-use itc_chain::dag::DagTx;
+use itc_chain::dag::{DagTx, Status};
 use itc_chain::types::Height;
 use sqlx::Row;
 
@@ -17,7 +17,8 @@ use super::{corrupt, insert_rows, SqliteStore, StoreError};
 /// What one batch writes.
 #[derive(Debug, Default)]
 pub struct DagBatch {
-    pub taken: Vec<DagTx>,
+    /// (id, transaction), as the tangle took them.
+    pub taken: Vec<(Hash, DagTx)>,
     /// (id, height, applied).
     pub confirmed: Vec<(Hash, Height, bool)>,
     pub height: Option<Height>,
@@ -30,15 +31,22 @@ impl DagBatch {
 }
 
 /// A stored transaction and its outcome, if confirmed.
-pub type StoredDagTx = (DagTx, Option<(Height, bool)>);
+pub type StoredDagTx = (DagTx, Option<Status>);
 
 /// A status row: the body (gone once pruned) and the outcome.
-pub type DagRow = (Option<DagTx>, Option<(Height, bool)>);
+pub type DagRow = (Option<DagTx>, Option<Status>);
 
-fn outcome(row: &sqlx::sqlite::SqliteRow) -> Result<Option<(Height, bool)>, StoreError> {
+/// A row's outcome: confirmed, or conflicting, at its height.
+fn outcome(row: &sqlx::sqlite::SqliteRow) -> Result<Option<Status>, StoreError> {
     let height: Option<i64> = row.try_get("height")?;
     let applied: Option<i64> = row.try_get("applied")?;
-    Ok(height.map(|h| (h as Height, applied == Some(1))))
+    Ok(height.map(|h| {
+        let height = h as Height;
+        match applied == Some(1) {
+            true => Status::Confirmed { height },
+            false => Status::Conflicting { height },
+        }
+    }))
 }
 
 impl SqliteStore {
@@ -51,7 +59,7 @@ impl SqliteStore {
         let taken: Vec<(Vec<u8>, Vec<u8>)> = batch
             .taken
             .iter()
-            .map(|tx| (tx.id().0.to_vec(), encode(tx)))
+            .map(|(id, tx)| (id.0.to_vec(), encode(tx)))
             .collect();
         insert_rows(
             &mut db,
@@ -169,8 +177,9 @@ mod tests {
         let c = tx(3, [b.id(), a.id()]);
         {
             let store = SqliteStore::open_manual(&path).await.unwrap();
+            let taken = [&a, &b, &c, &a].map(|t| (t.id(), t.clone())).to_vec();
             let mut batch = DagBatch {
-                taken: vec![a.clone(), b.clone(), c.clone(), a.clone()],
+                taken,
                 ..DagBatch::default()
             };
             store.dag_write(&batch).await.unwrap();
@@ -188,8 +197,8 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                (a.clone(), Some((1, true))),
-                (b.clone(), Some((2, false))),
+                (a.clone(), Some(Status::Confirmed { height: 1 })),
+                (b.clone(), Some(Status::Conflicting { height: 2 })),
                 (c.clone(), None)
             ]
         );
@@ -197,11 +206,11 @@ mod tests {
         assert_eq!(store.dag_prune(2).await.unwrap(), 1);
         assert_eq!(
             store.dag_row(&a.id()).await.unwrap(),
-            Some((None, Some((1, true))))
+            Some((None, Some(Status::Confirmed { height: 1 })))
         );
         assert_eq!(
             store.dag_row(&b.id()).await.unwrap(),
-            Some((Some(b.clone()), Some((2, false))))
+            Some((Some(b.clone()), Some(Status::Conflicting { height: 2 })))
         );
         let (rows, _) = store.dag_load().await.unwrap();
         assert_eq!(rows.len(), 2);
