@@ -460,7 +460,7 @@ fn pruning_forgets_deep_history_and_keeps_the_tips() {
     let tips = tangle.tips();
     tangle.confirm(&tips, 1).unwrap();
     let pruned = tangle.prune(|height| height < 2);
-    assert_eq!(pruned, txs.len() - tips.len());
+    assert_eq!(pruned.len(), txs.len() - tips.len());
     assert_eq!(tangle.len(), tips.len());
     assert_eq!(tangle.tips(), tips);
     // The tangle grows on from its tips.
@@ -502,6 +502,62 @@ fn a_restored_tangle_goes_on_as_the_original() {
     assert_eq!(
         restored.confirm(&tips, 2).unwrap(),
         original.confirm(&tips, 2).unwrap()
+    );
+}
+
+/// A restart after pruning: what the store still holds comes back (deep
+/// history's bodies are gone), and confirmed transactions whose parents
+/// were pruned are not waiting for them — they stay solid, keep their
+/// children solid, and nothing expires.
+#[test]
+fn a_tangle_restored_after_pruning_keeps_its_history_solid() {
+    let (mut original, txs, devices) = grown(40, 21);
+    let mut rng = SplitMix64::new(22);
+    let mut all = txs.clone();
+    let mut grow = |tangle: &mut Tangle, all: &mut Vec<DagTx>, n: u64, from: u64| {
+        for i in from..from + n {
+            let dev = &devices[i as usize % devices.len()];
+            let tx = report(dev, tangle.select_parents(rng.next_u64()), T0 + i, "more");
+            tangle
+                .handle_tx(tx.clone(), &dev.key.public(), T0 + i)
+                .unwrap();
+            all.push(tx);
+        }
+    };
+    let tips = original.tips();
+    original.confirm(&tips, 1).unwrap();
+    grow(&mut original, &mut all, 20, 100);
+    let tips = original.tips();
+    original.confirm(&tips, 2).unwrap();
+    grow(&mut original, &mut all, 10, 200);
+    assert!(!original.prune(|height| height < 2).is_empty());
+    // The store keeps bodies confirmed at 2 or later, and pending ones.
+    let mut restored = Tangle::new(TangleConfig::default());
+    let mut kept = 0;
+    for tx in &all {
+        match original.status(&tx.id()) {
+            Status::Unknown | Status::Confirmed { height: 1 } => continue,
+            status => restored.restore(tx.clone(), status),
+        }
+        kept += 1;
+    }
+    assert!(kept < all.len());
+    for tx in &all {
+        let status = restored.status(&tx.id());
+        if status != Status::Unknown {
+            assert!(restored.is_solid(&tx.id()), "{status:?} is not solid");
+        }
+    }
+    assert!(restored.poll_missing().is_empty(), "nothing to ask for");
+    assert!(
+        restored.expire(T0 + 10_000_000).is_empty(),
+        "nothing expires"
+    );
+    assert_eq!(restored.tips(), original.tips());
+    let tips = original.tips();
+    assert_eq!(
+        restored.confirm(&tips, 3).unwrap(),
+        original.confirm(&tips, 3).unwrap()
     );
 }
 

@@ -192,6 +192,7 @@ pub struct LocalCluster {
     pub genesis: Genesis,
     /// The gateways' keys, in the order of `gateways`.
     pub keys: Vec<Keypair>,
+    options: ClusterOptions,
     _dir: tempfile::TempDir,
 }
 
@@ -237,20 +238,8 @@ impl Default for ClusterOptions {
 
 /// Starts a cluster on loopback, on ports the system picks.
 pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppError> {
-    let ClusterOptions {
-        gateways: n,
-        users,
-        bulbs,
-        spare_bulbs: spare,
-        zigbee_bulbs,
-        firmware,
-        mqtt,
-        limits,
-        dag,
-        mesh_bulbs,
-    } = options;
     let dir = tempfile::tempdir()?;
-    let mut work = itc_chain::testkit::Workload::new(n, users, 0x11c7);
+    let mut work = itc_chain::testkit::Workload::new(options.gateways, options.users, 0x11c7);
     let mut listeners = Vec::new();
     for v in work.genesis.validators.iter_mut() {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -259,54 +248,73 @@ pub async fn local_cluster(options: ClusterOptions) -> Result<LocalCluster, AppE
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         listeners.push(listener);
     }
-    let mut gateways = Vec::new();
     let mut keys = Vec::new();
-    for (i, peers) in listeners.into_iter().enumerate() {
+    for v in &work.genesis.validators {
         let key = work
-            .validator_keypair(&work.genesis.validators[i].key)
+            .validator_keypair(&v.key)
             .ok_or_else(|| std::io::Error::other("the workload lost a validator's key"))?;
-        keys.push(Keypair::from_seed(*key.seed()));
-        gateways.push(
-            launch(GatewayConfig {
-                key,
-                genesis: work.genesis.clone(),
-                db: dir.path().join(format!("gateway-{i}.sqlite")),
-                peers,
-                api: TcpListener::bind("127.0.0.1:0").await?,
-                params: Params::default(),
-                bulbs,
-                spare_bulbs: spare,
-                zigbee: (zigbee_bulbs > 0).then(|| crate::config::ZigbeeConfig {
-                    port: dir.path().join(format!("gateway-{i}.zigbee")),
-                    simulate: Some(zigbee_bulbs),
-                }),
-                firmware: firmware.clone(),
-                mqtt: match mqtt {
-                    true => Some(crate::service::mqtt::MqttConfig {
-                        listener: TcpListener::bind("127.0.0.1:0").await?,
-                        base_topic: "itc".into(),
-                        tls: None,
-                    }),
-                    false => None,
-                },
-                limits,
-                dag: dag.clone(),
-                mesh_bulbs,
-            })
-            .await?,
-        );
+        keys.push(key);
     }
     let users = std::mem::take(&mut work.users);
-    Ok(LocalCluster {
-        gateways,
+    let mut cluster = LocalCluster {
+        gateways: Vec::new(),
         users,
         genesis: work.genesis,
         keys,
+        options,
         _dir: dir,
-    })
+    };
+    for (i, peers) in listeners.into_iter().enumerate() {
+        let config = cluster.config(i, peers).await?;
+        cluster.gateways.push(launch(config).await?);
+    }
+    Ok(cluster)
 }
 
 impl LocalCluster {
+    /// Gateway `i`'s configuration: its key, store and options, listening
+    /// to peers on `peers`.
+    async fn config(&self, i: usize, peers: TcpListener) -> Result<GatewayConfig, AppError> {
+        let options = &self.options;
+        let dir = self._dir.path();
+        Ok(GatewayConfig {
+            key: Keypair::from_seed(*self.keys[i].seed()),
+            genesis: self.genesis.clone(),
+            db: dir.join(format!("gateway-{i}.sqlite")),
+            peers,
+            api: TcpListener::bind("127.0.0.1:0").await?,
+            params: Params::default(),
+            bulbs: options.bulbs,
+            spare_bulbs: options.spare_bulbs,
+            zigbee: (options.zigbee_bulbs > 0).then(|| crate::config::ZigbeeConfig {
+                port: dir.join(format!("gateway-{i}.zigbee")),
+                simulate: Some(options.zigbee_bulbs),
+            }),
+            firmware: options.firmware.clone(),
+            mqtt: match options.mqtt {
+                true => Some(crate::service::mqtt::MqttConfig {
+                    listener: TcpListener::bind("127.0.0.1:0").await?,
+                    base_topic: "itc".into(),
+                    tls: None,
+                }),
+                false => None,
+            },
+            limits: options.limits,
+            dag: options.dag.clone(),
+            mesh_bulbs: options.mesh_bulbs,
+        })
+    }
+
+    /// Stops gateway `i` and starts it again from its store, on the same
+    /// peer address (its API moves to a new port).
+    pub async fn restart(&mut self, i: usize) -> Result<(), AppError> {
+        self.gateways.remove(i).shutdown().await?;
+        let peers = TcpListener::bind(self.genesis.validators[i].addr.as_str()).await?;
+        let config = self.config(i, peers).await?;
+        self.gateways.insert(i, launch(config).await?);
+        Ok(())
+    }
+
     /// Registers `devices` (id and key, as a bridge would hold them) on
     /// chain through gateway `g`, owned by `owner` from the start, and
     /// waits until every gateway has committed them.

@@ -269,6 +269,7 @@ pub async fn start(
         outbox: Vec::new(),
         height,
         behind: true,
+        committed: height,
         anchored_for: 0,
         confirmations,
     };
@@ -289,6 +290,8 @@ struct Driver {
     height: Height,
     /// Committed blocks are waiting to be confirmed here.
     behind: bool,
+    /// The highest height the node announced committed.
+    committed: Height,
     /// The height this gateway last anchored for.
     anchored_for: Height,
     confirmations: broadcast::Sender<Arc<Vec<Confirmation>>>,
@@ -313,7 +316,12 @@ impl Driver {
                 biased;
                 _ = shutdown.changed() => break,
                 commit = commits.recv() => match commit {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(block) => {
+                        self.committed = self.committed.max(block.height);
+                        self.behind = true;
+                        self.catch_up().await
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.behind = true;
                         self.catch_up().await
                     }
@@ -456,7 +464,8 @@ impl Driver {
     /// in order, stopping at one whose tips are not solid here (they are
     /// asked for).
     async fn catch_up(&mut self) -> Result<(), StoreError> {
-        let target = self.node.status().height;
+        // The node announces a commit before its status shows it.
+        let target = self.node.status().height.max(self.committed);
         while self.height < target {
             let height = self.height + 1;
             let Some((block, _)) = self.store.clone().block(height).await? else {
@@ -546,10 +555,9 @@ impl Driver {
         let keep_from = self.height.saturating_sub(self.config.depth);
         if keep_from > 0 {
             let pruned = self.tangle.prune(|height| height < keep_from);
-            if pruned > 0 {
-                self.flush().await?;
-                self.store.dag_prune(keep_from).await?;
-                tracing::debug!(pruned, keep_from, "DAG history pruned");
+            if !pruned.is_empty() {
+                tracing::debug!(pruned = pruned.len(), keep_from, "DAG history pruned");
+                self.batch.forgotten.extend(pruned);
             }
         }
         self.flush().await

@@ -229,7 +229,7 @@ pub async fn start(
     let (consensus_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (transactions_tx, relayed) = mpsc::channel(INBOUND_QUEUE);
     let (dag_tx, dag_inbox) = mpsc::channel(INBOUND_QUEUE);
-    let network = Network::start(
+    let (network, accepting) = Network::start(
         Arc::new(key),
         genesis.chain_id.clone(),
         listener,
@@ -276,7 +276,15 @@ pub async fn start(
         refusals,
         committed,
     };
-    let task = tokio::spawn(driver.run(inbound, relayed, submissions, queries_rx, shutdown_rx));
+    let task = tokio::spawn(async move {
+        let result = driver
+            .run(inbound, relayed, submissions, queries_rx, shutdown_rx)
+            .await;
+        // The listener closes with the node.
+        accepting.abort();
+        let _ = accepting.await;
+        result
+    });
     Ok((handle, task))
 }
 

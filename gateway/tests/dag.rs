@@ -203,3 +203,85 @@ async fn gateways_confirm_device_transactions_alike_with_proofs() {
     }
     cluster.shutdown().await.unwrap();
 }
+
+/// Polls gateway `client` until `id` is confirmed there.
+async fn confirmed(client: &Client, id: &Hash) -> itc_web::model::DagTxStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client.dag_status(id).await.unwrap();
+        if status.status == "confirmed" {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} was not confirmed within 60 s: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// With a depth of two blocks, a gateway forgets old history (bodies go,
+/// outcomes stay) and restarts: what it kept is solid at once — its tips
+/// are the real ones, not the roots — and the tangle grows on through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_after_pruning_grows_on_from_its_tips() {
+    let mut options = ClusterOptions::default();
+    options.dag.depth = 2;
+    let mut cluster = local_cluster(options).await.unwrap();
+    let owner = Keypair::from_seed(*cluster.users[0].seed());
+    let devices = vec![(
+        DeviceId::new("mqtt:meter-9").unwrap(),
+        Keypair::from_seed([0x69; 32]),
+    )];
+    cluster.register_devices(0, &devices, &owner).await.unwrap();
+    let (device, key) = &devices[0];
+    let client = |cluster: &itc_gateway::app::LocalCluster, g: usize| {
+        Client::new(cluster.gateways[g].url(), Keypair::from_seed(*owner.seed()))
+    };
+
+    // One reading per block, each on the last, through gateway 3.
+    let mut ids = Vec::new();
+    let mut heights = Vec::new();
+    for i in 0..6 {
+        let at = client(&cluster, 3);
+        let tx = issue(key, device, reading(i), parents(&at).await);
+        at.dag_submit(&tx).await.unwrap();
+        heights.push(confirmed(&at, &tx.id()).await.height.unwrap());
+        ids.push(tx.id());
+    }
+    assert!(heights.windows(2).all(|w| w[0] < w[1]), "{heights:?}");
+    // The oldest is pruned: its outcome stays, its body and proof go.
+    let at = client(&cluster, 3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !at.dag_status(&ids[0]).await.unwrap().tx.is_null() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing was pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old = at.dag_status(&ids[0]).await.unwrap();
+    assert_eq!(
+        (old.status.as_str(), old.height),
+        ("confirmed", Some(heights[0]))
+    );
+    assert!(old.proof.is_null());
+
+    cluster.restart(3).await.unwrap();
+    let at = client(&cluster, 3);
+    let old = at.dag_status(&ids[0]).await.unwrap();
+    assert_eq!(old.status, "confirmed");
+    // The newest is the tip it offers, not a root; a reading on it
+    // confirms everywhere, with a proof from the restarted gateway.
+    let offered = parents(&at).await;
+    assert_eq!(offered[0], ids[5], "{offered:?}");
+    let tx = issue(key, device, reading(6), offered);
+    at.dag_submit(&tx).await.unwrap();
+    for g in 0..4 {
+        confirmed(&client(&cluster, g), &tx.id()).await;
+    }
+    let status = confirmed(&at, &tx.id()).await;
+    let proof: DagProof = serde_json::from_value(status.proof).unwrap();
+    let block = status.block.unwrap();
+    let header: Header = decode(&hex::decode(&block.header).unwrap()).unwrap();
+    proof.verify(&tx.id(), &header).unwrap();
+    assert_eq!(at.dag_status(&ids[5]).await.unwrap().status, "confirmed");
+    cluster.shutdown().await.unwrap();
+}

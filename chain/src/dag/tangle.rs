@@ -113,6 +113,13 @@ pub enum Status {
     },
 }
 
+impl Status {
+    /// Confirmed or conflicting: settled by a committed anchor.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Status::Confirmed { .. } | Status::Conflicting { .. })
+    }
+}
+
 /// A transaction the latest [`Tangle::confirm`] confirmed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed {
@@ -244,9 +251,10 @@ impl Tangle {
     /// unknown ones are asked for; then it may be solid at once.
     fn insert(&mut self, id: Hash, tx: DagTx, status: Status, arrived: TimestampMs) {
         self.missing.remove(&id);
+        let settled = status.is_final();
         for parent in tx.body.parents.as_slice() {
             self.children.entry(*parent).or_default().push(id);
-            if self.is_solid(parent) {
+            if settled || self.is_solid(parent) {
                 continue;
             }
             self.waiting.entry(*parent).or_default().push(id);
@@ -310,10 +318,10 @@ impl Tangle {
     }
 
     /// Forgets confirmed transactions for which `prune` says so (older than
-    /// the gateway's depth), except current tips; returns how many. What
+    /// the gateway's depth), except current tips; returns their ids. What
     /// approves a forgotten transaction later waits for it and expires, as
     /// approving deep history is lazy anyway.
-    pub fn prune(&mut self, prune: impl Fn(Height) -> bool) -> usize {
+    pub fn prune(&mut self, prune: impl Fn(Height) -> bool) -> Vec<Hash> {
         let old: Vec<Hash> = self
             .txs
             .iter()
@@ -339,7 +347,7 @@ impl Tangle {
                 }
             }
         }
-        old.len()
+        old
     }
 
     /// A chain of transactions from `id` to one of `targets` (an anchor's
@@ -382,7 +390,9 @@ impl Tangle {
                 continue;
             }
             let parents = entry.tx.body.parents.as_slice().to_vec();
-            if !parents.iter().all(|p| self.is_solid(p)) {
+            // A confirmed transaction's cone was solid when its anchor
+            // committed; its parents may have been pruned since.
+            if !entry.status.is_final() && !parents.iter().all(|p| self.is_solid(p)) {
                 continue;
             }
             let time = entry.tx.body.time_ms;
@@ -399,7 +409,9 @@ impl Tangle {
             }
             // A lazy transaction takes no tip away from honest issuers.
             if !lazy {
-                for parent in &parents {
+                // The roots are tips only until something real is (after
+                // a restart past pruning, nothing may approve them).
+                for parent in parents.iter().chain(&roots()) {
                     self.tips.remove(parent);
                 }
                 self.tips.insert(id);

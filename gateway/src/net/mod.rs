@@ -78,15 +78,19 @@ impl Network {
     /// consensus messages go to `inbound`, relayed client transactions to
     /// `transactions`: the node serves the first before the second, so a
     /// flood of transactions to verify never delays a round.
+    ///
+    /// The returned task accepts peers; aborting it closes the listener and
+    /// every channel it accepted, so a restarted gateway can listen on the
+    /// same address.
     pub fn start(
         key: Arc<Keypair>,
         chain: ChainId,
         listener: TcpListener,
         peers: Vec<(PublicKey, SocketAddr)>,
         inbound: Inboxes,
-    ) -> Network {
+    ) -> (Network, tokio::task::JoinHandle<()>) {
         let allowed: Arc<HashSet<PublicKey>> = Arc::new(peers.iter().map(|(k, _)| *k).collect());
-        tokio::spawn(accept_loop(
+        let accepting = tokio::spawn(accept_loop(
             listener,
             key.clone(),
             chain.clone(),
@@ -102,9 +106,10 @@ impl Network {
             queues.insert(peer, tx);
             tokio::spawn(dial_loop(key.clone(), chain.clone(), peer, addr, rx));
         }
-        Network {
+        let network = Network {
             queues: Arc::new(queues),
-        }
+        };
+        (network, accepting)
     }
 
     pub fn send(&self, to: &PublicKey, message: &Message) {
@@ -195,7 +200,11 @@ async fn accept_loop(
     allowed: Arc<HashSet<PublicKey>>,
     inbound: Inboxes,
 ) {
+    // Dropped with this task: every accepted channel ends with it.
+    let mut channels = tokio::task::JoinSet::new();
     loop {
+        // Finished channels are reaped as they end.
+        while channels.try_join_next().is_some() {}
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -204,7 +213,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        tokio::spawn(receive(
+        channels.spawn(receive(
             stream,
             remote,
             key.clone(),

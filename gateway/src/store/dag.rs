@@ -3,8 +3,9 @@
 //! The DAG service writes in batches — the transactions it took and the
 //! confirmations of the blocks it processed, with the height reached — one
 //! sqlite transaction each, so a restart resumes from a height whose
-//! confirmations are all stored. Pruning drops the bodies of confirmed
-//! history older than the depth and keeps the outcome.
+//! confirmations are all stored. Pruning drops the bodies of what the
+//! tangle forgot (confirmed history older than the depth, tips aside) and
+//! keeps the outcome.
 
 use itc_chain::codec::{decode, encode};
 use itc_chain::crypto::Hash;
@@ -12,7 +13,7 @@ use itc_chain::dag::{DagTx, Status};
 use itc_chain::types::Height;
 use sqlx::Row;
 
-use super::{corrupt, insert_rows, SqliteStore, StoreError};
+use super::{corrupt, insert_rows, rows_where_in, SqliteStore, StoreError};
 
 /// What one batch writes.
 #[derive(Debug, Default)]
@@ -22,11 +23,16 @@ pub struct DagBatch {
     /// (id, height, applied).
     pub confirmed: Vec<(Hash, Height, bool)>,
     pub height: Option<Height>,
+    /// Pruned from the tangle: their bodies go, their outcomes stay.
+    pub forgotten: Vec<Hash>,
 }
 
 impl DagBatch {
     pub fn is_empty(&self) -> bool {
-        self.taken.is_empty() && self.confirmed.is_empty() && self.height.is_none()
+        self.taken.is_empty()
+            && self.confirmed.is_empty()
+            && self.height.is_none()
+            && self.forgotten.is_empty()
     }
 }
 
@@ -85,6 +91,8 @@ impl SqliteStore {
             },
         )
         .await?;
+        let forgotten: Vec<Vec<u8>> = batch.forgotten.iter().map(|id| id.0.to_vec()).collect();
+        rows_where_in(&mut db, "UPDATE dag_txs SET tx = NULL", "id", &forgotten).await?;
         if let Some(height) = batch.height {
             sqlx::query("INSERT OR REPLACE INTO dag_progress (id, height) VALUES (0, ?)")
                 .bind(height as i64)
@@ -133,16 +141,6 @@ impl SqliteStore {
             .map(|b| decode(&b).map_err(corrupt("DAG transaction")))
             .transpose()?;
         Ok(Some((tx, outcome(&row)?)))
-    }
-
-    /// Drops the bodies of transactions confirmed below `height`.
-    pub async fn dag_prune(&self, height: Height) -> Result<u64, StoreError> {
-        let _writing = self.writer.lock().await;
-        let done = sqlx::query("UPDATE dag_txs SET tx = NULL WHERE height < ? AND tx IS NOT NULL")
-            .bind(height as i64)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected())
     }
 }
 
@@ -202,8 +200,12 @@ mod tests {
                 (c.clone(), None)
             ]
         );
-        // Pruning below 2 drops a's body, not its outcome; b and c stay.
-        assert_eq!(store.dag_prune(2).await.unwrap(), 1);
+        // Forgetting a drops its body, not its outcome; b and c stay.
+        let batch = DagBatch {
+            forgotten: vec![a.id()],
+            ..DagBatch::default()
+        };
+        store.dag_write(&batch).await.unwrap();
         assert_eq!(
             store.dag_row(&a.id()).await.unwrap(),
             Some((None, Some(Status::Confirmed { height: 1 })))

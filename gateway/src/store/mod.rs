@@ -288,16 +288,17 @@ async fn insert_rows<T>(
     Ok(())
 }
 
-/// Deletes the rows of `table` whose `column` is one of `keys`.
-async fn delete_rows(
+/// Runs `statement` (a DELETE or UPDATE) on the rows whose `column` is one
+/// of `keys`.
+async fn rows_where_in(
     db: &mut Transaction<'_, Sqlite>,
-    table: &str,
+    statement: &str,
     column: &str,
     keys: &[Vec<u8>],
 ) -> Result<(), sqlx::Error> {
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let mut builder: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("DELETE FROM {table} WHERE {column} IN ("));
+            QueryBuilder::new(format!("{statement} WHERE {column} IN ("));
         let mut list = builder.separated(", ");
         for key in chunk {
             list.push_bind(key.clone());
@@ -369,7 +370,7 @@ async fn write_block(
 
     // State entries (the tree is derived from them on open).
     let rows = executed.changes.rows();
-    delete_rows(db, "state", "key", &rows.deletes).await?;
+    rows_where_in(db, "DELETE FROM state", "key", &rows.deletes).await?;
     insert_rows(
         db,
         "INSERT OR REPLACE INTO state (key, value) ",
