@@ -31,6 +31,7 @@
 //! sample data (§8), in both directions.
 
 pub mod access;
+pub mod ble;
 pub mod client;
 pub mod crypto;
 pub mod network;

@@ -45,6 +45,8 @@ pub struct SimMeshNode {
     last_tid: Option<(u16, u8)>,
     /// Whether Data Out notifications are subscribed.
     pub subscribed: bool,
+    /// The Device UUID it advertises while unprovisioned.
+    pub uuid: [u8; 16],
 }
 
 impl SimMeshNode {
@@ -66,6 +68,25 @@ impl SimMeshNode {
             bindings: Vec::new(),
             last_tid: None,
             subscribed: false,
+            uuid: random,
+        }
+    }
+
+    /// What it advertises now (Mesh Profile §7): the service and its
+    /// service data — the Device UUID and OOB information (none) while
+    /// unprovisioned, then the Network ID (identification type 0x00).
+    pub fn advertisement(&self) -> (u16, Vec<u8>) {
+        match &self.phase {
+            Phase::Unprovisioned(_) => {
+                let mut data = self.uuid.to_vec();
+                data.extend([0x00, 0x00]);
+                (proxy::PROVISIONING_SERVICE, data)
+            }
+            Phase::Provisioned(stack) => {
+                let mut data = vec![0x00];
+                data.extend(stack.network_id());
+                (proxy::PROXY_SERVICE, data)
+            }
         }
     }
 

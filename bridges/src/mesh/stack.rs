@@ -89,6 +89,11 @@ pub struct Stack {
 const MAX_SEQ: u32 = 0x00ff_ffff;
 
 impl Stack {
+    /// The Network ID a proxy advertises (k3 of the NetKey, §3.8.6.3.2).
+    pub fn network_id(&self) -> [u8; 8] {
+        self.net.network_id
+    }
+
     pub fn new(net_key: Key, iv_index: u32, address: u16) -> Stack {
         Stack {
             net: NetKey::new(net_key),
