@@ -14,20 +14,21 @@
 //! `ITC_REQUIRE_DBUS=1`, so CI never skips this). Without it, and without
 //! that variable, the test says so and passes.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use itc_bridges::light::LightCommand;
 use itc_bridges::mesh::access::Message;
-use itc_bridges::mesh::ble::{exchange, Beacon, BleCentral, BleLink};
-use itc_bridges::mesh::client::{ClientEvent, MeshClient, LIGHT_MODELS};
+use itc_bridges::mesh::ble::{Advert, Beacon, BleCentral};
+use itc_bridges::mesh::client::{ClientEvent, MeshClient};
 use itc_bridges::mesh::crypto::k3;
+use itc_bridges::mesh::fake_bluez::{self, Bulb, PrivateBus};
+use itc_bridges::mesh::link::{
+    configured, exchange, filter_set, provisioned, status_from, MeshLink,
+};
 use itc_bridges::mesh::sim::SimMeshNode;
 use ring::agreement::{EphemeralPrivateKey, ECDH_P256};
 use ring::rand::SystemRandom;
-use support::fake_bluez::{self, Bulb, PrivateBus};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -37,29 +38,11 @@ fn ephemeral() -> EphemeralPrivateKey {
 
 async fn run(
     client: &mut MeshClient,
-    link: &mut BleLink,
+    link: &mut MeshLink,
     writes: Vec<Vec<u8>>,
     done: impl Fn(&[ClientEvent]) -> bool,
 ) -> Vec<ClientEvent> {
-    let start = Instant::now();
-    exchange(
-        client,
-        link,
-        writes,
-        || start.elapsed().as_millis() as u64,
-        done,
-        WAIT,
-    )
-    .await
-    .unwrap()
-}
-
-fn status_from(src: u16) -> impl Fn(&[ClientEvent]) -> bool {
-    move |events| {
-        events
-            .iter()
-            .any(|e| matches!(e, ClientEvent::Status { src: s, .. } if *s == src))
-    }
+    exchange(client, link, writes, 0, done, WAIT).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,12 +96,12 @@ async fn btleplug_provisions_and_controls_bulbs_through_bluez() {
     for (advert, address) in found.iter().zip(addresses) {
         let mut link = central.connect(advert).await.unwrap();
         let invite = client.provision(address, ephemeral(), [0x11; 16]);
-        let events = run(&mut client, &mut link, invite, |events| !events.is_empty()).await;
+        let events = run(&mut client, &mut link, invite, provisioned(address)).await;
         assert!(
             matches!(events.as_slice(), [ClientEvent::Provisioned { address: a, .. }] if *a == address),
             "{events:?}"
         );
-        link.disconnect().await.unwrap();
+        link.close().await.unwrap();
     }
     for (bulb, address) in bulbs.iter().zip(addresses) {
         assert_eq!(bulb.lock().unwrap().address(), Some(address));
@@ -126,7 +109,7 @@ async fn btleplug_provisions_and_controls_bulbs_through_bluez() {
 
     // Now they advertise a proxy of our network (its Network ID).
     let network_id = k3(&net_key).to_vec();
-    let ours = |a: &itc_bridges::mesh::ble::Advert| {
+    let ours = |a: &Advert| {
         a.beacon
             == Beacon::Proxy {
                 kind: 0,
@@ -141,32 +124,15 @@ async fn btleplug_provisions_and_controls_bulbs_through_bluez() {
 
     for ((advert, bulb), address) in proxies.iter().zip(&bulbs).zip(addresses) {
         let mut link = central.connect(advert).await.unwrap();
-        assert_eq!(link.address(), advert.address);
         // The proxy filter, then the AppKey and the bindings.
         let filter = client.set_filter().unwrap();
-        run(&mut client, &mut link, filter, |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, ClientEvent::FilterStatus { accept: true, .. }))
-        })
-        .await;
+        let events = run(&mut client, &mut link, filter, filter_set).await;
+        assert!(events.contains(&ClientEvent::FilterStatus {
+            accept: true,
+            addresses: 0
+        }));
         let config = client.configure(address).unwrap();
-        let events = run(&mut client, &mut link, config, |events| {
-            events
-                .iter()
-                .filter(|e| {
-                    matches!(
-                        e,
-                        ClientEvent::Status {
-                            message: Message::ModelAppStatus { status: 0, .. },
-                            ..
-                        }
-                    )
-                })
-                .count()
-                == LIGHT_MODELS.len()
-        })
-        .await;
+        let events = run(&mut client, &mut link, config, configured).await;
         assert!(events.contains(&ClientEvent::Status {
             src: address,
             message: Message::AppKeyStatus {
@@ -236,6 +202,6 @@ async fn btleplug_provisions_and_controls_bulbs_through_bluez() {
         assert_eq!(after.replayed, before.replayed + 1, "{after:?}");
         assert!(after.malformed + after.not_for_us > before.malformed + before.not_for_us);
         assert!(!bulb.lock().unwrap().state.on);
-        link.disconnect().await.unwrap();
+        link.close().await.unwrap();
     }
 }

@@ -54,8 +54,8 @@ pub struct GatewayConfig {
     pub limits: itc_web::Limits,
     /// The DAG side chain's depth and tangle limits.
     pub dag: crate::dag::DagConfig,
-    /// Simulated Bluetooth mesh bulbs in range.
-    pub mesh_bulbs: usize,
+    /// Bluetooth mesh bulbs.
+    pub mesh: crate::service::mesh::MeshConfig,
 }
 
 /// A running gateway.
@@ -123,7 +123,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         zigbee,
         firmware: config.firmware,
         mqtt: config.mqtt,
-        mesh_bulbs: config.mesh_bulbs,
+        mesh: config.mesh,
     })
     .await?;
     let api = config.api.local_addr()?;
@@ -217,6 +217,8 @@ pub struct ClusterOptions {
     pub dag: crate::dag::DagConfig,
     /// Simulated Bluetooth mesh bulbs per gateway.
     pub mesh_bulbs: usize,
+    /// Mesh bulbs over Bluetooth (BlueZ on the system D-Bus).
+    pub mesh_bluetooth: bool,
 }
 
 impl Default for ClusterOptions {
@@ -231,6 +233,7 @@ impl Default for ClusterOptions {
             mqtt: false,
             dag: Default::default(),
             mesh_bulbs: 0,
+            mesh_bluetooth: false,
             limits: itc_web::Limits::default(),
         }
     }
@@ -301,7 +304,10 @@ impl LocalCluster {
             },
             limits: options.limits,
             dag: options.dag.clone(),
-            mesh_bulbs: options.mesh_bulbs,
+            mesh: crate::service::mesh::MeshConfig {
+                simulated: options.mesh_bulbs,
+                bluetooth: options.mesh_bluetooth,
+            },
         })
     }
 

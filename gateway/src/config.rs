@@ -7,6 +7,9 @@
 //! db = "gateway-0.sqlite"      # its chain store
 //! api = "127.0.0.1:8080"       # where the REST API listens
 //!
+//! [mesh]                       # optional: Bluetooth mesh bulbs
+//! bluetooth = true             # through BlueZ (the system D-Bus)
+//!
 //! [dag]                        # optional: the DAG side chain
 //! depth = 10000                # blocks of confirmed history kept with proofs
 //! per_device_per_s = 100       # transactions one device may add per second
@@ -38,10 +41,10 @@ pub struct Config {
     pub bulbs: usize,
     #[serde(default)]
     pub spare_bulbs: usize,
-    /// Simulated Bluetooth mesh bulbs in range, provisioned when the
-    /// network is opened (until the BLE transport lands).
+    /// Bluetooth mesh bulbs: `[mesh] bluetooth = true` drives real ones
+    /// through BlueZ; `simulated = N` puts N simulated ones in range.
     #[serde(default)]
-    pub mesh_bulbs: usize,
+    pub mesh: crate::service::mesh::MeshConfig,
     /// A Zigbee coordinator (TI Z-Stack, ZNP) on a serial port.
     #[serde(default)]
     pub zigbee: Option<ZigbeeConfig>,

@@ -219,7 +219,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         mqtt,
         limits: itc_web::Limits::default(),
         dag: config.dag.config(),
-        mesh_bulbs: config.mesh_bulbs,
+        mesh: config.mesh.clone(),
     })
     .await?;
     tracing::info!(api = %gateway.api, gateway = %gateway.node.public, "gateway running");

@@ -16,9 +16,8 @@
 //! - writes Proxy PDUs to Data In without response and hands Data Out's
 //!   notifications back in order.
 //!
-//! [`exchange`] is the asynchronous twin of [`super::client::exchange`]:
-//! writes go out, notifications go to the client, the client's answers go
-//! out, until the caller's condition holds or the time is up.
+//! A [`BleLink`] is one kind of [`super::link::MeshLink`]; the client
+//! talks through [`super::link::exchange`] whatever carries it.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -33,23 +32,8 @@ use btleplug::platform::{Adapter, Manager, Peripheral, PeripheralId};
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
-use super::client::{ClientEvent, MeshClient};
+use super::link::{LinkError, MeshLink};
 use super::proxy;
-
-/// What went wrong on the radio side.
-#[derive(Debug, thiserror::Error)]
-pub enum BleError {
-    #[error("Bluetooth: {0}")]
-    Bluetooth(#[from] btleplug::Error),
-    #[error("no Bluetooth adapter")]
-    NoAdapter,
-    #[error("{address} offers no service {service:#06x} with Data In and Data Out")]
-    NoMeshService { address: String, service: u16 },
-    #[error("the node's notifications ended (disconnected)")]
-    Disconnected,
-    #[error("no answer from the node within {waited_ms} ms")]
-    Timeout { waited_ms: u64 },
-}
 
 /// A mesh advertisement seen in a scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,14 +88,14 @@ pub struct BleCentral {
 impl BleCentral {
     /// Opens the platform's Bluetooth (BlueZ over the system D-Bus on
     /// Linux, found through `DBUS_SYSTEM_BUS_ADDRESS` if set).
-    pub async fn open() -> Result<BleCentral, BleError> {
+    pub async fn open() -> Result<BleCentral, LinkError> {
         let manager = Manager::new().await?;
         let adapter = manager
             .adapters()
             .await?
             .into_iter()
             .next()
-            .ok_or(BleError::NoAdapter)?;
+            .ok_or(LinkError::NoAdapter)?;
         Ok(BleCentral { adapter })
     }
 
@@ -121,7 +105,7 @@ impl BleCentral {
         &self,
         enough: impl Fn(&[Advert]) -> bool,
         timeout: Duration,
-    ) -> Result<Vec<Advert>, BleError> {
+    ) -> Result<Vec<Advert>, LinkError> {
         let mut events = self.adapter.events().await?;
         let services = [proxy::PROVISIONING_SERVICE, proxy::PROXY_SERVICE]
             .map(uuid_from_u16)
@@ -163,13 +147,14 @@ impl BleCentral {
     }
 
     /// Connects to the device of `advert` and subscribes to its Data Out.
-    pub async fn connect(&self, advert: &Advert) -> Result<BleLink, BleError> {
+    pub async fn connect(&self, advert: &Advert) -> Result<MeshLink, LinkError> {
         let peripheral = self.adapter.peripheral(&advert.id).await?;
-        BleLink::open(peripheral, advert.address.clone(), advert.service()).await
+        let link = BleLink::open(peripheral, advert.address.clone(), advert.service()).await?;
+        Ok(MeshLink::Ble(Box::new(link)))
     }
 }
 
-async fn advert_of(peripheral: &Peripheral) -> Result<Option<Advert>, BleError> {
+async fn advert_of(peripheral: &Peripheral) -> Result<Option<Advert>, LinkError> {
     let Some(properties) = peripheral.properties().await? else {
         return Ok(None);
     };
@@ -192,7 +177,11 @@ pub struct BleLink {
 }
 
 impl BleLink {
-    async fn open(peripheral: Peripheral, address: String, service: u16) -> Result<Self, BleError> {
+    async fn open(
+        peripheral: Peripheral,
+        address: String,
+        service: u16,
+    ) -> Result<Self, LinkError> {
         let (data_in, data_out) = match service {
             proxy::PROVISIONING_SERVICE => {
                 (proxy::PROVISIONING_DATA_IN, proxy::PROVISIONING_DATA_OUT)
@@ -211,7 +200,7 @@ impl BleLink {
                 .find(|c| c.service_uuid == service_uuid && c.uuid == uuid_from_u16(uuid))
         };
         let (Some(data_in), Some(data_out)) = (find(data_in), find(data_out)) else {
-            return Err(BleError::NoMeshService { address, service });
+            return Err(LinkError::NoMeshService { address, service });
         };
         // Subscribe before the first write, so no answer is missed.
         let notifications = peripheral.notifications().await?;
@@ -230,7 +219,7 @@ impl BleLink {
     }
 
     /// Writes one Proxy PDU to Data In (write without response).
-    pub async fn write(&self, pdu: &[u8]) -> Result<(), BleError> {
+    pub async fn write(&mut self, pdu: &[u8]) -> Result<(), LinkError> {
         self.peripheral
             .write(&self.data_in, pdu, WriteType::WithoutResponse)
             .await?;
@@ -242,52 +231,21 @@ impl BleLink {
     pub async fn next(
         &mut self,
         deadline: tokio::time::Instant,
-    ) -> Result<Option<Vec<u8>>, BleError> {
+    ) -> Result<Option<Vec<u8>>, LinkError> {
         loop {
             match tokio::time::timeout_at(deadline, self.notifications.next()).await {
                 Err(_) => return Ok(None),
-                Ok(None) => return Err(BleError::Disconnected),
+                Ok(None) => return Err(LinkError::Disconnected),
                 Ok(Some(note)) if note.uuid == self.data_out => return Ok(Some(note.value)),
                 Ok(Some(_)) => continue,
             }
         }
     }
 
-    pub async fn disconnect(self) -> Result<(), BleError> {
+    pub async fn disconnect(self) -> Result<(), LinkError> {
         self.peripheral.disconnect().await?;
         Ok(())
     }
-}
-
-/// Sends `writes` over `link` and feeds the notifications to `client`
-/// (and its answers back), until `done` holds for the events so far, or
-/// `timeout` passes without it. `now_ms` gives the time the layers see.
-pub async fn exchange(
-    client: &mut MeshClient,
-    link: &mut BleLink,
-    writes: Vec<Vec<u8>>,
-    now_ms: impl Fn() -> u64,
-    done: impl Fn(&[ClientEvent]) -> bool,
-    timeout: Duration,
-) -> Result<Vec<ClientEvent>, BleError> {
-    for write in &writes {
-        link.write(write).await?;
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut events = Vec::new();
-    while !done(&events) {
-        let Some(note) = link.next(deadline).await? else {
-            return Err(BleError::Timeout {
-                waited_ms: timeout.as_millis() as u64,
-            });
-        };
-        let (more_events, more_writes) = client.handle_notification(&note, now_ms());
-        events.extend(more_events);
-        for write in &more_writes {
-            link.write(write).await?;
-        }
-    }
-    Ok(events)
 }
 
 #[cfg(test)]

@@ -21,43 +21,6 @@ pub const LIGHT_MODELS: [u16; 4] = [
     model::LIGHT_CTL_SERVER,
 ];
 
-/// One GATT connection to a node, as the client sees it: a write to Data
-/// In, answered by the notifications on Data Out it caused. The simulated
-/// bulb implements it in memory; the BLE transport over a real connection.
-pub trait MeshLink {
-    fn write(&mut self, pdu: &[u8], now_ms: u64) -> Vec<Vec<u8>>;
-}
-
-impl MeshLink for super::sim::SimMeshNode {
-    fn write(&mut self, pdu: &[u8], now_ms: u64) -> Vec<Vec<u8>> {
-        self.handle_write(pdu, now_ms)
-    }
-}
-
-/// Delivers `writes` over `link` and the notifications back to `client`,
-/// until both sides are quiet; returns what the client learnt.
-pub fn exchange(
-    client: &mut MeshClient,
-    link: &mut dyn MeshLink,
-    writes: Vec<Vec<u8>>,
-    now_ms: u64,
-) -> Vec<ClientEvent> {
-    let mut events = Vec::new();
-    let mut pending = writes;
-    while !pending.is_empty() {
-        let mut notifications = Vec::new();
-        for write in pending.drain(..) {
-            notifications.extend(link.write(&write, now_ms));
-        }
-        for note in notifications {
-            let (more_events, more_writes) = client.handle_notification(&note, now_ms);
-            events.extend(more_events);
-            pending.extend(more_writes);
-        }
-    }
-    events
-}
-
 /// What the client learnt from the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientEvent {

@@ -278,7 +278,10 @@ pub async fn dev(dev: Dev) -> anyhow::Result<()> {
                 }),
                 limits: itc_web::Limits::default(),
                 dag: Default::default(),
-                mesh_bulbs: dev.mesh_bulbs,
+                mesh: itc_gateway::service::mesh::MeshConfig {
+                    simulated: dev.mesh_bulbs,
+                    bluetooth: false,
+                },
             })
             .await?,
         );

@@ -289,7 +289,7 @@ impl Bridge {
                         reason,
                     })
             }
-            Bridge::Mesh(mesh) => mesh.send(device, command),
+            Bridge::Mesh(mesh) => mesh.send(device, command).await,
         }
     }
 
@@ -320,8 +320,8 @@ impl Bridge {
                         reason: e.to_string(),
                     })
             }
-            // Unprovisioned mesh bulbs in range are provisioned now.
-            Bridge::Mesh(mesh) => mesh.permit_join(),
+            // Unprovisioned mesh bulbs in range are provisioned.
+            Bridge::Mesh(mesh) => mesh.permit_join(seconds).await,
             // Wi-Fi devices join with a setup code instead.
             Bridge::Mqtt(_) => Ok(()),
         }

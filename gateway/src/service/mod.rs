@@ -76,9 +76,9 @@ pub struct ServiceConfig {
     pub firmware: Option<firmware::FirmwareConfig>,
     /// The MQTT broker's front, for Wi-Fi devices and integrations.
     pub mqtt: Option<mqtt::MqttConfig>,
-    /// Simulated Bluetooth mesh bulbs in range (provisioned when the
-    /// network is opened).
-    pub mesh_bulbs: usize,
+    /// Bluetooth mesh bulbs: simulated ones in range, and whether to use
+    /// the Bluetooth adapter.
+    pub mesh: mesh::MeshConfig,
 }
 
 /// The running service; cheap to clone.
@@ -149,9 +149,14 @@ impl Service {
                     .map_err(ServiceError::Mqtt)?;
             bridges.push(Arc::new(Bridge::Mqtt(Box::new(bridge))));
         }
-        if config.mesh_bulbs > 0 {
-            let mesh = mesh::MeshBridge::start(*config.key.seed(), config.mesh_bulbs)
-                .map_err(|e| ServiceError::Mesh(e.to_string()))?;
+        if config.mesh.is_on() {
+            let mesh = mesh::MeshBridge::start(
+                &config.mesh,
+                *config.key.seed(),
+                config.node.store.clone(),
+            )
+            .await
+            .map_err(|e| ServiceError::Mesh(e.to_string()))?;
             bridges.push(Arc::new(Bridge::Mesh(Box::new(mesh))));
         }
         if config.bulbs + config.spare_bulbs > 0 {

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, Mutex};
 
 pub mod dag;
 mod indexer;
+pub mod mesh;
 mod records;
 
 /// Rows per multi-row statement; each row binds at most 7 values, well under
@@ -82,6 +83,8 @@ pub enum StoreError {
     },
     #[error("the store is missing {what}")]
     Missing { what: String },
+    #[error("a sealed secret: {reason}")]
+    Sealed { reason: String },
 }
 
 /// The sqlite chain store.

@@ -22,16 +22,15 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use itc_bridges::mesh::sim::SimMeshNode;
+use super::link::SharedNode;
 use zbus::fdo;
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::{interface, Connection};
 
-pub type Bulb = Arc<Mutex<SimMeshNode>>;
+pub type Bulb = SharedNode;
 
 const ADAPTER: &str = "/org/bluez/hci0";
 const CHARACTERISTIC: &str = "org.bluez.GattCharacteristic1";
