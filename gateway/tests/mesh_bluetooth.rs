@@ -4,7 +4,8 @@
 //! provisions the bulbs found unprovisioned, connects to each one's proxy
 //! and configures it; they are registered on chain and commanded over
 //! REST. After a restart the gateway knows them from its store (device
-//! keys sealed), reconnects to a bulb's proxy when commanded, and its
+//! keys sealed), reconnects to a bulb's proxy when commanded, reads its
+//! state, and its
 //! sequence numbers resume above what the bulbs saw, so nothing it sends
 //! is taken for a replay.
 //!
@@ -109,6 +110,17 @@ async fn bluetooth_mesh_bulbs_join_obey_and_survive_a_restart() {
     cluster.restart(0).await.unwrap();
     let devices = owner(&cluster).devices().await.unwrap();
     assert_eq!(devices.len(), 2, "{devices:?}");
+    // Reconnecting, the gateway reads what the bulb is doing, so a colour
+    // change keeps the dimmed lightness rather than a default.
+    let cooler = LightCommand {
+        color_temp: Some(250),
+        ..LightCommand::default()
+    };
+    owner(&cluster).set_light(&id, &cooler).await.unwrap();
+    assert_eq!(bulb.lock().unwrap().state.lightness, 32_768);
+    assert_eq!(bulb.lock().unwrap().state.temperature, 4_000);
+    let state = owner(&cluster).light(&id).await.unwrap().state;
+    assert_eq!(state.brightness, 127);
     let off = LightCommand {
         on: Some(false),
         ..LightCommand::default()

@@ -29,6 +29,7 @@ pub mod opcode {
     pub const LIGHTNESS_SET: u32 = 0x824c;
     pub const LIGHTNESS_SET_UNACK: u32 = 0x824d;
     pub const LIGHTNESS_STATUS: u32 = 0x824e;
+    pub const CTL_GET: u32 = 0x825d;
     pub const CTL_SET: u32 = 0x825e;
     pub const CTL_SET_UNACK: u32 = 0x825f;
     pub const CTL_STATUS: u32 = 0x8260;
@@ -122,6 +123,7 @@ pub enum Message {
         present: u16,
         target: Option<(u16, u8)>,
     },
+    CtlGet,
     CtlSet {
         lightness: u16,
         temperature: u16,
@@ -273,6 +275,7 @@ impl Message {
                 push_le(&mut out, &[*element, *app_index, *model]);
             }
             Message::OnOffGet => encode_opcode(opcode::ONOFF_GET, &mut out),
+            Message::CtlGet => encode_opcode(opcode::CTL_GET, &mut out),
             Message::OnOffSet {
                 on,
                 tid,
@@ -407,6 +410,7 @@ impl Message {
                 model: le16(p, 5),
             },
             opcode::ONOFF_GET if p.is_empty() => Message::OnOffGet,
+            opcode::CTL_GET if p.is_empty() => Message::CtlGet,
             opcode::ONOFF_SET | opcode::ONOFF_SET_UNACK if p.len() >= 2 && p[0] <= 1 => {
                 Message::OnOffSet {
                     on: p[0] == 1,
@@ -576,6 +580,9 @@ mod tests {
             assert_eq!(Message::decode(&m.encode()), Ok(m.clone()), "{m:?}");
         }
         assert_eq!(hex::encode(Message::OnOffGet.encode()), "8201");
+        // Mesh Model 1.0.1 §7.1: Light CTL Get is 0x82 0x5D, no parameters.
+        assert_eq!(hex::encode(Message::CtlGet.encode()), "825d");
+        assert_eq!(Message::decode(&[0x82, 0x5d]), Ok(Message::CtlGet));
     }
 
     #[test]

@@ -274,6 +274,14 @@ impl SimMeshNode {
             Message::OnOffGet if self.allowed(model::GENERIC_ONOFF_SERVER, key) => {
                 Some((self.onoff_status(), key))
             }
+            Message::CtlGet if self.allowed(model::LIGHT_CTL_SERVER, key) => Some((
+                Message::CtlStatus {
+                    lightness: self.state.lightness,
+                    temperature: self.state.temperature,
+                    target: None,
+                },
+                key,
+            )),
             Message::OnOffSet {
                 on,
                 tid,

@@ -161,8 +161,19 @@ fn temperature(kelvin: u16) -> Color {
     }
 }
 
-/// A bulb fresh from configuration: off, at full lightness when switched
-/// on, neutral white (Light Lightness Last and CTL defaults).
+/// `done` for an exchange: `count` statuses from `node`.
+fn statuses_from(node: u16, count: usize) -> impl Fn(&[ClientEvent]) -> bool {
+    move |events| {
+        events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Status { src, .. } if *src == node))
+            .count()
+            >= count
+    }
+}
+
+/// A bulb as taken until it answers a Get: off, at full lightness when
+/// switched on, neutral white (Light Lightness Last and CTL defaults).
 fn new_node(id: DeviceId, address: u16, ble_address: Option<String>) -> Node {
     Node {
         id,
@@ -324,9 +335,18 @@ impl MeshBridge {
                 device: device.clone(),
             })?;
         let mut radio = self.inner.radio.lock().await;
+        let mut node = node;
         if !radio.links.contains_key(&node.address) {
-            let link = self.inner.reconnect(&mut radio, &node).await?;
+            // What the bulb is doing now, so a command that keeps some of
+            // it (a colour change keeps the lightness) keeps the truth.
+            let mut link = self.inner.reconnect(&mut radio, &node).await?;
+            let events = self
+                .inner
+                .read_state(&mut radio, &mut link, node.address)
+                .await?;
             radio.links.insert(node.address, link);
+            self.inner.apply(device, &events)?;
+            node = self.inner.node(device).unwrap_or(node);
         }
         self.inner.reserve(&mut radio).await?;
         let Radio { client, links, .. } = &mut *radio;
@@ -338,14 +358,7 @@ impl MeshBridge {
             .get_mut(&node.address)
             .ok_or_else(|| unavailable("no link"))?;
         let address = node.address;
-        let wanted = messages.len();
-        let done = move |events: &[ClientEvent]| {
-            events
-                .iter()
-                .filter(|e| matches!(e, ClientEvent::Status { src, .. } if *src == address))
-                .count()
-                >= wanted
-        };
+        let done = statuses_from(address, messages.len());
         let events = match exchange(client, link, writes, now_ms(), done, ANSWER_WITHIN).await {
             Ok(events) => events,
             Err(error) => {
@@ -404,6 +417,29 @@ impl Inner {
             .map_err(unavailable)?;
         radio.reserved = up_to;
         Ok(())
+    }
+
+    /// Asks the bulb at `address` for its state (Light CTL Get, then
+    /// Generic OnOff Get) over `link`; returns the statuses.
+    async fn read_state(
+        &self,
+        radio: &mut Radio,
+        link: &mut MeshLink,
+        address: u16,
+    ) -> Result<Vec<ClientEvent>, BridgeError> {
+        self.reserve(radio).await?;
+        let gets = [Message::CtlGet, Message::OnOffGet];
+        let writes = radio.client.send(address, &gets).map_err(unavailable)?;
+        exchange(
+            &mut radio.client,
+            link,
+            writes,
+            now_ms(),
+            statuses_from(address, gets.len()),
+            ANSWER_WITHIN,
+        )
+        .await
+        .map_err(unavailable)
     }
 
     /// Takes the statuses a bulb answered with into its state.
@@ -520,13 +556,15 @@ impl Inner {
         )
         .await
         .map_err(|e| unavailable(format!("configuring {id}: {e}")))?;
+        let state = self.read_state(&mut radio, &mut link, address).await?;
         radio.links.insert(address, link);
         drop(radio);
         tracing::info!(device = %id, address, "mesh bulb provisioned and configured");
         self.nodes
             .lock()
             .map_err(|_| poisoned(MESH))?
-            .push(new_node(id, address, ble_address));
+            .push(new_node(id.clone(), address, ble_address));
+        self.apply(&id, &state)?;
         Ok(())
     }
 
