@@ -42,6 +42,10 @@ fi
 if getent group dialout >/dev/null; then
     usermod --append --groups dialout itc
 fi
+# BlueZ's D-Bus policy admits the bluetooth group (Bluetooth mesh bulbs).
+if getent group bluetooth >/dev/null; then
+    usermod --append --groups bluetooth itc
+fi
 install -m 0755 "$binary" /usr/local/bin/itc-gateway
 install -d -o itc -g itc -m 0700 "$state"
 
