@@ -24,9 +24,10 @@ use std::time::Duration;
 use itc_chain::block::{Block, CommitCertificate};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::dag::{
-    CheckedDagTx, DagError, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig,
+    CheckedDagTx, DagError, DagKind, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig,
 };
 use itc_chain::ledger::StateRead;
+use itc_chain::state::{StateKey, StateValue};
 use itc_chain::store::ChainStore;
 use itc_chain::tx::{Tx, TxBody};
 use itc_chain::types::Height;
@@ -487,10 +488,11 @@ impl Driver {
             }
             let mut confirmed = Vec::new();
             for anchor in itc_chain::block::anchors(block.txs.as_slice()) {
+                let paid = self.paid_at(anchor, height).await?;
                 // Solid (checked above), so this cannot fail.
                 for c in self
                     .tangle
-                    .confirm(anchor.tips.as_slice(), height)
+                    .confirm(anchor.tips.as_slice(), height, |id| paid.contains(id))
                     .unwrap_or_default()
                 {
                     self.batch.confirmed.push((c.id, height, c.applied));
@@ -509,6 +511,34 @@ impl Driver {
         }
         self.behind = self.height < target;
         Ok(())
+    }
+
+    /// The payments `anchor` lists that the ledger applied at `height`:
+    /// its record of the (payer, nonce) names the payment and the height.
+    /// The store holds that block's state changes already (written in the
+    /// block's sqlite transaction), and a record is never changed.
+    async fn paid_at(
+        &self,
+        anchor: &itc_chain::tx::DagAnchor,
+        height: Height,
+    ) -> Result<std::collections::HashSet<Hash>, StoreError> {
+        let mut paid = std::collections::HashSet::new();
+        for payment in anchor.payments.as_slice() {
+            let DagKind::Payment { from, nonce, .. } = &payment.body.kind else {
+                continue;
+            };
+            let key = StateKey::DagPayment {
+                from: *from,
+                nonce: *nonce,
+            };
+            if let Some(StateValue::DagPayment(record)) = self.store.state_value(&key).await? {
+                let id = payment.id();
+                if record.tx == id && record.height == height {
+                    paid.insert(id);
+                }
+            }
+        }
+        Ok(paid)
     }
 
     /// While primary: one anchor per height, over tips with something not

@@ -95,7 +95,22 @@ async fn gateways_confirm_device_transactions_alike_with_proofs() {
         issue(key, device, kind, parents)
     };
     let first = pay(&cluster.users[1], parents(&clients[1]).await);
-    let second = pay(&owner, parents(&clients[2]).await);
+    let elsewhere = Keypair::from_seed([0x77; 32]);
+    let second = pay(&elsewhere, parents(&clients[2]).await);
+    // A payment the owner cannot fund: confirmed, and not applied.
+    let owner_balance = clients[0].account(&owner.public()).await.unwrap().balance;
+    let unfunded = {
+        let (device, key) = &devices[1];
+        let kind = DagKind::Payment {
+            from: owner.public(),
+            to: shop,
+            amount: owner_balance + 1,
+            nonce: 2,
+        };
+        issue(key, device, kind, parents(&clients[0]).await)
+    };
+    clients[0].dag_submit(&unfunded).await.unwrap();
+    ids.push(unfunded.id());
     let (a, b) = tokio::join!(
         clients[1].dag_submit(&first),
         clients[2].dag_submit(&second)
@@ -132,8 +147,21 @@ async fn gateways_confirm_device_transactions_alike_with_proofs() {
         balance_after,
         balance_before + if paid_shop { 5 } else { 0 }
     );
+    let elsewhere_balance = clients[0]
+        .account(&elsewhere.public())
+        .await
+        .unwrap()
+        .balance;
+    assert_eq!(elsewhere_balance, if paid_shop { 0 } else { 5 });
     let loser = if paid_shop { &second } else { &first };
     let status = clients[3].dag_status(&loser.id()).await.unwrap();
+    assert_eq!(status.status, "conflicting");
+    // The ledger could not honour the unfunded one: every gateway says it
+    // was not applied, as the ledger did.
+    assert!(orders
+        .iter()
+        .all(|order| order.iter().any(|c| c.id == unfunded.id() && !c.applied)));
+    let status = clients[2].dag_status(&unfunded.id()).await.unwrap();
     assert_eq!(status.status, "conflicting");
 
     // A confirmation proof, from a gateway that did not take the

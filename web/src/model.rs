@@ -317,8 +317,9 @@ pub struct DagParents {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct DagTxStatus {
     pub id: String,
-    /// `unknown`, `pending`, `confirmed` or `conflicting` (a double spend,
-    /// confirmed but not applied).
+    /// `unknown`, `pending`, `confirmed` or `conflicting` (a payment
+    /// confirmed but not applied: a double spend, or one the ledger could
+    /// not honour).
     pub status: String,
     /// Pending: whether all its ancestors are known here.
     pub solid: Option<bool>,

@@ -17,11 +17,12 @@
 //!   honest issuers approve it; nor do they take tips away.
 //! - **Per-issuer rate limits** over a sliding window.
 //! - **Anchoring and confirmation**: a PBFT block carries an anchor over
-//!   the current non-lazy tips; when it commits, [`Tangle::confirm`] takes
-//!   the anchor's past cone in one deterministic order (parents first,
-//!   ties by id), and a payment whose (payer, nonce) an earlier confirmed
-//!   payment used is marked conflicting and never applied: the one
-//!   anchored first wins.
+//!   the current non-lazy tips and lists the payments its cone would apply
+//!   (the first of each (payer, nonce), in cone order); when it commits,
+//!   [`Tangle::confirm`] takes the anchor's past cone in one deterministic
+//!   order (parents first, ties by id), and a payment the ledger did not
+//!   apply (a double spend: the one anchored first wins; or one it could
+//!   not honour) is marked conflicting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -106,8 +107,8 @@ pub enum Status {
     Confirmed {
         height: Height,
     },
-    /// Confirmed at `height`, but its payment was a double spend: not
-    /// applied.
+    /// Confirmed at `height`, but its payment was not applied (a double
+    /// spend, or one the ledger could not honour).
     Conflicting {
         height: Height,
     },
@@ -475,7 +476,7 @@ impl Tangle {
             if cone.is_empty() {
                 return None;
             }
-            let payments = self.payments_of(&cone);
+            let payments = self.payments_in(&cone);
             if payments.len() <= crate::tx::MAX_ANCHOR_PAYMENTS {
                 return Some(crate::tx::DagAnchor {
                     root: crate::merkle::root(&tips),
@@ -487,9 +488,14 @@ impl Tangle {
         }
     }
 
-    /// The payments among `order` that confirming it would apply: the
-    /// first of each (payer, nonce).
-    fn payments_of(&self, order: &[Hash]) -> Vec<DagTx> {
+    /// The payments an anchor over `tips` lists: in the unconfirmed past
+    /// cone, in confirmation order, the first of each (payer, nonce) not
+    /// spent yet.
+    pub fn payments(&self, tips: &[Hash]) -> Vec<DagTx> {
+        self.payments_in(&self.cone(tips))
+    }
+
+    fn payments_in(&self, order: &[Hash]) -> Vec<DagTx> {
         let mut used = std::collections::HashSet::new();
         order
             .iter()
@@ -582,9 +588,18 @@ impl Tangle {
     }
 
     /// Confirms the past cone of `tips` (an anchor committed at `height`)
-    /// in [`Tangle::cone`]'s order. A payment whose (payer, nonce) an
-    /// earlier one used is conflicting and not applied.
-    pub fn confirm(&mut self, tips: &[Hash], height: Height) -> Result<Vec<Confirmed>, DagError> {
+    /// in [`Tangle::cone`]'s order. Whether a payment moved tokens is the
+    /// ledger's to say, not the tangle's: `applied` answers for each (the
+    /// ledger applies only what the anchor lists, once per (payer, nonce),
+    /// and only if it can); one it did not apply — a double spend, a
+    /// payment the anchor left out or the ledger could not honour — is
+    /// conflicting.
+    pub fn confirm(
+        &mut self,
+        tips: &[Hash],
+        height: Height,
+        applied: impl Fn(&Hash) -> bool,
+    ) -> Result<Vec<Confirmed>, DagError> {
         if let Some(id) = tips.iter().find(|t| !self.is_solid(t)) {
             return Err(DagError::UnknownTip { id: *id });
         }
@@ -592,13 +607,13 @@ impl Tangle {
         let mut out = Vec::with_capacity(order.len());
         for id in order {
             let applied = match &self.txs[&id].tx.body.kind {
-                DagKind::Payment { from, nonce, .. } => match self.spent.get(&(*from, *nonce)) {
-                    Some(_) => false,
-                    None => {
+                DagKind::Payment { from, nonce, .. } => {
+                    let paid = applied(&id);
+                    if paid {
                         self.spent.insert((*from, *nonce), id);
-                        true
                     }
-                },
+                    paid
+                }
                 _ => true,
             };
             if let Some(entry) = self.txs.get_mut(&id) {

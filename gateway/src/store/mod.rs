@@ -192,6 +192,20 @@ impl SqliteStore {
             .collect())
     }
 
+    /// One entry of the latest stored state (written with its block, in
+    /// the same sqlite transaction).
+    pub async fn state_value(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        let Some(row) = sqlx::query("SELECT value FROM state WHERE key = ?")
+            .bind(encode(key))
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bytes: Vec<u8> = row.try_get(0)?;
+        Ok(Some(decode(&bytes).map_err(corrupt("state entry"))?))
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
