@@ -467,6 +467,34 @@ fn transactions_whose_parents_never_arrive_expire_with_a_reason() {
 }
 
 #[test]
+fn what_keeps_a_tip_from_being_solid_can_be_asked_for_again() {
+    let dev = device(7);
+    let key = dev.key.public();
+    let mut tangle = Tangle::new(TangleConfig::default());
+    // a ← b ← c, and c also approves x; only b and c arrive.
+    let a = report(&dev, roots(), T0, "a");
+    let x = report(&dev, roots(), T0, "x");
+    let b = report(&dev, [a.id(), roots()[0]], T0 + 1, "b");
+    let c = report(&dev, [b.id(), x.id()], T0 + 2, "c");
+    tangle.handle_tx(c.clone(), &key, T0 + 3).unwrap();
+    tangle.handle_tx(b.clone(), &key, T0 + 3).unwrap();
+    let mut asked = tangle.poll_missing();
+    asked.sort();
+    let mut lost = vec![a.id(), x.id()];
+    lost.sort();
+    assert_eq!(asked, lost);
+    // The answers are lost: asked once, the parents are not asked again,
+    // but what keeps c from being solid still is.
+    assert!(tangle.poll_missing().is_empty());
+    assert_eq!(tangle.missing_beneath(&[c.id()]), lost);
+    assert_eq!(tangle.missing_beneath(&[b.id()]), vec![a.id()]);
+    tangle.handle_tx(a, &key, T0 + 4).unwrap();
+    tangle.handle_tx(x, &key, T0 + 4).unwrap();
+    assert!(tangle.missing_beneath(&[c.id()]).is_empty());
+    assert!(tangle.is_solid(&c.id()));
+}
+
+#[test]
 fn pruning_forgets_deep_history_and_keeps_the_tips() {
     let (mut tangle, txs, devices) = grown(30, 9);
     let tips = tangle.tips();

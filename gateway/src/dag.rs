@@ -476,7 +476,10 @@ impl Driver {
                 .filter(|tip| !self.tangle.is_solid(tip))
                 .collect();
             if !unknown.is_empty() {
-                let mut ask = unknown;
+                // The tips themselves if unknown, else what they wait on:
+                // asked again at every commit and housekeeping tick until
+                // it comes.
+                let mut ask = self.tangle.missing_beneath(&unknown);
                 ask.extend(self.tangle.poll_missing());
                 tracing::debug!(
                     height,

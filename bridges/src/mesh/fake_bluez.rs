@@ -84,6 +84,27 @@ impl PrivateBus {
     }
 }
 
+impl PrivateBus {
+    /// The bus for a test, made the system bus of this process
+    /// (`DBUS_SYSTEM_BUS_ADDRESS`, which btleplug's libdbus reads). Without
+    /// a `dbus-daemon` the test is skipped, saying so — unless
+    /// `ITC_REQUIRE_DBUS` is set (CI sets it), when that is a failure.
+    /// Call it from a test binary's only test: the environment is the
+    /// process's.
+    pub fn for_test(dir: &Path) -> Option<PrivateBus> {
+        let Some(bus) = PrivateBus::start(dir) else {
+            assert!(
+                std::env::var_os("ITC_REQUIRE_DBUS").is_none(),
+                "dbus-daemon is required here (ITC_REQUIRE_DBUS is set)"
+            );
+            eprintln!("SKIPPED: no dbus-daemon on this machine (install dbus-daemon to run it)");
+            return None;
+        };
+        std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+        Some(bus)
+    }
+}
+
 impl Drop for PrivateBus {
     fn drop(&mut self) {
         let _ = self.child.kill();

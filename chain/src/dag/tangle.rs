@@ -441,6 +441,27 @@ impl Tangle {
         moved_on && old
     }
 
+    /// The unknown transactions that keep `tips` from being solid: what to
+    /// ask peers for again when an anchor waits on them (an answer lost on
+    /// the way is not asked for a second time by [`Tangle::poll_missing`]).
+    pub fn missing_beneath(&self, tips: &[Hash]) -> Vec<Hash> {
+        let mut out = BTreeSet::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = tips.to_vec();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) || self.is_solid(&id) {
+                continue;
+            }
+            match self.txs.get(&id) {
+                Some(entry) => stack.extend(entry.tx.body.parents.as_slice().iter().copied()),
+                None => {
+                    out.insert(id);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// Parents to ask peers for (each once).
     pub fn poll_missing(&mut self) -> Vec<Hash> {
         std::mem::take(&mut self.missing).into_iter().collect()

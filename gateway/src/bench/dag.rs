@@ -120,7 +120,7 @@ pub async fn dag(
         }
     })
     .await?;
-    let mut streams: Vec<_> = cluster
+    let streams: Vec<_> = cluster
         .gateways
         .iter()
         .map(|g| g.dag.confirmations())
@@ -136,13 +136,42 @@ pub async fn dag(
     }
     let ingest_tx_per_s = issued.len() as f64 / started.elapsed().as_secs_f64();
     tracing::info!(ingest_tx_per_s, "ingest handed over");
-    for stream in &mut streams {
-        let mut left = issued.len();
-        while left > 0 {
-            let batch = tokio::time::timeout(Duration::from_secs(120), stream.recv())
-                .await
-                .map_err(|_| anyhow::anyhow!("the ingested transactions were not confirmed"))??;
-            left = left.saturating_sub(batch.len());
+    // Every gateway's confirmations are read at once, so none falls behind
+    // its channel while another is read.
+    let total = issued.len();
+    let readers = streams.into_iter().enumerate().map(|(g, mut stream)| {
+        tokio::spawn(async move {
+            let mut left = total;
+            while left > 0 {
+                let batch = tokio::time::timeout(Duration::from_secs(120), stream.recv())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "gateway {g} did not confirm {left} of the ingested transactions"
+                        )
+                    })??;
+                left = left.saturating_sub(batch.len());
+            }
+            anyhow::Ok(())
+        })
+    });
+    for reader in readers.collect::<Vec<_>>() {
+        if let Err(error) = reader.await? {
+            for (g, gateway) in cluster.gateways.iter().enumerate() {
+                let status = gateway.node.status();
+                let (_, dag_height) = gateway.node.store.dag_load().await?;
+                tracing::error!(
+                    g,
+                    height = status.height,
+                    view = status.view,
+                    changing_view = status.changing_view,
+                    pending = status.pending,
+                    primary = status.primary,
+                    dag_height,
+                    "where each gateway is"
+                );
+            }
+            return Err(error);
         }
     }
     let ingest_confirmed_tx_per_s = issued.len() as f64 / started.elapsed().as_secs_f64();

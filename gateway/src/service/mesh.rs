@@ -533,18 +533,7 @@ impl Inner {
             link = self.proxy(ble_address).await?;
             radio = self.radio.lock().await;
         }
-        self.reserve(&mut radio).await?;
-        let filter = radio.client.set_filter().map_err(unavailable)?;
-        exchange(
-            &mut radio.client,
-            &mut link,
-            filter,
-            now_ms(),
-            filter_set,
-            ANSWER_WITHIN,
-        )
-        .await
-        .map_err(unavailable)?;
+        self.set_filter(&mut radio, &mut link).await?;
         let config = radio.client.configure(address).map_err(unavailable)?;
         exchange(
             &mut radio.client,
@@ -589,18 +578,14 @@ impl Inner {
         central.connect(advert).await.map_err(unavailable)
     }
 
-    /// A new proxy connection to a known bulb, with the filter set.
-    async fn reconnect(&self, radio: &mut Radio, node: &Node) -> Result<MeshLink, BridgeError> {
-        let ble_address = node
-            .ble_address
-            .as_deref()
-            .ok_or_else(|| unavailable(format!("{} is out of reach", node.id)))?;
-        let mut link = self.proxy(ble_address).await?;
+    /// Sets the proxy filter on a new proxy connection (this gateway's
+    /// address, so the proxy forwards what answers it).
+    async fn set_filter(&self, radio: &mut Radio, link: &mut MeshLink) -> Result<(), BridgeError> {
         self.reserve(radio).await?;
         let filter = radio.client.set_filter().map_err(unavailable)?;
         exchange(
             &mut radio.client,
-            &mut link,
+            link,
             filter,
             now_ms(),
             filter_set,
@@ -608,6 +593,17 @@ impl Inner {
         )
         .await
         .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// A new proxy connection to a known bulb, with the filter set.
+    async fn reconnect(&self, radio: &mut Radio, node: &Node) -> Result<MeshLink, BridgeError> {
+        let ble_address = node
+            .ble_address
+            .as_deref()
+            .ok_or_else(|| unavailable(format!("{} is out of reach", node.id)))?;
+        let mut link = self.proxy(ble_address).await?;
+        self.set_filter(radio, &mut link).await?;
         tracing::info!(device = %node.id, %ble_address, "reconnected to a mesh bulb's proxy");
         Ok(link)
     }
