@@ -492,6 +492,12 @@ fn what_keeps_a_tip_from_being_solid_can_be_asked_for_again() {
     tangle.handle_tx(x, &key, T0 + 4).unwrap();
     assert!(tangle.missing_beneath(&[c.id()]).is_empty());
     assert!(tangle.is_solid(&c.id()));
+    // c, the one tip, has waited since it arrived; once anchored, no tip
+    // waits.
+    assert_eq!(tangle.longest_tip_wait(T0 + 1_003), Some(1_000));
+    let tips = tangle.tips();
+    confirm(&mut tangle, &tips, 1).unwrap();
+    assert_eq!(tangle.longest_tip_wait(T0 + 1_003), None);
 }
 
 #[test]

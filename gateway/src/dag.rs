@@ -44,6 +44,9 @@ use crate::store::{SqliteStore, StoreError};
 /// How often buffered writes go to sqlite.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// How long a gateway that is not the primary waits, with transactions to
+/// anchor and no block committed, before it submits an anchor itself.
+const STALLED_AFTER: Duration = Duration::from_secs(1);
 
 /// How the DAG runs at this gateway.
 #[derive(Clone, Debug)]
@@ -272,6 +275,7 @@ pub async fn start(
         behind: true,
         committed: height,
         anchored_for: 0,
+        last_commit: tokio::time::Instant::now(),
         confirmations,
     };
     let task = tokio::spawn(driver.run(command_rx, inbox, shutdown));
@@ -295,6 +299,8 @@ struct Driver {
     committed: Height,
     /// The height this gateway last anchored for.
     anchored_for: Height,
+    /// When the last block committed (or the service started).
+    last_commit: tokio::time::Instant,
     confirmations: broadcast::Sender<Arc<Vec<Confirmation>>>,
 }
 
@@ -319,6 +325,7 @@ impl Driver {
                 commit = commits.recv() => match commit {
                     Ok(block) => {
                         self.committed = self.committed.max(block.height);
+                        self.last_commit = tokio::time::Instant::now();
                         self.behind = true;
                         self.catch_up().await
                     }
@@ -545,11 +552,26 @@ impl Driver {
     }
 
     /// While primary: one anchor per height, over tips with something not
-    /// yet confirmed beneath them.
+    /// yet confirmed beneath them. Any other gateway does the same once
+    /// nothing has committed for [`STALLED_AFTER`] and a tip has waited as
+    /// long to be anchored: its anchor reaches every replica's mempool, so if the
+    /// primary is gone (or alone in a view change, with nothing pending
+    /// anywhere to make the others follow) their timers run and the view
+    /// changes (Castro & Liskov §4.4: requests are what start backups'
+    /// timers).
     async fn maybe_anchor(&mut self) {
         let status = self.node.status();
         let next = status.height + 1;
-        if !status.primary || status.changing_view || self.anchored_for >= next || self.behind {
+        let stalled = || {
+            let limit = STALLED_AFTER.as_millis() as u64;
+            self.last_commit.elapsed() >= STALLED_AFTER
+                && self.tangle.longest_tip_wait(now_ms()) >= Some(limit)
+        };
+        if !(status.primary || stalled())
+            || status.changing_view
+            || self.anchored_for >= next
+            || self.behind
+        {
             return;
         }
         let Some(anchor) = self.tangle.anchor() else {

@@ -467,6 +467,17 @@ impl Tangle {
         std::mem::take(&mut self.missing).into_iter().collect()
     }
 
+    /// How long the longest-waiting unconfirmed non-lazy tip has been
+    /// here at `now` (a tip nobody has anchored yet), if there is one.
+    pub fn longest_tip_wait(&self, now: TimestampMs) -> Option<u64> {
+        self.tips()
+            .iter()
+            .filter_map(|id| self.txs.get(id))
+            .filter(|e| matches!(e.status, Status::Pending { .. }))
+            .map(|e| now.saturating_sub(e.arrived))
+            .max()
+    }
+
     /// The non-lazy tips, sorted.
     pub fn tips(&self) -> Vec<Hash> {
         self.tips
