@@ -136,10 +136,18 @@ pub async fn exchange(
 
 /// `done` for [`exchange`]: a status from `node`.
 pub fn status_from(node: u16) -> impl Fn(&[ClientEvent]) -> bool {
+    statuses_from(node, 1)
+}
+
+/// `done` for [`exchange`]: `count` statuses from `node` (one per
+/// acknowledged message sent).
+pub fn statuses_from(node: u16, count: usize) -> impl Fn(&[ClientEvent]) -> bool {
     move |events| {
         events
             .iter()
-            .any(|e| matches!(e, ClientEvent::Status { src, .. } if *src == node))
+            .filter(|e| matches!(e, ClientEvent::Status { src, .. } if *src == node))
+            .count()
+            >= count
     }
 }
 

@@ -32,7 +32,7 @@ use itc_bridges::mesh::ble::{Advert, Beacon, BleCentral};
 use itc_bridges::mesh::client::{ClientEvent, MeshClient};
 use itc_bridges::mesh::crypto::k3;
 use itc_bridges::mesh::link::{
-    configured, exchange, filter_set, provisioned, MeshLink, SharedNode, SimLink,
+    configured, exchange, filter_set, provisioned, statuses_from, MeshLink, SharedNode, SimLink,
 };
 use itc_bridges::mesh::sim::SimMeshNode;
 use itc_chain::crypto::{Hash, Keypair};
@@ -158,17 +158,6 @@ fn brightness(lightness: u16) -> u8 {
 fn temperature(kelvin: u16) -> Color {
     Color::Temperature {
         mireds: (1_000_000 / u32::from(kelvin.max(800))) as u16,
-    }
-}
-
-/// `done` for an exchange: `count` statuses from `node`.
-fn statuses_from(node: u16, count: usize) -> impl Fn(&[ClientEvent]) -> bool {
-    move |events| {
-        events
-            .iter()
-            .filter(|e| matches!(e, ClientEvent::Status { src, .. } if *src == node))
-            .count()
-            >= count
     }
 }
 
