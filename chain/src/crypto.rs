@@ -130,6 +130,9 @@ pub enum Domain {
     DeviceReport,
     /// A device's transaction on the DAG side chain.
     DagTransaction,
+    /// A primary assigning a block (by its header hash) to a view and
+    /// height: PBFT's ⟨PRE-PREPARE, v, n, d⟩.
+    Proposal,
 }
 
 impl Domain {
@@ -147,6 +150,7 @@ impl Domain {
             Domain::DeviceOnboarding => b"ITC/v1/device-onboarding\0",
             Domain::DeviceReport => b"ITC/v1/device-report\0",
             Domain::DagTransaction => b"ITC/v1/dag-transaction\0",
+            Domain::Proposal => b"ITC/v1/proposal\0",
         }
     }
 }

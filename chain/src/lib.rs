@@ -19,6 +19,7 @@ pub mod block;
 pub mod codec;
 pub mod crypto;
 pub mod dag;
+pub mod evidence;
 pub mod genesis;
 pub mod ledger;
 pub mod light;

@@ -138,6 +138,8 @@ pub struct Report {
     pub views: u64,
     pub delivered: u64,
     pub equivocations_seen: usize,
+    /// Equivocation reports in the honest replicas' committed chain.
+    pub evidence_on_chain: usize,
     /// When (virtual ms after the heal) every honest replica had committed
     /// above the heal-time height.
     pub recovered_after_ms: Option<u64>,
@@ -412,8 +414,16 @@ impl Sim {
                                     b: hash,
                                 })
                             }
-                            _ => {
+                            Some(_) => {}
+                            None => {
                                 self.committed.insert(height, hash);
+                                self.report.evidence_on_chain += executed
+                                    .block
+                                    .txs
+                                    .as_slice()
+                                    .iter()
+                                    .filter(|t| matches!(t.tx.body, TxBody::ReportEquivocation(_)))
+                                    .count();
                             }
                         }
                     }
@@ -442,7 +452,17 @@ impl Sim {
                     }
                 }
                 Output::Rejected { .. } => {}
-                Output::Equivocation(_) => self.report.equivocations_seen += 1,
+                Output::Equivocation(proof) => {
+                    // Evidence must only ever name the Byzantine replica.
+                    let accused = self.nodes.iter().position(|n| n.key == proof.primary);
+                    if accused.is_none_or(|a| self.is_honest(a)) {
+                        return Err(SimError::Broken {
+                            seed: self.scenario.seed,
+                            what: format!("node {i} accused honest node {accused:?}"),
+                        });
+                    }
+                    self.report.equivocations_seen += 1;
+                }
             }
         }
     }

@@ -135,6 +135,8 @@ pub fn involved_accounts(signed: &SignedTx) -> Vec<AccountId> {
             owner,
             ..
         } => accounts.extend([registration.device_key, *owner]),
+        // The accused's history shows the evidence against it.
+        TxBody::ReportEquivocation(proof) => accounts.push(proof.primary),
         TxBody::ClaimDevice { .. }
         | TxBody::PublishManifest(_)
         | TxBody::ChangeValidators { .. }

@@ -96,6 +96,12 @@ pub enum TxBody {
         owner: AccountId,
         consent: Signature,
     },
+    /// A gateway puts a primary's equivocation on chain: two blocks it
+    /// signed for one view and height. Anyone can check the proof against
+    /// the validator set; it is recorded once per (primary, view, height),
+    /// so, like an anchor, a report spends no nonce (its nonce is 0) and a
+    /// replay is refused as already known.
+    ReportEquivocation(crate::evidence::EquivocationProof),
 }
 
 /// A device registration, made by a gateway.
@@ -162,16 +168,19 @@ impl Tx {
     /// anchoring never competes with the gateway's other transactions, and
     /// a replay is refused (its height passed).
     pub fn spends_nonce(&self) -> bool {
-        !matches!(self.body, TxBody::AnchorDag(_))
+        !matches!(
+            self.body,
+            TxBody::AnchorDag(_) | TxBody::ReportEquivocation(_)
+        )
     }
 
     /// The nonce this transaction must carry in the block at `height`, when
     /// its sender's next account nonce is `account`.
     pub fn expected_nonce(&self, account: u64, height: crate::types::Height) -> u64 {
-        if self.spends_nonce() {
-            account
-        } else {
-            height
+        match self.body {
+            TxBody::AnchorDag(_) => height,
+            TxBody::ReportEquivocation(_) => 0,
+            _ => account,
         }
     }
 

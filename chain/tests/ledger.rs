@@ -845,3 +845,83 @@ fn an_adopted_device_is_owned_from_registration_with_its_owners_consent() {
         TxError::BadAdoptionConsent { .. }
     ));
 }
+
+#[test]
+fn equivocation_evidence_is_recorded_once_and_only_when_it_proves_something() {
+    use itc_chain::evidence::{proposal_payload, EquivocationProof, EvidenceError, SignedDigest};
+    let mut env = Env::new();
+    let set = env.ledger.validator_sets().active;
+    let view = 3;
+    let primary = &env
+        .work
+        .validator_key(&set.primary(view).key)
+        .unwrap()
+        .clone();
+    let chain = env.chain();
+    let sign = |key: &Keypair, height: u64, d: u8| {
+        let digest = Hash::digest(&[d]);
+        SignedDigest {
+            digest,
+            signature: key.sign(
+                Domain::Proposal,
+                &proposal_payload(&chain, view, height, &digest),
+            ),
+        }
+    };
+    let proof = EquivocationProof {
+        primary: primary.public(),
+        view,
+        height: 7,
+        first: sign(primary, 7, 1),
+        second: sign(primary, 7, 2),
+    };
+    let reporter = env.gateway(0).clone();
+    let report = |env: &Env, from: &Keypair, proof: EquivocationProof| {
+        env.tx(from, TxBody::ReportEquivocation(proof))
+    };
+
+    // A user is not a gateway; a forged second signature proves nothing.
+    let by_user = report(&env, &env.user(0).clone(), proof.clone());
+    assert!(matches!(env.refuse(by_user), TxError::NotAGateway { .. }));
+    let forged = EquivocationProof {
+        second: SignedDigest {
+            signature: proof.first.signature,
+            ..proof.second
+        },
+        ..proof.clone()
+    };
+    let forged = report(&env, &reporter, forged);
+    assert!(matches!(
+        env.refuse(forged),
+        TxError::BadEvidence(EvidenceError::BadSignature { .. })
+    ));
+
+    // The real proof is recorded under (primary, view, height), spends no
+    // nonce, and is listed in the accused's history.
+    let nonce = env.ledger.account(&reporter.public()).nonce;
+    let accepted = report(&env, &reporter, proof.clone());
+    env.commit(vec![accepted.clone()]);
+    assert_eq!(env.ledger.account(&reporter.public()).nonce, nonce);
+    let key = StateKey::Equivocation {
+        primary: primary.public(),
+        view,
+        height: 7,
+    };
+    let Some(StateValue::Equivocation(record)) = env.ledger.get(&key) else {
+        panic!("the evidence is not on chain");
+    };
+    assert_eq!(
+        (record.first, record.second),
+        (proof.first.digest, proof.second.digest)
+    );
+    assert_eq!(record.reporter, reporter.public());
+    assert!(itc_chain::store::involved_accounts(&accepted).contains(&primary.public()));
+
+    // Reported again (by anyone, replayed or not): already known.
+    let again = report(&env, env.gateway(1), proof);
+    assert!(matches!(env.refuse(again), TxError::EvidenceKnown { .. }));
+    assert!(matches!(
+        env.refuse(accepted),
+        TxError::EvidenceKnown { .. }
+    ));
+}

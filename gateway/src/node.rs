@@ -219,13 +219,18 @@ pub async fn start(
         .await
         .map_err(|e| NodeError::Open(e.to_string()))?;
     let records = store.load_records().await?;
-    let replica = Replica::new(
+    let evidence = store.evidence().await?;
+    let mut replica = Replica::new(
         Keypair::from_seed(*key.seed()),
         params,
         ledger,
         records,
         now_ms(),
     )?;
+    // Evidence kept before a restart goes on chain if it is not yet.
+    for kept in &evidence {
+        replica.report_equivocation(now_ms(), kept);
+    }
     let (consensus_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (transactions_tx, relayed) = mpsc::channel(INBOUND_QUEUE);
     let (dag_tx, dag_inbox) = mpsc::channel(INBOUND_QUEUE);
@@ -459,9 +464,10 @@ impl Driver {
                 }
                 Output::Equivocation(evidence) => {
                     tracing::warn!(
-                        primary = %evidence.first.author,
-                        view = evidence.first.body.view,
-                        "equivocating primary: two signed pre-prepares kept as evidence"
+                        primary = %evidence.primary,
+                        view = evidence.view,
+                        height = evidence.height,
+                        "equivocating primary: two signed pre-prepares kept as evidence and reported on chain"
                     );
                     self.store.record_evidence(&evidence).await?;
                 }

@@ -178,8 +178,30 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
     .await
     .expect("the equivocation was not kept");
     let evidence = store.evidence().await.unwrap();
-    assert_eq!(evidence[0].first.author, primary_key);
-    assert_ne!(evidence[0].first.body.block, evidence[0].second.body.block);
+    assert_eq!(evidence[0].primary, primary_key);
+    assert_ne!(evidence[0].first.digest, evidence[0].second.digest);
+    // The victim reports it; it lands on chain at every node once a
+    // primary orders it.
+    let key = itc_chain::state::StateKey::Equivocation {
+        primary: primary_key,
+        view,
+        height: evidence[0].height,
+    };
+    for node in &nodes {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let recorded = node.committed().read().unwrap().entries.get(&key).cloned();
+                if let Some(itc_chain::state::StateValue::Equivocation(record)) = recorded {
+                    assert_eq!(record.reporter, nodes[victim].public);
+                    assert_eq!(record.first, evidence[0].first.digest);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the equivocation did not reach the chain");
+    }
 
     let before = nodes.iter().map(|n| n.status().height).max().unwrap();
     let more = {

@@ -95,6 +95,14 @@ pub enum TxError {
         index: usize,
         error: crate::dag::DagTxError,
     },
+    #[error("the equivocation proof proves nothing: {0}")]
+    BadEvidence(#[from] crate::evidence::EvidenceError),
+    #[error("{primary}'s equivocation at view {view}, height {height} is on chain already")]
+    EvidenceKnown {
+        primary: PublicKey,
+        view: u64,
+        height: Height,
+    },
 }
 
 /// Why a block was refused. A refused block changes nothing.

@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use super::StateRead;
 use crate::crypto::{AccountId, Domain, Hash, PublicKey, Signature};
 use crate::dag::{DagKind, DagTx};
+use crate::evidence::EquivocationProof;
 use crate::merkle;
 use crate::state::{
-    Account, DagPaymentRecord, DeviceRecord, GrantRecord, ManifestRecord, StateKey, StateValue,
-    ValidatorSets,
+    Account, DagPaymentRecord, DeviceRecord, EquivocationRecord, GrantRecord, ManifestRecord,
+    StateKey, StateValue, ValidatorSets,
 };
 use crate::tx::{
     adoption_payload, claim_payload, registration_payload, validator_change_payload, Approval,
@@ -375,7 +376,40 @@ impl TxScope<'_, '_> {
                 }
                 Ok(())
             }
+            TxBody::ReportEquivocation(proof) => self.equivocation(sender, proof),
         }
+    }
+
+    /// A gateway's report of an equivocating primary, checked against the
+    /// active set (evidence from an earlier epoch is not accepted: its
+    /// primary may no longer be known) and recorded once.
+    fn equivocation(
+        &mut self,
+        sender: AccountId,
+        proof: &EquivocationProof,
+    ) -> Result<(), TxError> {
+        self.require_gateway(&sender)?;
+        proof.verify(self.block.chain_id, &self.validator_sets().active)?;
+        let key = StateKey::Equivocation {
+            primary: proof.primary,
+            view: proof.view,
+            height: proof.height,
+        };
+        if self.get(&key).is_some() {
+            return Err(TxError::EvidenceKnown {
+                primary: proof.primary,
+                view: proof.view,
+                height: proof.height,
+            });
+        }
+        let record = EquivocationRecord {
+            first: proof.first.digest,
+            second: proof.second.digest,
+            reporter: sender,
+            recorded_at: self.block.height,
+        };
+        self.put(key, Some(StateValue::Equivocation(record)));
+        Ok(())
     }
 
     /// One payment an anchor carries. A payment that is not one, or that

@@ -11,13 +11,18 @@
 //!
 //! Every signature is over the chain id and the message, under
 //! [`Domain::Consensus`], so it transfers neither between chains nor
-//! between purposes.
+//! between purposes. The one exception is PRE-PREPARE: as in the paper,
+//! the primary signs ⟨v, n, d⟩ with the block's header hash as d, under
+//! [`Domain::Proposal`], and the block travels beside the signature. Two
+//! such signatures for one slot are then compact evidence of equivocation
+//! ([`crate::evidence`]).
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::block::{Block, CommitCertificate, CommitSig, MAX_BLOCK_TXS};
 use crate::codec::{encode, BoundedVec};
 use crate::crypto::{Domain, Hash, Keypair, PublicKey, Signature};
+use crate::evidence::{proposal_payload, SignedDigest};
 use crate::tx::{ChainId, SignedTx};
 use crate::types::Height;
 use crate::validators::{ValidatorSet, MAX_VALIDATORS};
@@ -83,9 +88,35 @@ pub enum ProofError {
     Inconsistent { reason: &'static str },
 }
 
-impl<T: BorshSerialize> Signed<T> {
+/// What an author signs of a message, and under which domain.
+pub trait Signable {
+    fn signing_payload(&self, chain: &ChainId) -> (Domain, Vec<u8>);
+}
+
+macro_rules! signed_whole {
+    ($($t:ty),*) => {$(
+        impl Signable for $t {
+            fn signing_payload(&self, chain: &ChainId) -> (Domain, Vec<u8>) {
+                (Domain::Consensus, encode(&(chain, self)))
+            }
+        }
+    )*};
+}
+signed_whole!(Prepare, Checkpoint, ViewChange);
+
+impl Signable for PrePrepare {
+    /// §4.2: ⟨PRE-PREPARE, v, n, d⟩ — the digest, not the block.
+    fn signing_payload(&self, chain: &ChainId) -> (Domain, Vec<u8>) {
+        let header = &self.block.header;
+        let payload = proposal_payload(chain, self.view, header.height, &header.hash());
+        (Domain::Proposal, payload)
+    }
+}
+
+impl<T: Signable> Signed<T> {
     pub fn sign(key: &Keypair, chain: &ChainId, body: T) -> Signed<T> {
-        let signature = key.sign(Domain::Consensus, &encode(&(chain, &body)));
+        let (domain, payload) = body.signing_payload(chain);
+        let signature = key.sign(domain, &payload);
         Signed {
             body,
             author: key.public(),
@@ -100,12 +131,9 @@ impl<T: BorshSerialize> Signed<T> {
                 author: self.author,
             });
         }
+        let (domain, payload) = self.body.signing_payload(chain);
         self.author
-            .verify(
-                Domain::Consensus,
-                &encode(&(chain, &self.body)),
-                &self.signature,
-            )
+            .verify(domain, &payload, &self.signature)
             .map_err(|_| ProofError::BadSignature {
                 author: self.author,
             })
@@ -124,6 +152,25 @@ pub struct Prepare {
     pub view: View,
     pub height: Height,
     pub digest: Hash,
+    /// The primary's signature over ⟨v, n, d⟩ as this backup received it.
+    /// Not part of the paper's PREPARE: it lets a backup that was sent
+    /// another block for the slot prove that the primary equivocated.
+    pub proposal: Signature,
+}
+
+impl Prepare {
+    /// The primary's signed assignment this prepare forwards.
+    pub fn proposal(&self) -> SignedDigest {
+        SignedDigest {
+            digest: self.digest,
+            signature: self.proposal,
+        }
+    }
+
+    /// Whether it is a prepare for `digest` at (`view`, `height`).
+    pub fn matches(&self, view: View, height: Height, digest: &Hash) -> bool {
+        self.view == view && self.height == height && self.digest == *digest
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -252,13 +299,12 @@ impl PreparedProof {
             });
         }
         self.pre_prepare.verify(chain, set)?;
-        let expected = Prepare {
-            view,
-            height: self.height(),
-            digest: self.digest(),
-        };
+        let (height, digest) = (self.height(), self.digest());
         let prepares = self.prepares.as_slice();
-        if prepares.iter().any(|p| p.body != expected) {
+        if prepares
+            .iter()
+            .any(|p| !p.body.matches(view, height, &digest))
+        {
             return Err(ProofError::Inconsistent {
                 reason: "a prepare does not match the pre-prepare",
             });
@@ -274,7 +320,7 @@ impl PreparedProof {
 
 /// At least `need` distinct members of `set` signed, and every signature
 /// verifies.
-fn distinct_quorum<T: BorshSerialize>(
+fn distinct_quorum<T: Signable>(
     signed: &[Signed<T>],
     chain: &ChainId,
     set: &ValidatorSet,

@@ -9,9 +9,11 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::block::{Block, CommitCertificate, CommitSig};
 use crate::codec::BoundedVec;
-use crate::crypto::{Domain, Hash, Keypair, PublicKey};
+use crate::crypto::{Domain, Hash, Keypair, PublicKey, Signature};
+use crate::evidence::{proposal_payload, EquivocationProof, SignedDigest};
 use crate::ledger::{Executed, Ledger, TxError};
-use crate::tx::{ChainId, SignedTx};
+use crate::state::StateKey;
+use crate::tx::{ChainId, SignedTx, Tx, TxBody};
 use crate::types::{Height, TimestampMs};
 use crate::validators::ValidatorSet;
 
@@ -113,13 +115,6 @@ pub enum Record {
     Stable(CheckpointProof),
 }
 
-/// Two signed pre-prepares from one primary for one view and height.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct Equivocation {
-    pub first: Signed<PrePrepare>,
-    pub second: Signed<PrePrepare>,
-}
-
 /// What the replica asks its driver to do, in order.
 #[derive(Clone, Debug)]
 pub enum Output {
@@ -153,8 +148,10 @@ pub enum Output {
         tx: Hash,
         error: AdmitError,
     },
-    /// A primary equivocated; the evidence is signed by it twice.
-    Equivocation(Box<Equivocation>),
+    /// A primary equivocated: it signed two blocks for one view and
+    /// height. The replica has reported it on chain already (a
+    /// [`TxBody::ReportEquivocation`] in its mempool); keep it.
+    Equivocation(Box<EquivocationProof>),
 }
 
 /// A pre-prepare this replica accepted in `view`, executed against its
@@ -180,6 +177,14 @@ pub(super) struct Slot {
     pub prepared: Option<PreparedProof>,
     /// Own votes: (vote, view) -> digest.
     pub voted: BTreeMap<(View, u8), Hash>,
+}
+
+/// The primary's signed assignment a pre-prepare carries.
+fn proposal(signed: &Signed<PrePrepare>) -> SignedDigest {
+    SignedDigest {
+        digest: signed.body.block.header.hash(),
+        signature: signed.signature,
+    }
 }
 
 fn vote_tag(vote: Vote) -> u8 {
@@ -220,7 +225,7 @@ pub struct Replica {
     pub(super) new_view: Option<NewView>,
     /// Certified blocks waiting for their parents (state transfer).
     fetched: BTreeMap<Height, (Block, CommitCertificate)>,
-    evidence: Vec<Equivocation>,
+    evidence: Vec<EquivocationProof>,
     pub(super) outputs: VecDeque<Output>,
 }
 
@@ -356,7 +361,7 @@ impl Replica {
     }
 
     /// The equivocations this replica has seen.
-    pub fn evidence(&self) -> &[Equivocation] {
+    pub fn evidence(&self) -> &[EquivocationProof] {
         &self.evidence
     }
 
@@ -613,21 +618,41 @@ impl Replica {
         if let Some(accepted) = &slot.accepted {
             if accepted.view == view {
                 if accepted.digest != digest {
-                    let first = accepted.signed.clone();
-                    self.equivocation(now, first, signed);
+                    let first = proposal(&accepted.signed);
+                    self.equivocation(now, view, height, first, proposal(&signed));
                 }
                 return;
             }
         }
         if let Some(waiting) = &slot.waiting {
             if waiting.body.view == view && waiting.body.block.header.hash() != digest {
-                let first = waiting.clone();
-                self.equivocation(now, first, signed);
+                let first = proposal(waiting);
+                self.equivocation(now, view, height, first, proposal(&signed));
                 return;
             }
         }
+        // A backup that was sent another block for this slot forwarded the
+        // primary's signature over it in its prepare.
+        let forwarded: Vec<SignedDigest> = slot
+            .prepares
+            .get(&view)
+            .map(|by| {
+                by.values()
+                    .map(|p| p.body.proposal())
+                    .filter(|other| other.digest != digest)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let other = forwarded
+            .into_iter()
+            .find(|other| self.signed_by_primary(view, height, other));
+        if let Some(other) = other {
+            self.equivocation(now, view, height, proposal(&signed), other);
+            return;
+        }
         // Never contradict an earlier vote in this view (even one made
         // before a restart).
+        let slot = self.slot(height);
         for vote in [Vote::PrePrepare, Vote::Prepare, Vote::Commit] {
             if slot
                 .voted
@@ -648,6 +673,7 @@ impl Replica {
             .execute_verified(&signed.body.block, &|id| mempool.contains(id))
         {
             Ok(executed) => {
+                let signature = signed.signature;
                 let slot = self.slot(height);
                 slot.accepted = Some(Accepted {
                     view,
@@ -656,7 +682,7 @@ impl Replica {
                     executed: Some(executed),
                 });
                 if self.primary(view) != self.public() {
-                    self.vote_prepare(view, height, digest);
+                    self.vote_prepare(view, height, digest, signature);
                 }
                 // A valid proposal for the next height shows the primary
                 // is working: the time a big block's round takes is not
@@ -675,23 +701,78 @@ impl Replica {
         }
     }
 
-    /// Two pre-prepares from the primary for one view and height: keep
-    /// both as evidence and replace the primary.
+    /// Whether the primary of `view` signed `proposal` for `height`.
+    fn signed_by_primary(&self, view: View, height: Height, proposal: &SignedDigest) -> bool {
+        let payload = proposal_payload(&self.chain, view, height, &proposal.digest);
+        self.primary(view)
+            .verify(Domain::Proposal, &payload, &proposal.signature)
+            .is_ok()
+    }
+
+    /// The primary signed two blocks for one view and height: keep the
+    /// proof, report it on chain and replace the primary (§4.4).
     fn equivocation(
         &mut self,
         now: TimestampMs,
-        first: Signed<PrePrepare>,
-        second: Signed<PrePrepare>,
+        view: View,
+        height: Height,
+        first: SignedDigest,
+        second: SignedDigest,
     ) {
-        let evidence = Equivocation { first, second };
-        self.evidence.push(evidence.clone());
+        let proof = EquivocationProof {
+            primary: self.primary(view),
+            view,
+            height,
+            first,
+            second,
+        };
+        if self.evidence.contains(&proof) {
+            return;
+        }
+        self.evidence.push(proof.clone());
+        self.report_equivocation(now, &proof);
         self.outputs
-            .push_back(Output::Equivocation(Box::new(evidence)));
-        let next = self.view + 1;
-        self.start_view_change(now, next);
+            .push_back(Output::Equivocation(Box::new(proof)));
+        if view == self.view && !self.changing {
+            let next = self.view + 1;
+            self.start_view_change(now, next);
+        }
     }
 
-    fn vote_prepare(&mut self, view: View, height: Height, digest: Hash) {
+    /// Puts `evidence` on chain: a report transaction from this replica
+    /// through its own mempool, so it is relayed and the next honest
+    /// primary orders it. Nothing if the chain records it already (a
+    /// restarted gateway reports what it kept and the chain may lack).
+    pub fn report_equivocation(&mut self, now: TimestampMs, proof: &EquivocationProof) {
+        let key = StateKey::Equivocation {
+            primary: proof.primary,
+            view: proof.view,
+            height: proof.height,
+        };
+        if self.ledger.get(&key).is_some() {
+            return;
+        }
+        let report = Tx {
+            chain_id: self.chain.clone(),
+            sender: self.public(),
+            nonce: 0,
+            body: TxBody::ReportEquivocation(proof.clone()),
+        }
+        .sign(&self.key);
+        self.handle_transactions(now, vec![report]);
+    }
+
+    /// Whether this replica votes: a gateway about to join follows the
+    /// chain as a learner until the epoch that makes it a validator, and a
+    /// removed one keeps following without voting.
+    fn is_member(&self) -> bool {
+        self.set.contains(&self.public())
+    }
+
+    fn vote_prepare(&mut self, view: View, height: Height, digest: Hash, proposal: Signature) {
+        if !self.is_member() {
+            return;
+        }
         self.persist(Record::Voted {
             vote: Vote::Prepare,
             view,
@@ -705,6 +786,7 @@ impl Replica {
                 view,
                 height,
                 digest,
+                proposal,
             },
         );
         let slot = self.slot(height);
@@ -725,12 +807,29 @@ impl Replica {
         if signed.author == self.primary(view) || signed.verify(&self.chain, &self.set).is_err() {
             return;
         }
+        let forwarded = signed.body.proposal();
         self.slot(height)
             .prepares
             .entry(view)
             .or_default()
             .entry(signed.author)
             .or_insert(signed);
+        // The prepare carries the primary's signature over the block its
+        // sender was sent: if that is not the block this replica was sent,
+        // the primary signed two.
+        let accepted = self.slots.get(&height).and_then(|slot| {
+            let accepted = slot.accepted.as_ref().map(|a| &a.signed);
+            accepted
+                .or(slot.waiting.as_ref())
+                .filter(|s| s.body.view == view)
+                .map(proposal)
+        });
+        if let Some(mine) = accepted {
+            if mine.digest != forwarded.digest && self.signed_by_primary(view, height, &forwarded) {
+                self.equivocation(now, view, height, mine, forwarded);
+                return;
+            }
+        }
         self.check_prepared(now, height);
     }
 
@@ -746,7 +845,16 @@ impl Replica {
         let Some(accepted) = &slot.accepted else {
             return;
         };
-        if accepted.view != view || slot.voted.contains_key(&(view, vote_tag(Vote::Commit))) {
+        // A learner has no commit vote to show it is past this point.
+        let learned = !self.set.contains(&self.key.public())
+            && slot
+                .prepared
+                .as_ref()
+                .is_some_and(|p| p.view() == view && p.digest() == accepted.digest);
+        if accepted.view != view
+            || learned
+            || slot.voted.contains_key(&(view, vote_tag(Vote::Commit)))
+        {
             self.check_committed(now, height);
             return;
         }
@@ -772,6 +880,11 @@ impl Replica {
             prepares,
         };
         self.persist(Record::Prepared(Box::new(proof.clone())));
+        if !self.is_member() {
+            self.slot(height).prepared = Some(proof);
+            self.check_committed(now, height);
+            return;
+        }
         self.persist(Record::Voted {
             vote: Vote::Commit,
             view,

@@ -11,6 +11,11 @@ use crate::testkit::Workload;
 
 fn cluster(work: &Workload) -> Vec<Replica> {
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
+    cluster_of(work, &ledger)
+}
+
+/// A replica per validator of `ledger`'s active set, all at `ledger`.
+fn cluster_of(work: &Workload, ledger: &Ledger) -> Vec<Replica> {
     let set = ledger.validator_sets().active;
     set.validators()
         .iter()
@@ -192,8 +197,10 @@ fn an_equivocating_primary_leaves_evidence_and_is_replaced() {
     while let Some(output) = backup.poll_output() {
         match output {
             Output::Equivocation(e) => {
-                assert_ne!(e.first.body.block, e.second.body.block);
-                assert_eq!(e.first.author, primary_key.public());
+                assert_ne!(e.first.digest, e.second.digest);
+                assert_eq!(e.primary, primary_key.public());
+                let set = backup.ledger().validator_sets().active;
+                assert_eq!(e.verify(&chain, &set), Ok(()));
                 evidence += 1;
             }
             Output::Broadcast(Message::ViewChange(vc)) => view_change = vc.body.new_view == 1,
@@ -204,4 +211,193 @@ fn an_equivocating_primary_leaves_evidence_and_is_replaced() {
     assert!(view_change);
     assert_eq!(backup.evidence().len(), 1);
     assert!(backup.is_changing_view());
+}
+
+#[test]
+fn an_equivocation_is_reported_and_lands_on_chain_after_the_view_change() {
+    let work = Workload::new(4, 4, 29);
+    let mut replicas = cluster(&work);
+    let primary = replicas
+        .iter()
+        .position(|r| r.is_primary())
+        .expect("primary");
+    let primary_key = work
+        .validator_key(&replicas[primary].public())
+        .expect("key");
+    let ledger = replicas[primary].ledger().clone();
+    let chain = ledger.params().chain_id.clone();
+    let txs = work.transfers(&ledger, 2);
+    let blocks: Vec<_> = [2, 1]
+        .into_iter()
+        .map(|count| {
+            ledger
+                .propose(txs[..count].to_vec(), 5, primary_key.public())
+                .expect("block")
+                .executed
+                .block
+        })
+        .collect();
+    // The primary sends one block to two backups and the other block to
+    // the third, and is then silent. No backup sees both pre-prepares; the
+    // prepares carry the primary's signatures across.
+    let signed: Vec<_> = blocks
+        .into_iter()
+        .map(|block| Signed::sign(primary_key, &chain, PrePrepare { view: 0, block }))
+        .collect();
+    let backups: Vec<usize> = (0..replicas.len()).filter(|i| *i != primary).collect();
+    for (n, i) in backups.into_iter().enumerate() {
+        let which = usize::from(n == 2);
+        replicas[i].handle_message(
+            1,
+            primary_key.public(),
+            Message::PrePrepare(signed[which].clone()),
+        );
+    }
+    let mut honest: Vec<Replica> = replicas
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| (i != primary).then_some(r))
+        .collect();
+    settle(&mut honest);
+    for replica in honest.iter_mut() {
+        assert_eq!(replica.evidence().len(), 1, "every backup detected it");
+        assert_eq!(replica.view(), 1, "the backups moved to view 1");
+        replica.handle_timer(10_000, Timer::Batch);
+    }
+    settle(&mut honest);
+    // Each backup reported; the first report committed, the rest are
+    // refused as known. The record names both header hashes.
+    let evidence = honest[0].evidence()[0].clone();
+    let key = crate::state::StateKey::Equivocation {
+        primary: primary_key.public(),
+        view: 0,
+        height: 1,
+    };
+    for replica in &honest {
+        let Some(crate::state::StateValue::Equivocation(record)) = replica.ledger().get(&key)
+        else {
+            panic!("no evidence on chain at {}", replica.public());
+        };
+        assert_eq!(
+            (record.first, record.second),
+            (evidence.first.digest, evidence.second.digest)
+        );
+    }
+}
+
+/// Submits `txs` at `at` and settles; returns the certificates committed.
+fn commit_round(
+    replicas: &mut [Replica],
+    at: usize,
+    txs: Vec<crate::tx::SignedTx>,
+) -> Vec<crate::block::CommitCertificate> {
+    replicas[at].handle_transactions(1, txs);
+    settle(replicas)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| match o {
+            Output::Committed { certificate, .. } => Some(certificate),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
+    use crate::codec::Text;
+    use crate::crypto::{Domain, Keypair};
+    use crate::tx::{validator_change_payload, Approval, Tx, TxBody, ValidatorChange};
+    use crate::validators::Validator;
+
+    let mut work = Workload::new(4, 4, 31);
+    work.genesis.epoch_length = 10;
+    let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
+    let chain = ledger.params().chain_id.clone();
+    let newcomer = Keypair::from_seed([77; 32]);
+    let mut replicas = cluster_of(&work, &ledger);
+    // The newcomer follows from the genesis, as a gateway that is about to
+    // join does; its votes count for nothing yet.
+    let learner = Keypair::from_seed([77; 32]);
+    replicas.push(
+        Replica::new(learner, Params::default(), ledger.clone(), Vec::new(), 0).expect("params"),
+    );
+
+    let change = ValidatorChange::Add(Validator {
+        key: newcomer.public(),
+        addr: Text::new("127.0.0.1:7400").expect("addr"),
+    });
+    let payload =
+        validator_change_payload(&chain, &ledger.validator_sets().pending.hash(), &change);
+    let approvals = work.validators[..3]
+        .iter()
+        .map(|k| Approval {
+            validator: k.public(),
+            signature: k.sign(Domain::ValidatorChange, &payload),
+        })
+        .collect();
+    let proposer = &work.validators[0];
+    let tx = Tx {
+        chain_id: chain.clone(),
+        sender: proposer.public(),
+        nonce: 0,
+        body: TxBody::ChangeValidators {
+            change,
+            approvals: crate::codec::BoundedVec::new(approvals).expect("approvals"),
+        },
+    }
+    .sign(proposer);
+    commit_round(&mut replicas, 0, vec![tx]);
+    for replica in &replicas {
+        let sets = replica.ledger().validator_sets();
+        assert!(sets.pending.contains(&newcomer.public()));
+        assert!(!sets.active.contains(&newcomer.public()));
+    }
+
+    // Up to the boundary the old four decide alone.
+    while replicas[0].ledger().height() < 10 {
+        let txs = work.transfers(replicas[0].ledger(), 1);
+        for certificate in commit_round(&mut replicas, 0, txs) {
+            assert!(certificate
+                .signatures
+                .as_slice()
+                .iter()
+                .all(|s| s.validator != newcomer.public()));
+        }
+    }
+    for replica in &replicas {
+        assert_eq!(replica.ledger().height(), 10);
+        assert!(replica
+            .ledger()
+            .validator_sets()
+            .active
+            .contains(&newcomer.public()));
+    }
+
+    // After it, five validators need four votes. Take an original backup
+    // away: the remaining three commit only with the newcomer's vote.
+    let gone = replicas
+        .iter()
+        .position(|r| !r.is_primary() && r.public() != newcomer.public())
+        .expect("an original backup");
+    replicas.remove(gone);
+    let at = replicas
+        .iter()
+        .position(|r| r.is_primary())
+        .expect("primary");
+    let txs = work.transfers(replicas[at].ledger(), 2);
+    let certificates = commit_round(&mut replicas, at, txs);
+    assert!(
+        !certificates.is_empty(),
+        "no block committed after the boundary"
+    );
+    for replica in &replicas {
+        assert_eq!(replica.ledger().height(), 11);
+    }
+    for certificate in certificates {
+        assert!(certificate
+            .signatures
+            .as_slice()
+            .iter()
+            .any(|s| s.validator == newcomer.public()));
+    }
 }

@@ -77,6 +77,12 @@ pub enum StateKey {
         from: AccountId,
         nonce: u64,
     },
+    /// A primary's equivocation at (view, height), proven on chain.
+    Equivocation {
+        primary: AccountId,
+        view: u64,
+        height: Height,
+    },
 }
 
 impl StateKey {
@@ -163,6 +169,19 @@ pub enum StateValue {
     Manifest(ManifestRecord),
     Validators(ValidatorSets),
     DagPayment(DagPaymentRecord),
+    Equivocation(EquivocationRecord),
+}
+
+/// An equivocation on chain: the two header hashes the primary signed for
+/// one slot, who reported it and at which height.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct EquivocationRecord {
+    pub first: Hash,
+    pub second: Hash,
+    pub reporter: AccountId,
+    pub recorded_at: Height,
 }
 
 /// The DAG payment that spent a (payer, nonce), and the height of the

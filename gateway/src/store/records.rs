@@ -7,7 +7,8 @@
 //! the latest view record is kept.
 
 use itc_chain::codec::{decode, encode};
-use itc_chain::pbft::{Equivocation, Record};
+use itc_chain::evidence::EquivocationProof;
+use itc_chain::pbft::Record;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{corrupt, SqliteStore, StoreError};
@@ -80,14 +81,14 @@ impl SqliteStore {
     }
 
     /// Keeps an equivocation (once per offender, view and height).
-    pub async fn record_evidence(&self, evidence: &Equivocation) -> Result<(), StoreError> {
+    pub async fn record_evidence(&self, evidence: &EquivocationProof) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT OR IGNORE INTO evidence (offender, view, height, evidence) VALUES (?, ?, ?, ?)",
         )
-        .bind(evidence.first.author.0.to_vec())
-        .bind(evidence.first.body.view as i64)
-        .bind(evidence.first.body.block.header.height as i64)
+        .bind(evidence.primary.0.to_vec())
+        .bind(evidence.view as i64)
+        .bind(evidence.height as i64)
         .bind(encode(evidence))
         .execute(&self.pool)
         .await?;
@@ -95,7 +96,7 @@ impl SqliteStore {
     }
 
     /// Every equivocation kept, oldest view first.
-    pub async fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
+    pub async fn evidence(&self) -> Result<Vec<EquivocationProof>, StoreError> {
         self.decode_all(
             "SELECT evidence FROM evidence ORDER BY view, height",
             "evidence",
