@@ -20,8 +20,9 @@ use std::time::Duration;
 use itc_chain::block::{CommitCertificate, Header};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::genesis::Genesis;
+use itc_chain::ledger::StateRead;
 use itc_chain::pbft::{Message, Output, Params, Record, Replica, Timer};
-use itc_chain::state::{Entries, StateKey, StateProof};
+use itc_chain::state::{Entries, StateKey, StateProof, StateValue, ValidatorSets};
 use itc_chain::store::{open_ledger, ChainStore};
 use itc_chain::tx::ChainId;
 use itc_chain::tx::SignedTx;
@@ -48,10 +49,6 @@ pub enum NodeError {
     Open(String),
     #[error("replica parameters: {0}")]
     Params(#[from] itc_chain::pbft::ParamsError),
-    #[error("{key} is not a validator of this genesis")]
-    NotAValidator { key: PublicKey },
-    #[error("validator {key} has an address that does not parse: {addr}")]
-    BadAddress { key: PublicKey, addr: String },
 }
 
 /// Where a node stands, for status queries.
@@ -181,21 +178,29 @@ pub struct NodeConfig {
 }
 
 /// The validators' network addresses from the genesis.
-pub fn peer_addresses(genesis: &Genesis) -> Result<Vec<(PublicKey, SocketAddr)>, NodeError> {
-    genesis
-        .validators
+/// The peers a gateway talks to: every validator of the active and the
+/// pending set (so a gateway joining at the next epoch is connected, and
+/// follows the chain, before it votes). An address that does not parse is
+/// skipped with a warning; the chain refuses such addresses in a genesis.
+pub fn peer_addresses(sets: &ValidatorSets) -> Vec<(PublicKey, SocketAddr)> {
+    let mut peers: Vec<(PublicKey, SocketAddr)> = Vec::new();
+    for v in sets
+        .active
+        .validators()
         .iter()
-        .map(|v| {
-            v.addr
-                .as_str()
-                .parse()
-                .map(|addr| (v.key, addr))
-                .map_err(|_| NodeError::BadAddress {
-                    key: v.key,
-                    addr: v.addr.as_str().to_string(),
-                })
-        })
-        .collect()
+        .chain(sets.pending.validators())
+    {
+        if peers.iter().any(|(k, _)| *k == v.key) {
+            continue;
+        }
+        match v.addr.as_str().parse() {
+            Ok(addr) => peers.push((v.key, addr)),
+            Err(_) => {
+                tracing::warn!(key = %v.key, addr = %v.addr.as_str(), "validator address does not parse; not dialed")
+            }
+        }
+    }
+    peers
 }
 
 /// Opens the ledger from the store, restores the replica from its records,
@@ -211,13 +216,16 @@ pub async fn start(
         params,
     } = config;
     let public = key.public();
-    if !genesis.validators.iter().any(|v| v.key == public) {
-        return Err(NodeError::NotAValidator { key: public });
-    }
-    let peers = peer_addresses(&genesis)?;
     let ledger = open_ledger(&mut store, &genesis)
         .await
         .map_err(|e| NodeError::Open(e.to_string()))?;
+    let sets = ledger.validator_sets();
+    if !sets.active.contains(&public) {
+        // Its peers accept it once a committed change names it (pending);
+        // it follows the chain from then, and votes from the epoch on.
+        tracing::info!(%public, "not an active validator: following the chain as a learner");
+    }
+    let peers = peer_addresses(&sets);
     let records = store.load_records().await?;
     let evidence = store.evidence().await?;
     let mut replica = Replica::new(
@@ -407,6 +415,13 @@ impl Driver {
             if let Ok(mut view) = self.committed.write() {
                 view.entries.apply(&executed.changes.writes);
                 view.tip = header.clone();
+            }
+            // A validator-set change (approved, or made active at the
+            // epoch) changes who the peers are.
+            for (key, value) in &executed.changes.writes {
+                if let (StateKey::Validators, Some(StateValue::Validators(sets))) = (key, value) {
+                    self.network.set_peers(peer_addresses(sets));
+                }
             }
             let _ = self.commits.send(CommittedBlock {
                 height: header.height,

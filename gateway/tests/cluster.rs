@@ -217,3 +217,117 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
         node.shutdown();
     }
 }
+
+/// One transfer from user 0 with `nonce`.
+fn payment(work: &Workload, nonce: u64) -> itc_chain::tx::SignedTx {
+    itc_chain::tx::Tx {
+        chain_id: work.genesis.chain_id.clone(),
+        sender: work.users[0].public(),
+        nonce,
+        body: itc_chain::tx::TxBody::Transfer {
+            to: work.users[1].public(),
+            amount: 1,
+        },
+    }
+    .sign(&work.users[0])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_added_on_chain_joins_and_votes_from_the_epoch() {
+    use itc_chain::crypto::Domain;
+    use itc_chain::tx::{validator_change_payload, Approval, Tx, TxBody, ValidatorChange};
+    use itc_chain::validators::Validator;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut work = Workload::new(4, 8, 37);
+    work.genesis.epoch_length = 10;
+    let mut nodes = cluster(&mut work, dir.path()).await;
+
+    // The newcomer starts from the same genesis, which does not name it:
+    // nobody accepts its channels yet, so it waits.
+    let newcomer = Keypair::from_seed([201; 32]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (joining, _task) = node::start(NodeConfig {
+        key: Keypair::from_seed([201; 32]),
+        genesis: work.genesis.clone(),
+        store: SqliteStore::open(&dir.path().join("newcomer.sqlite"))
+            .await
+            .unwrap(),
+        listener,
+        params: Params::default(),
+    })
+    .await
+    .unwrap();
+
+    // Three of the four approve adding it; the change commits at height 1.
+    let (ledger, _) = itc_chain::Ledger::genesis(&work.genesis).unwrap();
+    let change = ValidatorChange::Add(Validator {
+        key: newcomer.public(),
+        addr: Text::new(addr).unwrap(),
+    });
+    let pending = ledger.validator_sets().pending.hash();
+    let payload = validator_change_payload(&work.genesis.chain_id, &pending, &change);
+    let approvals = work.validators[..3]
+        .iter()
+        .map(|k| Approval {
+            validator: k.public(),
+            signature: k.sign(Domain::ValidatorChange, &payload),
+        })
+        .collect();
+    let proposer = &work.validators[0];
+    let change = Tx {
+        chain_id: work.genesis.chain_id.clone(),
+        sender: proposer.public(),
+        nonce: 0,
+        body: TxBody::ChangeValidators {
+            change,
+            approvals: itc_chain::codec::BoundedVec::new(approvals).unwrap(),
+        },
+    }
+    .sign(proposer);
+    assert!(nodes[0].submit(vec![change]).await);
+    wait_for_height(&nodes, 1).await;
+
+    // The old four drive the chain to the epoch boundary; the newcomer,
+    // now a peer, follows.
+    let mut nonce = 0;
+    nodes.push(joining.clone());
+    while nodes[0].status().height < 12 {
+        let height = nodes[0].status().height;
+        assert!(nodes[0].submit(vec![payment(&work, nonce)]).await);
+        nonce += 1;
+        wait_for_height(&nodes[..4], height + 1).await;
+    }
+    wait_for_height(&nodes, 12).await;
+    let joined = joining.committed().read().unwrap().tip.clone();
+    assert!(joined.height >= 12);
+
+    // Five validators need four votes. With an original backup gone, the
+    // other three commit only with the newcomer's.
+    let gone = nodes
+        .iter()
+        .position(|n| !n.status().primary && n.public != newcomer.public())
+        .unwrap();
+    nodes[gone].shutdown();
+    nodes.remove(gone);
+    let before = nodes.iter().map(|n| n.status().height).max().unwrap();
+    let submit_at = nodes
+        .iter()
+        .position(|n| n.public != newcomer.public())
+        .unwrap();
+    assert!(nodes[submit_at].submit(vec![payment(&work, nonce)]).await);
+    wait_for_height(&nodes, before + 1).await;
+    let (_, certificate) = block(&joining.store, before + 1).await;
+    let signers: Vec<_> = certificate
+        .unwrap()
+        .signatures
+        .as_slice()
+        .iter()
+        .map(|s| s.validator)
+        .collect();
+    assert!(signers.contains(&newcomer.public()), "{signers:?}");
+    for node in &nodes {
+        node.shutdown();
+    }
+}

@@ -7,6 +7,12 @@
 //! full queue (a slow or unreachable peer) is dropped, which PBFT's
 //! retransmission makes good. Dialers reconnect with exponential backoff.
 //!
+//! The peers are the validators the chain names, active or pending: a
+//! validator-set change that commits adds or drops peers
+//! ([`Network::set_peers`]), so a gateway that is joining is connected
+//! (and learns the chain) before the epoch that makes it a validator, and
+//! a removed one is cut off, its open channels included.
+//!
 //! Whatever a peer sends is decoded strictly; a message that does not
 //! decode is logged and skipped, a channel that fails authentication or
 //! decryption is closed. Nothing a peer sends can crash or stall the
@@ -15,9 +21,9 @@
 
 pub mod noise;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -70,7 +76,25 @@ pub struct Inboxes {
 /// The sending side of the network.
 #[derive(Clone)]
 pub struct Network {
-    queues: Arc<HashMap<PublicKey, mpsc::Sender<Arc<Vec<u8>>>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    key: Arc<Keypair>,
+    chain: ChainId,
+    /// Each peer's address and its dialer's queue; who may connect.
+    peers: RwLock<HashMap<PublicKey, Peer>>,
+}
+
+struct Peer {
+    addr: SocketAddr,
+    queue: mpsc::Sender<Arc<Vec<u8>>>,
+}
+
+impl Shared {
+    fn allows(&self, key: &PublicKey) -> bool {
+        *key != self.key.public() && self.peers.read().is_ok_and(|p| p.contains_key(key))
+    }
 }
 
 impl Network {
@@ -89,27 +113,39 @@ impl Network {
         peers: Vec<(PublicKey, SocketAddr)>,
         inbound: Inboxes,
     ) -> (Network, tokio::task::JoinHandle<()>) {
-        let allowed: Arc<HashSet<PublicKey>> = Arc::new(peers.iter().map(|(k, _)| *k).collect());
-        let accepting = tokio::spawn(accept_loop(
-            listener,
-            key.clone(),
-            chain.clone(),
-            allowed,
-            inbound,
-        ));
-        let mut queues = HashMap::new();
-        for (peer, addr) in peers {
-            if peer == key.public() {
+        let network = Network {
+            shared: Arc::new(Shared {
+                key,
+                chain,
+                peers: RwLock::new(HashMap::new()),
+            }),
+        };
+        network.set_peers(peers);
+        let accepting = tokio::spawn(accept_loop(listener, network.shared.clone(), inbound));
+        (network, accepting)
+    }
+
+    /// Makes `peers` the peer set: new ones are dialed (and may connect),
+    /// a moved one is dialed at its new address, and the dialers and
+    /// channels of those no longer listed end.
+    pub fn set_peers(&self, peers: Vec<(PublicKey, SocketAddr)>) {
+        let shared = &self.shared;
+        let Ok(mut current) = shared.peers.write() else {
+            return;
+        };
+        let me = shared.key.public();
+        let wanted: HashMap<PublicKey, SocketAddr> =
+            peers.into_iter().filter(|(k, _)| *k != me).collect();
+        current.retain(|key, peer| wanted.get(key) == Some(&peer.addr));
+        for (peer, addr) in wanted {
+            if current.contains_key(&peer) {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            queues.insert(peer, tx);
-            tokio::spawn(dial_loop(key.clone(), chain.clone(), peer, addr, rx));
+            let (queue, rx) = mpsc::channel(PEER_QUEUE);
+            current.insert(peer, Peer { addr, queue });
+            let (key, chain) = (shared.key.clone(), shared.chain.clone());
+            tokio::spawn(dial_loop(key, chain, peer, addr, rx));
         }
-        let network = Network {
-            queues: Arc::new(queues),
-        };
-        (network, accepting)
     }
 
     pub fn send(&self, to: &PublicKey, message: &Message) {
@@ -129,17 +165,27 @@ impl Network {
     }
 
     fn broadcast_bytes(&self, bytes: Arc<Vec<u8>>) {
-        for peer in self.queues.keys() {
-            self.enqueue(peer, bytes.clone());
+        let Ok(peers) = self.shared.peers.read() else {
+            return;
+        };
+        for (to, peer) in peers.iter() {
+            enqueue(to, peer, bytes.clone());
         }
     }
 
     fn enqueue(&self, to: &PublicKey, bytes: Arc<Vec<u8>>) {
-        if let Some(queue) = self.queues.get(to) {
-            if queue.try_send(bytes).is_err() {
-                tracing::debug!(peer = %to, "peer queue full; message dropped");
-            }
+        let Ok(peers) = self.shared.peers.read() else {
+            return;
+        };
+        if let Some(peer) = peers.get(to) {
+            enqueue(to, peer, bytes);
         }
+    }
+}
+
+fn enqueue(to: &PublicKey, peer: &Peer, bytes: Arc<Vec<u8>>) {
+    if peer.queue.try_send(bytes).is_err() {
+        tracing::debug!(peer = %to, "peer queue full; message dropped");
     }
 }
 
@@ -193,13 +239,7 @@ async fn connect(
         .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    key: Arc<Keypair>,
-    chain: ChainId,
-    allowed: Arc<HashSet<PublicKey>>,
-    inbound: Inboxes,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbound: Inboxes) {
     // Dropped with this task: every accepted channel ends with it.
     let mut channels = tokio::task::JoinSet::new();
     loop {
@@ -213,28 +253,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        channels.spawn(receive(
-            stream,
-            remote,
-            key.clone(),
-            chain.clone(),
-            allowed.clone(),
-            inbound.clone(),
-        ));
+        channels.spawn(receive(stream, remote, shared.clone(), inbound.clone()));
     }
 }
 
-async fn receive(
-    mut stream: TcpStream,
-    remote: SocketAddr,
-    key: Arc<Keypair>,
-    chain: ChainId,
-    allowed: Arc<HashSet<PublicKey>>,
-    inbound: Inboxes,
-) {
+async fn receive(mut stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>, inbound: Inboxes) {
     let _ = stream.set_nodelay(true);
-    let is_allowed = |k: &PublicKey| allowed.contains(k) && *k != key.public();
-    let handshake = noise::accept(&mut stream, &key, &chain, &is_allowed);
+    let is_allowed = |k: &PublicKey| shared.allows(k);
+    let handshake = noise::accept(&mut stream, &shared.key, &shared.chain, &is_allowed);
     let mut channel = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(error)) => {
@@ -256,6 +282,10 @@ async fn receive(
                 return;
             }
         };
+        if !shared.allows(&peer) {
+            tracing::info!(%peer, "no longer a peer; channel closed");
+            return;
+        }
         match decode::<Envelope>(&bytes) {
             Ok(Envelope::Consensus(message)) => {
                 let message = *message;
