@@ -82,12 +82,14 @@ pub struct Gateway {
 pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
     let store = SqliteStore::open(&config.db).await?;
     let service_key = Keypair::from_seed(*config.key.seed());
+    let solid = std::sync::Arc::new(crate::dag::SolidTips::default());
     let (node, node_task) = node::start(NodeConfig {
         key: config.key,
         genesis: config.genesis,
         store: store.clone(),
         listener: config.peers,
         params: config.params,
+        availability: Some(solid.clone()),
     })
     .await?;
     let (stop_dag, dag_stopped) = watch::channel(false);
@@ -95,6 +97,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         &node,
         Keypair::from_seed(*service_key.seed()),
         config.dag,
+        solid,
         dag_stopped,
     )
     .await?;

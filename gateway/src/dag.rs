@@ -18,15 +18,18 @@
 //! tangle and resumes at the stored height. Confirmed history older than
 //! `depth` blocks is pruned from memory and its bodies from sqlite.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use itc_chain::block::{Block, CommitCertificate};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
+use itc_chain::dag::tangle::roots;
 use itc_chain::dag::{
     CheckedDagTx, DagError, DagKind, DagMessage, DagProof, DagTx, Status, Tangle, TangleConfig,
 };
 use itc_chain::ledger::StateRead;
+use itc_chain::pbft::AnchorAvailability;
 use itc_chain::state::{StateKey, StateValue};
 use itc_chain::store::ChainStore;
 use itc_chain::tx::{Tx, TxBody};
@@ -241,10 +244,49 @@ fn check_all(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> 
 
 /// Reloads the tangle from the store and starts the DAG task; it stops
 /// when `shutdown` turns true.
+/// What this gateway's tangle holds solid, for its replica: a backup
+/// prepares a block only if the tips its anchors name are here
+/// ([`AnchorAvailability`]). The DAG task adds what becomes solid, drops
+/// what it prunes, and tells the node when there is more.
+pub struct SolidTips {
+    solid: RwLock<HashSet<Hash>>,
+}
+
+impl Default for SolidTips {
+    fn default() -> Self {
+        SolidTips {
+            solid: RwLock::new(roots().into_iter().collect()),
+        }
+    }
+}
+
+impl SolidTips {
+    fn add(&self, ids: Vec<Hash>) {
+        if let Ok(mut solid) = self.solid.write() {
+            solid.extend(ids);
+        }
+    }
+
+    fn remove(&self, ids: &[Hash]) {
+        if let Ok(mut solid) = self.solid.write() {
+            for id in ids {
+                solid.remove(id);
+            }
+        }
+    }
+}
+
+impl AnchorAvailability for SolidTips {
+    fn is_solid(&self, tip: &Hash) -> bool {
+        self.solid.read().is_ok_and(|solid| solid.contains(tip))
+    }
+}
+
 pub async fn start(
     node: &NodeHandle,
     key: Keypair,
     config: DagConfig,
+    solid: Arc<SolidTips>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DagHandle, JoinHandle<()>), DagServiceError> {
     let store = node.store.clone();
@@ -254,6 +296,8 @@ pub async fn start(
     for (tx, outcome) in rows {
         tangle.restore(tx, outcome.unwrap_or(Status::Pending { solid: false }));
     }
+    solid.add(tangle.poll_solidified());
+    node.data_available();
     tracing::info!(restored, height, "DAG restored");
     let (commands, command_rx) = mpsc::channel(4_096);
     let (confirmations, _) = broadcast::channel(1_024);
@@ -277,6 +321,7 @@ pub async fn start(
         anchored_for: 0,
         last_commit: tokio::time::Instant::now(),
         confirmations,
+        solid,
     };
     let task = tokio::spawn(driver.run(command_rx, inbox, shutdown));
     Ok((handle, task))
@@ -302,6 +347,7 @@ struct Driver {
     /// When the last block committed (or the service started).
     last_commit: tokio::time::Instant,
     confirmations: broadcast::Sender<Arc<Vec<Confirmation>>>,
+    solid: Arc<SolidTips>,
 }
 
 impl Driver {
@@ -355,6 +401,11 @@ impl Driver {
                 for message in DagMessage::txs(std::mem::take(&mut self.outbox)) {
                     self.node.network.broadcast_dag(message);
                 }
+            }
+            let solidified = self.tangle.poll_solidified();
+            if !solidified.is_empty() {
+                self.solid.add(solidified);
+                self.node.data_available();
             }
         }
         if let Err(error) = self.flush().await {
@@ -612,6 +663,7 @@ impl Driver {
             let pruned = self.tangle.prune(|height| height < keep_from);
             if !pruned.is_empty() {
                 tracing::debug!(pruned = pruned.len(), keep_from, "DAG history pruned");
+                self.solid.remove(&pruned);
                 self.batch.forgotten.extend(pruned);
             }
         }

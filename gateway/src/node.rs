@@ -21,7 +21,7 @@ use itc_chain::block::{CommitCertificate, Header};
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::genesis::Genesis;
 use itc_chain::ledger::StateRead;
-use itc_chain::pbft::{Message, Output, Params, Record, Replica, Timer};
+use itc_chain::pbft::{AnchorAvailability, Message, Output, Params, Record, Replica, Timer};
 use itc_chain::state::{Entries, StateKey, StateProof, StateValue, ValidatorSets};
 use itc_chain::store::{open_ledger, ChainStore};
 use itc_chain::tx::ChainId;
@@ -107,6 +107,8 @@ pub struct NodeHandle {
     /// The peer channels, for the DAG's gossip.
     pub network: Network,
     dag_inbox: Arc<std::sync::Mutex<Option<mpsc::Receiver<DagInbound>>>>,
+    /// Woken when the DAG holds more: prepares held back for data may go.
+    available: Arc<tokio::sync::Notify>,
 }
 
 /// A question only the replica's ledger can answer.
@@ -163,6 +165,11 @@ impl NodeHandle {
         self.dag_inbox.lock().ok()?.take()
     }
 
+    /// The DAG holds more than before (see [`NodeConfig::availability`]).
+    pub fn data_available(&self) {
+        self.available.notify_one();
+    }
+
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -175,6 +182,9 @@ pub struct NodeConfig {
     pub store: SqliteStore,
     pub listener: TcpListener,
     pub params: Params,
+    /// The DAG data this gateway holds, if it runs one: backups prepare
+    /// anchors only over tips they hold ([`AnchorAvailability`]).
+    pub availability: Option<Arc<dyn AnchorAvailability>>,
 }
 
 /// The validators' network addresses from the genesis.
@@ -214,6 +224,7 @@ pub async fn start(
         mut store,
         listener,
         params,
+        availability,
     } = config;
     let public = key.public();
     let ledger = open_ledger(&mut store, &genesis)
@@ -235,6 +246,9 @@ pub async fn start(
         records,
         now_ms(),
     )?;
+    if let Some(availability) = availability {
+        replica = replica.with_availability(availability);
+    }
     // Evidence kept before a restart goes on chain if it is not yet.
     for kept in &evidence {
         replica.report_equivocation(now_ms(), kept);
@@ -257,6 +271,7 @@ pub async fn start(
     let (status_tx, status) = watch::channel(status_of(&replica));
     let (commits, _) = broadcast::channel(1_024);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let available = Arc::new(tokio::sync::Notify::new());
     let (refusals, _) = broadcast::channel(1_024);
     let (queries, queries_rx) = mpsc::channel(64);
     let committed = Arc::new(RwLock::new(CommittedView {
@@ -276,6 +291,7 @@ pub async fn start(
         store: store.clone(),
         network: network.clone(),
         dag_inbox: Arc::new(std::sync::Mutex::new(Some(dag_inbox))),
+        available: available.clone(),
     };
     let driver = Driver {
         replica,
@@ -291,7 +307,14 @@ pub async fn start(
     };
     let task = tokio::spawn(async move {
         let result = driver
-            .run(inbound, relayed, submissions, queries_rx, shutdown_rx)
+            .run(
+                inbound,
+                relayed,
+                submissions,
+                queries_rx,
+                available,
+                shutdown_rx,
+            )
             .await;
         // The listener closes with the node.
         accepting.abort();
@@ -328,6 +351,7 @@ struct Driver {
 enum Input {
     Peer(Box<Inbound>),
     Client(Vec<SignedTx>),
+    Available,
 }
 
 impl Driver {
@@ -337,6 +361,7 @@ impl Driver {
         mut relayed: mpsc::Receiver<Inbound>,
         mut submissions: mpsc::Receiver<Vec<SignedTx>>,
         mut queries: mpsc::Receiver<Query>,
+        available: Arc<tokio::sync::Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         self.carry_out().await?;
@@ -352,6 +377,7 @@ impl Driver {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
                 Some(message) = inbound.recv() => Some(Input::Peer(Box::new(message))),
+                _ = available.notified() => Some(Input::Available),
                 _ = tokio::time::sleep(sleep) => None,
                 Some(txs) = submissions.recv() => Some(Input::Client(txs)),
                 Some(message) = relayed.recv() => Some(Input::Peer(Box::new(message))),
@@ -386,6 +412,7 @@ impl Driver {
                         self.replica.handle_message(now, from, message)
                     }
                     Input::Client(txs) => self.replica.handle_transactions(now, txs),
+                    Input::Available => self.replica.handle_available(now),
                 }
             }
             let now = now_ms();

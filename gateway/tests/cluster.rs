@@ -35,6 +35,7 @@ async fn cluster(work: &mut Workload, dir: &std::path::Path) -> Vec<NodeHandle> 
             store,
             listener,
             params: Params::default(),
+            availability: None,
         })
         .await
         .unwrap();
@@ -256,6 +257,7 @@ async fn a_gateway_added_on_chain_joins_and_votes_from_the_epoch() {
             .unwrap(),
         listener,
         params: Params::default(),
+        availability: None,
     })
     .await
     .unwrap();

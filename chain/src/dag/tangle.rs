@@ -152,6 +152,8 @@ pub struct Tangle {
     tips: BTreeSet<Hash>,
     recent: HashMap<DeviceId, Vec<TimestampMs>>,
     spent: HashMap<(AccountId, u64), Hash>,
+    /// Became solid since the last [`Tangle::poll_solidified`].
+    solidified: Vec<Hash>,
 }
 
 impl Tangle {
@@ -165,6 +167,7 @@ impl Tangle {
             tips: roots().into_iter().collect(),
             recent: HashMap::new(),
             spent: HashMap::new(),
+            solidified: Vec::new(),
         }
     }
 
@@ -401,6 +404,7 @@ impl Tangle {
             // place.
             let pending = matches!(entry.status, Status::Pending { .. });
             let lazy = pending && parents.iter().any(|p| self.makes_lazy(p, time));
+            self.solidified.push(id);
             if let Some(entry) = self.txs.get_mut(&id) {
                 entry.solid = true;
                 entry.lazy = lazy;
@@ -460,6 +464,12 @@ impl Tangle {
             }
         }
         out.into_iter().collect()
+    }
+
+    /// Transactions that became solid (known with all their ancestors)
+    /// since the last call, in the order they did.
+    pub fn poll_solidified(&mut self) -> Vec<Hash> {
+        std::mem::take(&mut self.solidified)
     }
 
     /// Parents to ask peers for (each once).

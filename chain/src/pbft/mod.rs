@@ -39,7 +39,7 @@ pub use message::{
     Checkpoint, CheckpointProof, Commit, Message, NewView, PrePrepare, Prepare, PreparedProof,
     ProofError, Signed, Status, View, ViewChange, MAX_PREPARED,
 };
-pub use replica::{Output, Params, ParamsError, Record, Replica, Timer, Vote};
+pub use replica::{AnchorAvailability, Output, Params, ParamsError, Record, Replica, Timer, Vote};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,8 @@
 //! retransmission. The view change (§4.4) is in `view_change.rs`.
 
 use crate::ledger::StateRead;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -113,6 +114,18 @@ pub enum Record {
     Prepared(Box<PreparedProof>),
     /// This checkpoint became stable; records below it are obsolete.
     Stable(CheckpointProof),
+}
+
+/// Whether the DAG transactions a block anchors are at hand here: data
+/// availability for the side chain. A backup prepares a block only if every
+/// tip its anchors name is solid here (known with all its ancestors), so a
+/// prepared block's anchors are held by at least one honest backup (2f
+/// backups prepared it, at most f of them faulty), from whom the rest
+/// fetch them. A primary that anchors data nobody has gets no prepares and
+/// is replaced (§4.4). The driver implements it over its tangle and calls
+/// [`Replica::handle_available`] when more becomes solid.
+pub trait AnchorAvailability: Send + Sync {
+    fn is_solid(&self, tip: &Hash) -> bool;
 }
 
 /// What the replica asks its driver to do, in order.
@@ -226,6 +239,11 @@ pub struct Replica {
     /// Certified blocks waiting for their parents (state transfer).
     fetched: BTreeMap<Height, (Block, CommitCertificate)>,
     evidence: Vec<EquivocationProof>,
+    /// What this replica holds of the DAG, if it anchors one.
+    availability: Option<Arc<dyn AnchorAvailability>>,
+    /// Heights whose pre-prepare it accepted but holds its prepare back,
+    /// for want of anchored DAG data.
+    awaiting_data: BTreeSet<Height>,
     pub(super) outputs: VecDeque<Output>,
 }
 
@@ -280,6 +298,8 @@ impl Replica {
             new_view: None,
             fetched: BTreeMap::new(),
             evidence: Vec::new(),
+            availability: None,
+            awaiting_data: BTreeSet::new(),
             outputs: VecDeque::new(),
             ledger,
         };
@@ -374,6 +394,60 @@ impl Replica {
 
     /// A client submitted transactions to this replica: admit them, relay
     /// them to the other replicas, and propose if primary.
+    /// Gates prepares on the DAG data a block anchors (see
+    /// [`AnchorAvailability`]); without it every block's data counts as
+    /// at hand.
+    pub fn with_availability(mut self, availability: Arc<dyn AnchorAvailability>) -> Replica {
+        self.availability = Some(availability);
+        self
+    }
+
+    fn anchors_available(&self, block: &Block) -> bool {
+        let Some(availability) = &self.availability else {
+            return true;
+        };
+        block
+            .txs
+            .as_slice()
+            .iter()
+            .filter_map(|t| match &t.tx.body {
+                TxBody::AnchorDag(anchor) => Some(anchor.tips.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .all(|tip| availability.is_solid(tip))
+    }
+
+    /// More DAG data became solid here: prepare what was held back for it
+    /// (in the current view only; a later view re-proposes).
+    pub fn handle_available(&mut self, now: TimestampMs) {
+        let view = self.view;
+        for height in std::mem::take(&mut self.awaiting_data) {
+            if self.changing {
+                break;
+            }
+            if height <= self.ledger.height() {
+                continue;
+            }
+            let Some(slot) = self.slots.get(&height) else {
+                continue;
+            };
+            let Some(accepted) = slot.accepted.as_ref().filter(|a| a.view == view) else {
+                continue;
+            };
+            if slot.voted.contains_key(&(view, vote_tag(Vote::Prepare))) {
+                continue;
+            }
+            if !self.anchors_available(&accepted.signed.body.block) {
+                self.awaiting_data.insert(height);
+                continue;
+            }
+            let (digest, signature) = (accepted.digest, accepted.signed.signature);
+            self.vote_prepare(view, height, digest, signature);
+            self.check_prepared(now, height);
+        }
+    }
+
     pub fn handle_transactions(&mut self, now: TimestampMs, txs: Vec<SignedTx>) {
         let mut relay = Vec::new();
         for tx in txs {
@@ -674,6 +748,7 @@ impl Replica {
         {
             Ok(executed) => {
                 let signature = signed.signature;
+                let available = self.anchors_available(&signed.body.block);
                 let slot = self.slot(height);
                 slot.accepted = Some(Accepted {
                     view,
@@ -682,7 +757,11 @@ impl Replica {
                     executed: Some(executed),
                 });
                 if self.primary(view) != self.public() {
-                    self.vote_prepare(view, height, digest, signature);
+                    if available {
+                        self.vote_prepare(view, height, digest, signature);
+                    } else {
+                        self.awaiting_data.insert(height);
+                    }
                 }
                 // A valid proposal for the next height shows the primary
                 // is working: the time a big block's round takes is not

@@ -401,3 +401,67 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
             .any(|s| s.validator == newcomer.public()));
     }
 }
+
+/// A test's DAG: the tips a replica holds solid.
+#[derive(Default)]
+struct Held(std::sync::Mutex<std::collections::HashSet<crate::crypto::Hash>>);
+
+impl AnchorAvailability for Held {
+    fn is_solid(&self, tip: &crate::crypto::Hash) -> bool {
+        self.0.lock().is_ok_and(|held| held.contains(tip))
+    }
+}
+
+#[test]
+fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
+    use crate::crypto::Hash;
+    use crate::tx::{DagAnchor, Tx, TxBody};
+    use std::sync::Arc;
+
+    let work = Workload::new(4, 4, 41);
+    let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
+    let held: Vec<Arc<Held>> = (0..4).map(|_| Arc::new(Held::default())).collect();
+    let mut replicas: Vec<Replica> = cluster_of(&work, &ledger)
+        .into_iter()
+        .zip(&held)
+        .map(|(r, h)| r.with_availability(h.clone()))
+        .collect();
+    let primary = replicas
+        .iter()
+        .position(|r| r.is_primary())
+        .expect("primary");
+    let tip = Hash::digest(b"a DAG tip only the primary has");
+    held[primary].0.lock().expect("lock").insert(tip);
+    let gateway = work
+        .validator_key(&replicas[primary].public())
+        .expect("key");
+    let anchor = Tx {
+        chain_id: ledger.params().chain_id.clone(),
+        sender: gateway.public(),
+        nonce: 1,
+        body: TxBody::AnchorDag(DagAnchor {
+            tips: crate::codec::BoundedVec::new(vec![tip]).expect("tips"),
+            root: crate::merkle::root(&[tip]),
+            payments: crate::codec::BoundedVec::new(vec![]).expect("payments"),
+        }),
+    }
+    .sign(gateway);
+    replicas[primary].handle_transactions(1, vec![anchor]);
+    settle(&mut replicas);
+    // Nobody else holds the tip: no backup prepares, nothing commits.
+    assert!(replicas.iter().all(|r| r.ledger().height() == 0));
+
+    // One backup gets it: still short of 2f prepares.
+    let backups: Vec<usize> = (0..4).filter(|i| *i != primary).collect();
+    held[backups[0]].0.lock().expect("lock").insert(tip);
+    replicas[backups[0]].handle_available(2);
+    settle(&mut replicas);
+    assert!(replicas.iter().all(|r| r.ledger().height() == 0));
+
+    // A second: the block prepares and commits everywhere, the third
+    // backup (still without the data) included.
+    held[backups[1]].0.lock().expect("lock").insert(tip);
+    replicas[backups[1]].handle_available(3);
+    settle(&mut replicas);
+    assert!(replicas.iter().all(|r| r.ledger().height() == 1));
+}

@@ -70,6 +70,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
             store,
             listener,
             params,
+            availability: None,
         })
         .await?;
         handles.push(handle);
