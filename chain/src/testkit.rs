@@ -186,36 +186,51 @@ impl Workload {
         blocks: usize,
         newcomer: &Keypair,
     ) -> Option<(Header, CertifiedHeaders)> {
-        let change = ValidatorChange::Add(Validator {
-            key: newcomer.public(),
-            addr: Text::new("127.0.0.1:7999").ok()?,
-        });
-        let sender = self.validators.first()?;
         let first_block = |ledger: &Ledger| {
-            let pending = ledger.validator_sets().pending.hash();
-            let payload = validator_change_payload(&self.genesis.chain_id, &pending, &change);
-            let quorum = ledger.validator_sets().active.quorum();
-            let approvals = self
-                .validators
-                .iter()
-                .take(quorum)
-                .map(|k| Approval {
-                    validator: k.public(),
-                    signature: k.sign(Domain::ValidatorChange, &payload),
-                })
-                .collect();
-            let tx = Tx {
-                chain_id: self.genesis.chain_id.clone(),
-                sender: sender.public(),
-                nonce: ledger.account(&sender.public()).nonce,
-                body: TxBody::ChangeValidators {
-                    change: change.clone(),
-                    approvals: BoundedVec::new(approvals).unwrap_or_default(),
-                },
-            };
-            vec![tx.sign(sender)]
+            self.adding_validator(ledger, newcomer.public(), "127.0.0.1:7999")
+                .into_iter()
+                .collect()
         };
         self.chain_with(blocks, first_block, &[newcomer])
+    }
+
+    /// A transaction adding `key` (reached at `addr`) to the validators on
+    /// top of `ledger`: sent by the first validator, approved by a quorum
+    /// of the active set.
+    pub fn adding_validator(
+        &self,
+        ledger: &Ledger,
+        key: PublicKey,
+        addr: &str,
+    ) -> Option<SignedTx> {
+        let change = ValidatorChange::Add(Validator {
+            key,
+            addr: Text::new(addr).ok()?,
+        });
+        let sender = self.validators.first()?;
+        let sets = ledger.validator_sets();
+        let payload =
+            validator_change_payload(&self.genesis.chain_id, &sets.pending.hash(), &change);
+        let approvals = self
+            .validators
+            .iter()
+            .filter(|k| sets.active.contains(&k.public()))
+            .take(sets.active.quorum())
+            .map(|k| Approval {
+                validator: k.public(),
+                signature: k.sign(Domain::ValidatorChange, &payload),
+            })
+            .collect();
+        let tx = Tx {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: sender.public(),
+            nonce: ledger.account(&sender.public()).nonce,
+            body: TxBody::ChangeValidators {
+                change,
+                approvals: BoundedVec::new(approvals).ok()?,
+            },
+        };
+        Some(tx.sign(sender))
     }
 
     fn chain_with(

@@ -235,10 +235,6 @@ fn payment(work: &Workload, nonce: u64) -> itc_chain::tx::SignedTx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_added_on_chain_joins_and_votes_from_the_epoch() {
-    use itc_chain::crypto::Domain;
-    use itc_chain::tx::{validator_change_payload, Approval, Tx, TxBody, ValidatorChange};
-    use itc_chain::validators::Validator;
-
     let dir = tempfile::tempdir().unwrap();
     let mut work = Workload::new(4, 8, 37);
     work.genesis.epoch_length = 10;
@@ -264,30 +260,9 @@ async fn a_gateway_added_on_chain_joins_and_votes_from_the_epoch() {
 
     // Three of the four approve adding it; the change commits at height 1.
     let (ledger, _) = itc_chain::Ledger::genesis(&work.genesis).unwrap();
-    let change = ValidatorChange::Add(Validator {
-        key: newcomer.public(),
-        addr: Text::new(addr).unwrap(),
-    });
-    let pending = ledger.validator_sets().pending.hash();
-    let payload = validator_change_payload(&work.genesis.chain_id, &pending, &change);
-    let approvals = work.validators[..3]
-        .iter()
-        .map(|k| Approval {
-            validator: k.public(),
-            signature: k.sign(Domain::ValidatorChange, &payload),
-        })
-        .collect();
-    let proposer = &work.validators[0];
-    let change = Tx {
-        chain_id: work.genesis.chain_id.clone(),
-        sender: proposer.public(),
-        nonce: 0,
-        body: TxBody::ChangeValidators {
-            change,
-            approvals: itc_chain::codec::BoundedVec::new(approvals).unwrap(),
-        },
-    }
-    .sign(proposer);
+    let change = work
+        .adding_validator(&ledger, newcomer.public(), &addr)
+        .unwrap();
     assert!(nodes[0].submit(vec![change]).await);
     wait_for_height(&nodes, 1).await;
 

@@ -304,15 +304,11 @@ fn commit_round(
 
 #[test]
 fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
-    use crate::codec::Text;
-    use crate::crypto::{Domain, Keypair};
-    use crate::tx::{validator_change_payload, Approval, Tx, TxBody, ValidatorChange};
-    use crate::validators::Validator;
+    use crate::crypto::Keypair;
 
     let mut work = Workload::new(4, 4, 31);
     work.genesis.epoch_length = 10;
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
-    let chain = ledger.params().chain_id.clone();
     let newcomer = Keypair::from_seed([77; 32]);
     let mut replicas = cluster_of(&work, &ledger);
     // The newcomer follows from the genesis, as a gateway that is about to
@@ -322,30 +318,9 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
         Replica::new(learner, Params::default(), ledger.clone(), Vec::new(), 0).expect("params"),
     );
 
-    let change = ValidatorChange::Add(Validator {
-        key: newcomer.public(),
-        addr: Text::new("127.0.0.1:7400").expect("addr"),
-    });
-    let payload =
-        validator_change_payload(&chain, &ledger.validator_sets().pending.hash(), &change);
-    let approvals = work.validators[..3]
-        .iter()
-        .map(|k| Approval {
-            validator: k.public(),
-            signature: k.sign(Domain::ValidatorChange, &payload),
-        })
-        .collect();
-    let proposer = &work.validators[0];
-    let tx = Tx {
-        chain_id: chain.clone(),
-        sender: proposer.public(),
-        nonce: 0,
-        body: TxBody::ChangeValidators {
-            change,
-            approvals: crate::codec::BoundedVec::new(approvals).expect("approvals"),
-        },
-    }
-    .sign(proposer);
+    let tx = work
+        .adding_validator(&ledger, newcomer.public(), "127.0.0.1:7400")
+        .expect("change");
     commit_round(&mut replicas, 0, vec![tx]);
     for replica in &replicas {
         let sets = replica.ledger().validator_sets();
