@@ -507,6 +507,11 @@ impl Replica {
             Timer::Progress => {
                 if self.progress_deadline.is_some_and(|at| now >= at) {
                     self.progress_deadline = None;
+                    // Suspecting the primary is a backup's vote (§4.4): a
+                    // learner alone in a later view would stop following.
+                    if !self.is_member() {
+                        return;
+                    }
                     // Transactions that can no longer apply are not the
                     // primary's fault: drop them, and wait no more if
                     // nothing else is pending.
@@ -812,7 +817,7 @@ impl Replica {
         self.report_equivocation(now, &proof);
         self.outputs
             .push_back(Output::Equivocation(Box::new(proof)));
-        if view == self.view && !self.changing {
+        if view == self.view && !self.changing && self.is_member() {
             let next = self.view + 1;
             self.start_view_change(now, next);
         }
@@ -925,7 +930,7 @@ impl Replica {
             return;
         };
         // A learner has no commit vote to show it is past this point.
-        let learned = !self.set.contains(&self.key.public())
+        let learned = !self.is_member()
             && slot
                 .prepared
                 .as_ref()

@@ -327,6 +327,16 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
         assert!(sets.pending.contains(&newcomer.public()));
         assert!(!sets.active.contains(&newcomer.public()));
     }
+    // A learner waiting on a request does not suspect the primary: it has
+    // no vote, and alone in a later view it would stop following.
+    let learner = replicas.len() - 1;
+    let waiting = work.transfers(replicas[learner].ledger(), 1);
+    replicas[learner].handle_transactions(2, waiting);
+    replicas[learner].handle_timer(1_000_000, Timer::Progress);
+    assert!(!replicas[learner].is_changing_view());
+    assert_eq!(replicas[learner].view(), 0);
+    // (Its relay of that request is dropped: the rounds below pick their own.)
+    while replicas[learner].poll_output().is_some() {}
 
     // Up to the boundary the old four decide alone.
     while replicas[0].ledger().height() < 10 {
