@@ -392,8 +392,6 @@ impl Replica {
 
     // --- Inputs ---
 
-    /// A client submitted transactions to this replica: admit them, relay
-    /// them to the other replicas, and propose if primary.
     /// Gates prepares on the DAG data a block anchors (see
     /// [`AnchorAvailability`]); without it every block's data counts as
     /// at hand.
@@ -448,6 +446,8 @@ impl Replica {
         }
     }
 
+    /// A client submitted transactions to this replica: admit them, relay
+    /// them to the other replicas, and propose if primary.
     pub fn handle_transactions(&mut self, now: TimestampMs, txs: Vec<SignedTx>) {
         let mut relay = Vec::new();
         for tx in txs {
@@ -901,12 +901,19 @@ impl Replica {
         // The prepare carries the primary's signature over the block its
         // sender was sent: if that is not the block this replica was sent,
         // the primary signed two.
+        // (The accepted pre-prepare's digest is kept: no header is hashed
+        // again per prepare.)
         let accepted = self.slots.get(&height).and_then(|slot| {
-            let accepted = slot.accepted.as_ref().map(|a| &a.signed);
+            let accepted = slot.accepted.as_ref().filter(|a| a.view == view);
             accepted
-                .or(slot.waiting.as_ref())
-                .filter(|s| s.body.view == view)
-                .map(proposal)
+                .map(|a| SignedDigest {
+                    digest: a.digest,
+                    signature: a.signed.signature,
+                })
+                .or_else(|| {
+                    let waiting = slot.waiting.as_ref();
+                    waiting.filter(|s| s.body.view == view).map(proposal)
+                })
         });
         if let Some(mine) = accepted {
             if mine.digest != forwarded.digest && self.signed_by_primary(view, height, &forwarded) {
