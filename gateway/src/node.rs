@@ -49,6 +49,8 @@ pub enum NodeError {
     Open(String),
     #[error("replica parameters: {0}")]
     Params(#[from] itc_chain::pbft::ParamsError),
+    #[error("validator {key} has an address that does not parse: {addr}")]
+    BadAddress { key: PublicKey, addr: String },
 }
 
 /// Where a node stands, for status queries.
@@ -191,7 +193,7 @@ pub struct NodeConfig {
 /// The peers a gateway talks to: every validator of the active and the
 /// pending set (so a gateway joining at the next epoch is connected, and
 /// follows the chain, before it votes). An address that does not parse is
-/// skipped with a warning; the chain refuses such addresses in a genesis.
+/// skipped with a warning here; a genesis with one is refused at start.
 pub fn peer_addresses(sets: &ValidatorSets) -> Vec<(PublicKey, SocketAddr)> {
     let mut peers: Vec<(PublicKey, SocketAddr)> = Vec::new();
     for v in sets
@@ -227,6 +229,16 @@ pub async fn start(
         availability,
     } = config;
     let public = key.public();
+    if let Some(v) = genesis
+        .validators
+        .iter()
+        .find(|v| v.addr.as_str().parse::<SocketAddr>().is_err())
+    {
+        return Err(NodeError::BadAddress {
+            key: v.key,
+            addr: v.addr.as_str().to_string(),
+        });
+    }
     let ledger = open_ledger(&mut store, &genesis)
         .await
         .map_err(|e| NodeError::Open(e.to_string()))?;
