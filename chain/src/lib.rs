@@ -33,6 +33,7 @@ pub mod text;
 pub mod tx;
 pub mod types;
 pub mod validators;
+pub mod zip215;
 
 pub use block::{Block, CommitCertificate, CommitSig, Header};
 pub use crypto::{AccountId, Hash, Keypair, PublicKey, Signature};

@@ -19,6 +19,7 @@ use crate::codec::{encode, BoundedVec, Text};
 use crate::crypto::{AccountId, CryptoError, Domain, Hash, Keypair, PublicKey, Signature};
 use crate::types::{Amount, DeviceId, DeviceKind, FirmwareVersion, Model, Rights, TimestampMs};
 use crate::validators::Validator;
+use crate::zip215;
 
 /// A chain's name, e.g. `itc-dev`.
 pub type ChainId = Text<32>;
@@ -200,11 +201,32 @@ impl SignedTx {
         Hash::digest(&encode(self))
     }
 
-    /// Checks the sender's signature.
+    /// Checks the sender's signature, under ZIP-215 ([`crate::zip215`]),
+    /// the rule its batch check follows too.
     pub fn verify_signature(&self) -> Result<(), CryptoError> {
-        self.tx
-            .sender
-            .verify(Domain::Transaction, &encode(&self.tx), &self.signature)
+        zip215::verify(
+            &self.tx.sender,
+            Domain::Transaction,
+            &encode(&self.tx),
+            &self.signature,
+        )
+    }
+
+    /// [`SignedTx::verify_signature`] for many at once, in one batch; each
+    /// verdict is what the single check says.
+    pub fn verify_signatures(txs: &[SignedTx]) -> Vec<bool> {
+        let payloads: Vec<Vec<u8>> = txs.iter().map(|signed| encode(&signed.tx)).collect();
+        let items: Vec<zip215::Signed<'_>> = txs
+            .iter()
+            .zip(&payloads)
+            .map(|(signed, payload)| zip215::Signed {
+                key: signed.tx.sender,
+                domain: Domain::Transaction,
+                payload,
+                signature: signed.signature,
+            })
+            .collect();
+        zip215::verify_all(&items)
     }
 }
 

@@ -205,19 +205,13 @@ enum Candidate {
     New(DagTx, Option<PublicKey>),
 }
 
-/// Checks each candidate's signature and work against its issuer's key,
-/// on every core for a large batch; outcomes in the candidates' order.
+/// Checks each candidate's work and signature against its issuer's key,
+/// the signatures in batches ([`DagTx::checked_all`]), on every core for a
+/// large batch; outcomes in the candidates' order.
 fn check_all(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> {
-    let check = |candidate: Candidate| match candidate {
-        Candidate::Known(id) => Err(DagError::Duplicate { id }),
-        Candidate::New(tx, Some(key)) => tx.checked(&key).map_err(DagError::from),
-        Candidate::New(tx, None) => Err(DagError::UnknownIssuer {
-            issuer: tx.body.issuer.clone(),
-        }),
-    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if candidates.len() < PARALLEL_FROM || threads == 1 {
-        return candidates.into_iter().map(check).collect();
+        return check_chunk(candidates);
     }
     let per_thread = candidates.len().div_ceil(threads);
     let mut chunks: Vec<Vec<Candidate>> = Vec::new();
@@ -228,7 +222,7 @@ fn check_all(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> 
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>()))
+            .map(|chunk| scope.spawn(move || check_chunk(chunk)))
             .collect();
         // A panic in a check is a bug; it surfaces here rather than leave
         // the outcomes out of step with the transactions.
@@ -240,6 +234,37 @@ fn check_all(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> 
             })
             .collect()
     })
+}
+
+/// [`check_all`] on one thread: the new candidates with a key go through
+/// one batch check, the others fail at once.
+fn check_chunk(candidates: Vec<Candidate>) -> Vec<Result<CheckedDagTx, DagError>> {
+    let mut outcomes: Vec<Option<Result<CheckedDagTx, DagError>>> = Vec::new();
+    let mut batch = Vec::new();
+    for candidate in candidates {
+        outcomes.push(match candidate {
+            Candidate::Known(id) => Some(Err(DagError::Duplicate { id })),
+            Candidate::New(tx, Some(key)) => {
+                batch.push((tx, key));
+                None
+            }
+            Candidate::New(tx, None) => Some(Err(DagError::UnknownIssuer {
+                issuer: tx.body.issuer.clone(),
+            })),
+        });
+    }
+    let mut checked = DagTx::checked_all(batch).into_iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(done) => done,
+            None => match checked.next() {
+                Some(result) => result.map_err(DagError::from),
+                // `checked_all` answers every item it is given.
+                None => Err(DagError::from(itc_chain::dag::DagTxError::BadSignature)),
+            },
+        })
+        .collect()
 }
 
 /// Reloads the tangle from the store and starts the DAG task; it stops

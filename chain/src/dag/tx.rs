@@ -13,6 +13,7 @@ use super::pow;
 use crate::codec::{encode, BoundedVec, Bytes};
 use crate::crypto::{AccountId, Domain, Hash, Keypair, PublicKey, Signature};
 use crate::types::{Amount, DeviceId, TimestampMs};
+use crate::zip215;
 
 /// Parents a transaction approves: at least two (so the tangle widens and
 /// every transaction confirms others), at most eight.
@@ -138,19 +139,52 @@ impl DagTx {
 
     /// [`DagTx::check`], keeping the proof that it passed and the id.
     pub fn checked(self, key: &PublicKey) -> Result<CheckedDagTx, DagTxError> {
-        let id = self.check_id(key)?;
+        let (signed, id) = self.precheck()?;
+        zip215::verify(key, Domain::DagTransaction, &signed, &self.signature)
+            .map_err(|_| DagTxError::BadSignature)?;
         Ok(CheckedDagTx { tx: self, id })
     }
 
-    /// Checks shape, signature (by `key`, the issuer's key on chain) and
-    /// work.
+    /// Checks shape, work and signature (by `key`, the issuer's key on
+    /// chain), in that order: the cheap checks first.
     pub fn check(&self, key: &PublicKey) -> Result<(), DagTxError> {
-        self.check_id(key).map(|_| ())
+        self.clone().checked(key).map(|_| ())
     }
 
-    /// [`DagTx::check`], returning the id (the work hash), with the body
-    /// encoded once for both the signature and the work.
-    fn check_id(&self, key: &PublicKey) -> Result<Hash, DagTxError> {
+    /// [`DagTx::checked`] for many transactions at once, with their
+    /// signatures checked in one batch ([`zip215::verify_all`]); the
+    /// outcomes are in order, and each is what `checked` says of it alone.
+    pub fn checked_all(items: Vec<(DagTx, PublicKey)>) -> Vec<Result<CheckedDagTx, DagTxError>> {
+        let prechecked: Vec<_> = items
+            .into_iter()
+            .map(|(tx, key)| tx.precheck().map(|(signed, id)| (tx, key, signed, id)))
+            .collect();
+        let batch: Vec<zip215::Signed<'_>> = prechecked
+            .iter()
+            .flatten()
+            .map(|(tx, key, signed, _)| zip215::Signed {
+                key: *key,
+                domain: Domain::DagTransaction,
+                payload: signed,
+                signature: tx.signature,
+            })
+            .collect();
+        let mut verdicts = zip215::verify_all(&batch).into_iter();
+        prechecked
+            .into_iter()
+            .map(|outcome| {
+                let (tx, _, _, id) = outcome?;
+                match verdicts.next() {
+                    Some(true) => Ok(CheckedDagTx { tx, id }),
+                    _ => Err(DagTxError::BadSignature),
+                }
+            })
+            .collect()
+    }
+
+    /// Everything but the signature: the parents, the level and the work.
+    /// Returns the signed bytes (encoded once for both) and the id.
+    fn precheck(&self) -> Result<(Vec<u8>, Hash), DagTxError> {
         let parents = self.body.parents.as_slice();
         if !(MIN_PARENTS..=MAX_PARENTS).contains(&parents.len()) {
             return Err(DagTxError::Parents {
@@ -170,8 +204,6 @@ impl DagTx {
             });
         }
         let signed = self.body.signing_bytes();
-        key.verify(Domain::DagTransaction, &signed, &self.signature)
-            .map_err(|_| DagTxError::BadSignature)?;
         let need = pow::difficulty(self.body.level);
         let id = work_hash(&signed, &self.signature, self.nonce);
         let have = pow::leading_zero_bits(&id);
@@ -182,7 +214,7 @@ impl DagTx {
                 need,
             });
         }
-        Ok(id)
+        Ok((signed, id))
     }
 }
 

@@ -12,7 +12,7 @@
 //! once, itself.
 
 use crate::ledger::StateRead;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::crypto::Hash;
 use crate::ledger::{Ledger, TxError};
@@ -52,10 +52,53 @@ impl Mempool {
         self.txs.contains_key(id)
     }
 
-    /// Admits `tx` if it may still apply on top of `ledger`.
-    pub fn admit(&mut self, ledger: &Ledger, tx: SignedTx) -> Result<Hash, AdmitError> {
-        let id = tx.hash();
-        if self.txs.contains_key(&id) {
+    /// Admits each of `txs` that may still apply on top of `ledger`; the
+    /// outcomes are in order, with each transaction's id. The signatures
+    /// of those that pass the cheap checks are checked in one batch
+    /// ([`SignedTx::verify_signatures`]).
+    pub fn admit_all(
+        &mut self,
+        ledger: &Ledger,
+        txs: Vec<SignedTx>,
+    ) -> Vec<(Hash, Result<(), AdmitError>)> {
+        let mut seen = HashSet::new();
+        let prechecked: Vec<(Hash, SignedTx, Result<(), AdmitError>)> = txs
+            .into_iter()
+            .map(|tx| {
+                let id = tx.hash();
+                let fresh = seen.insert(id);
+                let outcome = self.precheck(ledger, &id, fresh, &tx);
+                (id, tx, outcome)
+            })
+            .collect();
+        let to_verify: Vec<SignedTx> = prechecked
+            .iter()
+            .filter(|(_, _, outcome)| outcome.is_ok())
+            .map(|(_, tx, _)| tx.clone())
+            .collect();
+        let mut verdicts = SignedTx::verify_signatures(&to_verify).into_iter();
+        prechecked
+            .into_iter()
+            .map(|(id, tx, outcome)| {
+                let outcome = outcome.and_then(|()| match verdicts.next() {
+                    Some(true) => self.insert(ledger, id, tx),
+                    _ => Err(TxError::BadSignature.into()),
+                });
+                (id, outcome)
+            })
+            .collect()
+    }
+
+    /// The checks before the signature: not pending already (`fresh` is
+    /// false for a repeat within one batch), room left, this chain.
+    fn precheck(
+        &self,
+        ledger: &Ledger,
+        id: &Hash,
+        fresh: bool,
+        tx: &SignedTx,
+    ) -> Result<(), AdmitError> {
+        if !fresh || self.txs.contains_key(id) {
             return Err(AdmitError::Duplicate);
         }
         if self.txs.len() >= MAX_PENDING {
@@ -68,7 +111,15 @@ impl Mempool {
             }
             .into());
         }
-        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+        Ok(())
+    }
+
+    /// After the signature: the nonce is not used yet, and there is still
+    /// room (the batch may have filled it).
+    fn insert(&mut self, ledger: &Ledger, id: Hash, tx: SignedTx) -> Result<(), AdmitError> {
+        if self.txs.len() >= MAX_PENDING {
+            return Err(AdmitError::Full { max: MAX_PENDING });
+        }
         let expected = tx
             .tx
             .expected_nonce(ledger.account(&tx.tx.sender).nonce, ledger.height() + 1);
@@ -81,7 +132,7 @@ impl Mempool {
         }
         self.order.push_back(id);
         self.txs.insert(id, tx);
-        Ok(id)
+        Ok(())
     }
 
     /// Up to `max` pending transactions, oldest first.

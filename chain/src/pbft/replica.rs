@@ -449,11 +449,11 @@ impl Replica {
     /// A client submitted transactions to this replica: admit them, relay
     /// them to the other replicas, and propose if primary.
     pub fn handle_transactions(&mut self, now: TimestampMs, txs: Vec<SignedTx>) {
+        let outcomes = self.mempool.admit_all(&self.ledger, txs.clone());
         let mut relay = Vec::new();
-        for tx in txs {
-            let id = tx.hash();
-            match self.mempool.admit(&self.ledger, tx.clone()) {
-                Ok(_) => relay.push(tx),
+        for (tx, (id, outcome)) in txs.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => relay.push(tx),
                 Err(error) => self.outputs.push_back(Output::Rejected { tx: id, error }),
             }
         }
@@ -476,11 +476,8 @@ impl Replica {
         }
         match message {
             Message::Transactions(txs) => {
-                let mut admitted = false;
-                for tx in txs.into_inner() {
-                    admitted |= self.mempool.admit(&self.ledger, tx).is_ok();
-                }
-                if admitted {
+                let outcomes = self.mempool.admit_all(&self.ledger, txs.into_inner());
+                if outcomes.iter().any(|(_, outcome)| outcome.is_ok()) {
                     self.on_pending(now);
                 }
             }
