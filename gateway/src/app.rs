@@ -69,6 +69,8 @@ pub struct Gateway {
     pub sim_stick: Option<itc_bridges::zigbee::sim_port::SimPort>,
     zigbee_task: Option<JoinHandle<()>>,
     pub dag: crate::dag::DagHandle,
+    /// What this gateway's replica takes as held DAG data.
+    pub solid: std::sync::Arc<crate::dag::SolidTips>,
     dag_task: JoinHandle<()>,
     stop_dag: watch::Sender<bool>,
     store: SqliteStore,
@@ -97,7 +99,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         &node,
         Keypair::from_seed(*service_key.seed()),
         config.dag,
-        solid,
+        solid.clone(),
         dag_stopped,
     )
     .await?;
@@ -145,6 +147,7 @@ pub async fn launch(config: GatewayConfig) -> Result<Gateway, AppError> {
         sim_stick,
         zigbee_task,
         dag,
+        solid,
         dag_task,
         stop_dag,
         store,

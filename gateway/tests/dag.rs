@@ -313,3 +313,99 @@ async fn a_gateway_restarted_after_pruning_grows_on_from_its_tips() {
     assert_eq!(at.dag_status(&ids[5]).await.unwrap().status, "confirmed");
     cluster.shutdown().await.unwrap();
 }
+
+/// A faulty primary anchors a tip it never gossips (it claims to hold
+/// it; nobody else ever will). No backup prepares that block, the view
+/// changes, the next primary leaves the relayed anchor out, and devices'
+/// transactions go on confirming at every gateway, the faulty one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_anchoring_data_nobody_has_is_replaced_and_the_dag_goes_on() {
+    use itc_chain::tx::{DagAnchor, Tx, TxBody};
+
+    let cluster = local_cluster(ClusterOptions::default()).await.unwrap();
+    let owner = Keypair::from_seed(*cluster.users[0].seed());
+    let devices = vec![(
+        DeviceId::new("mqtt:meter-7").unwrap(),
+        Keypair::from_seed([0x67; 32]),
+    )];
+    cluster.register_devices(0, &devices, &owner).await.unwrap();
+    let faulty = (0..4)
+        .find(|g| cluster.gateways[*g].node.status().primary)
+        .expect("a primary");
+    let view = cluster.gateways[faulty].node.status().view;
+    let tip = Hash::digest(b"a DAG tip the faulty primary never gossips");
+    cluster.gateways[faulty].solid.add(vec![tip]);
+    let height = cluster.gateways[faulty].node.status().height;
+    let anchor = Tx {
+        chain_id: cluster.genesis.chain_id.clone(),
+        sender: cluster.keys[faulty].public(),
+        nonce: height + 1,
+        body: TxBody::AnchorDag(DagAnchor {
+            tips: BoundedVec::new(vec![tip]).unwrap(),
+            root: itc_chain::merkle::root(&[tip]),
+            payments: BoundedVec::new(vec![]).unwrap(),
+        }),
+    }
+    .sign(&cluster.keys[faulty]);
+    let honest: Vec<usize> = (0..4).filter(|g| *g != faulty).collect();
+    let mut commits = cluster.gateways[honest[0]].node.commits();
+    assert!(
+        cluster.gateways[faulty]
+            .node
+            .submit(vec![anchor.clone()])
+            .await
+    );
+
+    // The backups' timers run out and they move to a view with another
+    // primary.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let moved = honest.iter().all(|g| {
+            let status = cluster.gateways[*g].node.status();
+            status.view > view && !status.changing_view
+        });
+        if moved {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no view change within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cluster.gateways[honest[0]].node.status().height,
+        height,
+        "the faulty block did not commit"
+    );
+
+    // A device's reading through an honest gateway confirms everywhere.
+    let (device, key) = &devices[0];
+    let client =
+        |g: usize| Client::new(cluster.gateways[g].url(), Keypair::from_seed(*owner.seed()));
+    let at = client(honest[1]);
+    let tx = issue(key, device, reading(1), parents(&at).await);
+    at.dag_submit(&tx).await.unwrap();
+    for g in 0..4 {
+        confirmed(&client(g), &tx.id()).await;
+    }
+    // The faulty anchor never committed.
+    while let Ok(block) = commits.try_recv() {
+        assert!(!block.txs.contains(&anchor.hash()), "at {}", block.height);
+    }
+    // All four end on one head once the chain is quiet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses: Vec<_> = cluster.gateways.iter().map(|g| g.node.status()).collect();
+        if statuses.windows(2).all(|w| w[0].height == w[1].height) {
+            assert!(
+                statuses.windows(2).all(|w| w[0].head == w[1].head),
+                "{statuses:?}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.shutdown().await.unwrap();
+}

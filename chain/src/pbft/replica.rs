@@ -401,13 +401,15 @@ impl Replica {
     }
 
     fn anchors_available(&self, block: &Block) -> bool {
+        self.tips_held(block.txs.as_slice())
+    }
+
+    /// Whether every tip the anchors among `txs` name is solid here.
+    fn tips_held<'a>(&self, txs: impl IntoIterator<Item = &'a SignedTx>) -> bool {
         let Some(availability) = &self.availability else {
             return true;
         };
-        block
-            .txs
-            .as_slice()
-            .iter()
+        txs.into_iter()
             .filter_map(|t| match &t.tx.body {
                 TxBody::AnchorDag(anchor) => Some(anchor.tips.as_slice()),
                 _ => None,
@@ -417,7 +419,8 @@ impl Replica {
     }
 
     /// More DAG data became solid here: prepare what was held back for it
-    /// (in the current view only; a later view re-proposes).
+    /// (in the current view only; a later view re-proposes), and, as
+    /// primary, propose what waited for it.
     pub fn handle_available(&mut self, now: TimestampMs) {
         let view = self.view;
         for height in std::mem::take(&mut self.awaiting_data) {
@@ -444,6 +447,8 @@ impl Replica {
             self.vote_prepare(view, height, digest, signature);
             self.check_prepared(now, height);
         }
+        // A pending anchor this primary left out may now be vouched for.
+        self.maybe_propose(now);
     }
 
     /// A client submitted transactions to this replica: admit them, relay
@@ -566,7 +571,7 @@ impl Replica {
     /// Dry-runs the mempool as a block and drops what fails for good;
     /// returns whether anything that would apply is left.
     fn prune_mempool(&mut self, now: TimestampMs) -> bool {
-        let candidates = self.mempool.batch(self.params.max_batch);
+        let candidates = self.candidates();
         let proposer = self.primary(self.view);
         let mempool = &self.mempool;
         let Ok(dry_run) = self
@@ -577,6 +582,18 @@ impl Replica {
         };
         self.drop_refused(&dry_run.rejected);
         !dry_run.executed.block.txs.is_empty()
+    }
+
+    /// The next batch from the mempool, less the anchors whose data is not
+    /// held here. A primary proposes only what it can vouch for, so a
+    /// faulty primary's anchor over data it never gossiped, relayed to
+    /// every mempool, does not stall each view after it; and a backup
+    /// without the data does not blame a primary for leaving it out. The
+    /// anchor stays pending until its data arrives or its height passes.
+    fn candidates(&self) -> Vec<SignedTx> {
+        let mut candidates = self.mempool.batch(self.params.max_batch);
+        candidates.retain(|tx| self.tips_held([tx]));
+        candidates
     }
 
     /// Forgets transactions a proposal refused, unless the nonce is merely
@@ -632,7 +649,7 @@ impl Replica {
             }
             return;
         }
-        let candidates = self.mempool.batch(self.params.max_batch);
+        let candidates = self.candidates();
         let mempool = &self.mempool;
         let Ok(proposal) = self
             .ledger

@@ -450,3 +450,69 @@ fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
     settle(&mut replicas);
     assert!(replicas.iter().all(|r| r.ledger().height() == 1));
 }
+
+#[test]
+fn an_anchor_only_a_faulty_primary_holds_is_left_out_after_the_view_change() {
+    use crate::crypto::Hash;
+    use crate::tx::{DagAnchor, Tx, TxBody};
+    use std::sync::Arc;
+
+    let work = Workload::new(4, 4, 43);
+    let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
+    let held: Vec<Arc<Held>> = (0..4).map(|_| Arc::new(Held::default())).collect();
+    let mut replicas: Vec<Replica> = cluster_of(&work, &ledger)
+        .into_iter()
+        .zip(&held)
+        .map(|(r, h)| r.with_availability(h.clone()))
+        .collect();
+    let primary = replicas
+        .iter()
+        .position(|r| r.is_primary())
+        .expect("primary");
+    // The faulty primary anchors a tip it never gossips.
+    let tip = Hash::digest(b"a DAG tip nobody else will ever have");
+    held[primary].0.lock().expect("lock").insert(tip);
+    let gateway = work
+        .validator_key(&replicas[primary].public())
+        .expect("key");
+    let anchor = Tx {
+        chain_id: ledger.params().chain_id.clone(),
+        sender: gateway.public(),
+        nonce: 1,
+        body: TxBody::AnchorDag(DagAnchor {
+            tips: crate::codec::BoundedVec::new(vec![tip]).expect("tips"),
+            root: crate::merkle::root(&[tip]),
+            payments: crate::codec::BoundedVec::new(vec![]).expect("payments"),
+        }),
+    }
+    .sign(gateway);
+    let mut txs = vec![anchor];
+    txs.extend(work.transfers(&ledger, 2));
+    replicas[primary].handle_transactions(1, txs);
+    settle(&mut replicas);
+    assert!(replicas.iter().all(|r| r.ledger().height() == 0));
+
+    // The backups' timers run out (§4.4): view 1, whose primary holds
+    // the anchor in its mempool (it was relayed) but not the tip.
+    for (i, replica) in replicas.iter_mut().enumerate() {
+        if i != primary {
+            replica.handle_timer(2_000, Timer::Progress);
+        }
+    }
+    settle(&mut replicas);
+    let backups: Vec<&Replica> = (0..4)
+        .filter(|i| *i != primary)
+        .map(|i| &replicas[i])
+        .collect();
+    for replica in &backups {
+        assert_eq!(replica.view(), 1);
+        assert_eq!(replica.ledger().height(), 1, "the transfers commit");
+    }
+    let block = &backups[0].ledger().tip().clone();
+    assert_eq!(block.height, 1);
+    // The anchor stays pending with the primary that could not vouch for
+    // it, and stays out of the block.
+    assert!(backups
+        .iter()
+        .all(|r| r.ledger().account(&gateway.public()).nonce == 0));
+}
