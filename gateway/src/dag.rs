@@ -400,7 +400,15 @@ impl Driver {
                         self.committed = self.committed.max(block.height);
                         self.last_commit = tokio::time::Instant::now();
                         self.behind = true;
-                        self.catch_up().await
+                        match self.catch_up().await {
+                            // The next height's anchor at once, not at the
+                            // next tick: it is what the primary waits for.
+                            Ok(()) => {
+                                self.maybe_anchor().await;
+                                Ok(())
+                            }
+                            failed => failed,
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.behind = true;
@@ -639,7 +647,8 @@ impl Driver {
     /// timers).
     async fn maybe_anchor(&mut self) {
         let status = self.node.status();
-        let next = status.height + 1;
+        // The node announces a commit before its status shows it.
+        let next = status.height.max(self.committed) + 1;
         let stalled = || {
             let limit = STALLED_AFTER.as_millis() as u64;
             self.last_commit.elapsed() >= STALLED_AFTER
