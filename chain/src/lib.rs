@@ -1,7 +1,8 @@
 //! # itc-chain: the ITC chain core
 //!
 //! Everything the gateways agree on, and nothing that touches the outside
-//! world: identities and hashes ([`crypto`], [`text`]), the one binary
+//! world: identities and hashes ([`crypto`], [`text`]; transaction
+//! signatures in batches, [`zip215`]), the one binary
 //! encoding ([`codec`]), transactions ([`tx`]), the ledger state machine
 //! ([`ledger`]) over an authenticated state ([`state`]), blocks and commit
 //! certificates ([`block`]), list Merkle proofs ([`merkle`]), the genesis

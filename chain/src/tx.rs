@@ -214,7 +214,7 @@ impl SignedTx {
 
     /// [`SignedTx::verify_signature`] for many at once, in one batch; each
     /// verdict is what the single check says.
-    pub fn verify_signatures(txs: &[SignedTx]) -> Vec<bool> {
+    pub fn verify_signatures(txs: &[&SignedTx]) -> Vec<bool> {
         let payloads: Vec<Vec<u8>> = txs.iter().map(|signed| encode(&signed.tx)).collect();
         let items: Vec<zip215::Signed<'_>> = txs
             .iter()

@@ -758,6 +758,23 @@ fn received_blocks_are_checked_field_by_field() {
         env.ledger.execute(&with_bad_tx),
         Err(BlockError::InvalidTx { index: 3, .. })
     ));
+    // A forged signature among others checked in one batch is named by
+    // its index and its reason.
+    assert!(block.txs.as_slice().len() >= 4);
+    let mut txs = block.txs.clone().into_inner();
+    txs[2].signature.0[10] ^= 1;
+    let forged = Block {
+        header: block.header.clone(),
+        txs: BoundedVec::new(txs).unwrap(),
+    };
+    assert!(matches!(
+        env.ledger.execute(&forged),
+        Err(BlockError::InvalidTx {
+            index: 2,
+            error: TxError::BadSignature,
+            ..
+        })
+    ));
     // Dropping a transaction changes the tx root.
     let mut txs = block.txs.clone().into_inner();
     txs.pop();

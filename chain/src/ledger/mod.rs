@@ -18,6 +18,8 @@ mod error;
 mod exec;
 mod read;
 
+use std::collections::HashSet;
+
 use crate::block::{dag_root, tx_root, Block, Header, MAX_BLOCK_TXS};
 use crate::codec::BoundedVec;
 use crate::crypto::{Hash, PublicKey};
@@ -262,7 +264,25 @@ impl Ledger {
             header.height,
             header.time_ms,
         );
-        writes.verified = verified;
+        // The signatures not checked here before are checked in one batch
+        // (a peer's block, state transfer); each verdict is the single
+        // check's, and a bad one still fails below, by its index.
+        let unchecked: Vec<(Hash, &SignedTx)> = block
+            .txs
+            .as_slice()
+            .iter()
+            .map(|signed| (signed.hash(), signed))
+            .filter(|(id, _)| !verified(id))
+            .collect();
+        let refs: Vec<&SignedTx> = unchecked.iter().map(|(_, signed)| *signed).collect();
+        let good: HashSet<Hash> = unchecked
+            .iter()
+            .zip(SignedTx::verify_signatures(&refs))
+            .filter(|(_, ok)| *ok)
+            .map(|((id, _), _)| *id)
+            .collect();
+        let verified = |id: &Hash| verified(id) || good.contains(id);
+        writes.verified = &verified;
         let active = self.active_set_with(&header.proposer)?;
         for (index, signed) in block.txs.as_slice().iter().enumerate() {
             writes

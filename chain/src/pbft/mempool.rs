@@ -71,10 +71,10 @@ impl Mempool {
                 (id, tx, outcome)
             })
             .collect();
-        let to_verify: Vec<SignedTx> = prechecked
+        let to_verify: Vec<&SignedTx> = prechecked
             .iter()
             .filter(|(_, _, outcome)| outcome.is_ok())
-            .map(|(_, tx, _)| tx.clone())
+            .map(|(_, tx, _)| tx)
             .collect();
         let mut verdicts = SignedTx::verify_signatures(&to_verify).into_iter();
         prechecked
