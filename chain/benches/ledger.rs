@@ -1,13 +1,15 @@
 //! Ledger benchmarks (figures in BENCHMARKS.md):
 //! - `execute_block/1000_transfers`: a replica re-executes a block of 1,000
 //!   pre-signed transfers over 10,000 funded accounts: every Ed25519
-//!   signature verified, every balance and nonce updated, the Jellyfish root
+//!   signature verified (in one batch), every balance and nonce updated, the Jellyfish root
 //!   recomputed. One core.
 //! - `execute_block/1000_transfers_preverified`: the same block at a replica
 //!   that checked each signature when the transaction entered its mempool.
 //! - `state_restore/100k_accounts`: rebuilding the tree from stored entries,
 //!   what reopening a store costs.
-//! - `ed25519_verify/ring`: one signature check, the floor under the above.
+//! - `ed25519_verify/ring`: one signature check, the floor under the above;
+//!   `zip215_single` and `zip215_batch_256` (per signature) the rule
+//!   transaction signatures are checked under, alone and in a batch.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
 //!   account among 100,000; its encoded size is printed.
 //!   `verify_device` is the same check as a device makes it: `itc-verify`
@@ -76,6 +78,50 @@ fn ed25519_verify(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    c.bench_function("ed25519_verify/zip215_single", |b| {
+        b.iter(|| {
+            itc_chain::zip215::verify(
+                &key.public(),
+                itc_chain::crypto::Domain::Transaction,
+                &message,
+                &sig,
+            )
+            .unwrap()
+        })
+    });
+    // 256 signatures by 256 keys in one batch, per signature.
+    let signed: Vec<(
+        itc_chain::crypto::PublicKey,
+        Vec<u8>,
+        itc_chain::crypto::Signature,
+    )> = (0..256u32)
+        .map(|i| {
+            let mut seed = [9u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let key = itc_chain::Keypair::from_seed(seed);
+            let message = i.to_le_bytes().repeat(30);
+            let sig = key.sign(itc_chain::crypto::Domain::Transaction, &message);
+            (key.public(), message, sig)
+        })
+        .collect();
+    let mut group = c.benchmark_group("ed25519_verify");
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("zip215_batch_256", |b| {
+        b.iter(|| {
+            let items: Vec<itc_chain::zip215::Signed<'_>> = signed
+                .iter()
+                .map(|(key, payload, signature)| itc_chain::zip215::Signed {
+                    key: *key,
+                    domain: itc_chain::crypto::Domain::Transaction,
+                    payload,
+                    signature: *signature,
+                })
+                .collect();
+            let verdicts = itc_chain::zip215::verify_all(&items);
+            assert!(verdicts.iter().all(|ok| *ok));
+        })
+    });
+    group.finish();
 }
 
 fn state_proofs(c: &mut Criterion) {
