@@ -397,16 +397,25 @@ impl AnchorAvailability for Held {
     }
 }
 
-#[test]
-fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
-    use crate::crypto::Hash;
+/// Four replicas with their own `Held` DAGs, a tip only the primary
+/// holds, and that primary's anchor over it for height 1.
+struct Anchoring {
+    work: Workload,
+    ledger: Ledger,
+    held: Vec<std::sync::Arc<Held>>,
+    replicas: Vec<Replica>,
+    primary: usize,
+    anchor: crate::tx::SignedTx,
+}
+
+fn anchoring(seed: u64, tip: crate::crypto::Hash) -> Anchoring {
     use crate::tx::{DagAnchor, Tx, TxBody};
     use std::sync::Arc;
 
-    let work = Workload::new(4, 4, 41);
+    let work = Workload::new(4, 4, seed);
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
     let held: Vec<Arc<Held>> = (0..4).map(|_| Arc::new(Held::default())).collect();
-    let mut replicas: Vec<Replica> = cluster_of(&work, &ledger)
+    let replicas: Vec<Replica> = cluster_of(&work, &ledger)
         .into_iter()
         .zip(&held)
         .map(|(r, h)| r.with_availability(h.clone()))
@@ -415,7 +424,6 @@ fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
         .iter()
         .position(|r| r.is_primary())
         .expect("primary");
-    let tip = Hash::digest(b"a DAG tip only the primary has");
     held[primary].0.lock().expect("lock").insert(tip);
     let gateway = work
         .validator_key(&replicas[primary].public())
@@ -431,6 +439,26 @@ fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
         }),
     }
     .sign(gateway);
+    Anchoring {
+        work,
+        ledger,
+        held,
+        replicas,
+        primary,
+        anchor,
+    }
+}
+
+#[test]
+fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
+    let tip = crate::crypto::Hash::digest(b"a DAG tip only the primary has");
+    let Anchoring {
+        held,
+        mut replicas,
+        primary,
+        anchor,
+        ..
+    } = anchoring(41, tip);
     replicas[primary].handle_transactions(1, vec![anchor]);
     settle(&mut replicas);
     // Nobody else holds the tip: no backup prepares, nothing commits.
@@ -453,39 +481,17 @@ fn backups_prepare_an_anchor_only_once_they_hold_its_tips() {
 
 #[test]
 fn an_anchor_only_a_faulty_primary_holds_is_left_out_after_the_view_change() {
-    use crate::crypto::Hash;
-    use crate::tx::{DagAnchor, Tx, TxBody};
-    use std::sync::Arc;
-
-    let work = Workload::new(4, 4, 43);
-    let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
-    let held: Vec<Arc<Held>> = (0..4).map(|_| Arc::new(Held::default())).collect();
-    let mut replicas: Vec<Replica> = cluster_of(&work, &ledger)
-        .into_iter()
-        .zip(&held)
-        .map(|(r, h)| r.with_availability(h.clone()))
-        .collect();
-    let primary = replicas
-        .iter()
-        .position(|r| r.is_primary())
-        .expect("primary");
     // The faulty primary anchors a tip it never gossips.
-    let tip = Hash::digest(b"a DAG tip nobody else will ever have");
-    held[primary].0.lock().expect("lock").insert(tip);
-    let gateway = work
-        .validator_key(&replicas[primary].public())
-        .expect("key");
-    let anchor = Tx {
-        chain_id: ledger.params().chain_id.clone(),
-        sender: gateway.public(),
-        nonce: 1,
-        body: TxBody::AnchorDag(DagAnchor {
-            tips: crate::codec::BoundedVec::new(vec![tip]).expect("tips"),
-            root: crate::merkle::root(&[tip]),
-            payments: crate::codec::BoundedVec::new(vec![]).expect("payments"),
-        }),
-    }
-    .sign(gateway);
+    let tip = crate::crypto::Hash::digest(b"a DAG tip nobody else will ever have");
+    let Anchoring {
+        work,
+        ledger,
+        mut replicas,
+        primary,
+        anchor,
+        ..
+    } = anchoring(43, tip);
+    let gateway = anchor.tx.sender;
     let mut txs = vec![anchor];
     txs.extend(work.transfers(&ledger, 2));
     replicas[primary].handle_transactions(1, txs);
@@ -514,5 +520,5 @@ fn an_anchor_only_a_faulty_primary_holds_is_left_out_after_the_view_change() {
     // it, and stays out of the block.
     assert!(backups
         .iter()
-        .all(|r| r.ledger().account(&gateway.public()).nonce == 0));
+        .all(|r| r.ledger().account(&gateway).nonce == 0));
 }
