@@ -539,6 +539,35 @@ fn validator_changes_need_a_quorum_and_wait_for_the_epoch() {
             approver: env.gateway(1).public()
         }
     );
+    // A quorum cannot add a validator nobody could dial.
+    let unreachable = ValidatorChange::Add(Validator {
+        key: newcomer.public(),
+        addr: Text::new("gateway-5:7200").unwrap(),
+    });
+    let pending = env.ledger.validator_sets().pending.hash();
+    let payload = validator_change_payload(&env.chain(), &pending, &unreachable);
+    let approvals = BoundedVec::new(
+        (0..3)
+            .map(|i| Approval {
+                validator: env.gateway(i).public(),
+                signature: env.gateway(i).sign(Domain::ValidatorChange, &payload),
+            })
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(
+        env.refuse(env.tx(
+            env.gateway(0),
+            TxBody::ChangeValidators {
+                change: unreachable,
+                approvals,
+            },
+        )),
+        TxError::BadValidatorAddress {
+            key: newcomer.public(),
+            addr: "gateway-5:7200".to_string(),
+        }
+    );
     let good = approve(&env, &[0, 1, 2]);
     let before = env.ledger.validator_sets().active.hash();
     env.commit(vec![submit(&env, good.clone())]);

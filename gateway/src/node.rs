@@ -189,11 +189,11 @@ pub struct NodeConfig {
     pub availability: Option<Arc<dyn AnchorAvailability>>,
 }
 
-/// The validators' network addresses from the genesis.
 /// The peers a gateway talks to: every validator of the active and the
 /// pending set (so a gateway joining at the next epoch is connected, and
-/// follows the chain, before it votes). An address that does not parse is
-/// skipped with a warning here; a genesis with one is refused at start.
+/// follows the chain, before it votes). A genesis with an address that
+/// does not parse is refused at start, and the ledger refuses a validator
+/// change with one; should one appear anyway it is skipped with a warning.
 pub fn peer_addresses(sets: &ValidatorSets) -> Vec<(PublicKey, SocketAddr)> {
     let mut peers: Vec<(PublicKey, SocketAddr)> = Vec::new();
     for v in sets

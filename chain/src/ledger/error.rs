@@ -74,6 +74,8 @@ pub enum TxError {
     },
     #[error("{key} is already in the validator set")]
     AlreadyValidator { key: PublicKey },
+    #[error("validator {key}'s address {addr:?} is not an IP address and port")]
+    BadValidatorAddress { key: PublicKey, addr: String },
     #[error("{key} is not in the validator set")]
     NotAValidator { key: PublicKey },
     #[error("the resulting validator set is invalid: {0}")]

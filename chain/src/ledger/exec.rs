@@ -588,6 +588,20 @@ impl TxScope<'_, '_> {
                 if sets.pending.contains(&validator.key) {
                     return Err(TxError::AlreadyValidator { key: validator.key });
                 }
+                // Gateways dial validators at this address; one that does
+                // not parse would leave the newcomer unreachable, so the
+                // chain refuses it as the node refuses it in a genesis.
+                if validator
+                    .addr
+                    .as_str()
+                    .parse::<std::net::SocketAddr>()
+                    .is_err()
+                {
+                    return Err(TxError::BadValidatorAddress {
+                        key: validator.key,
+                        addr: validator.addr.as_str().to_string(),
+                    });
+                }
                 sets.pending.with(validator.clone())?
             }
             ValidatorChange::Remove { key } => {
