@@ -707,40 +707,42 @@ impl Replica {
         let height = signed.body.block.header.height;
         let digest = signed.body.block.header.hash();
         let next = self.ledger.height() + 1;
+        // The primary's signatures over this slot that this replica holds:
+        // the pre-prepare it accepted or keeps waiting in this view, and
+        // those backups forwarded in their prepares (checked before use).
+        // One over another block is proof of equivocation.
         let slot = self.slot(height);
-        if let Some(accepted) = &slot.accepted {
-            if accepted.view == view {
-                if accepted.digest != digest {
-                    let first = proposal(&accepted.signed);
-                    self.equivocation(now, view, height, first, proposal(&signed));
-                }
-                return;
-            }
-        }
-        if let Some(waiting) = &slot.waiting {
-            if waiting.body.view == view && waiting.body.block.header.hash() != digest {
-                let first = proposal(waiting);
-                self.equivocation(now, view, height, first, proposal(&signed));
-                return;
-            }
-        }
-        // A backup that was sent another block for this slot forwarded the
-        // primary's signature over it in its prepare.
+        let accepted = slot.accepted.as_ref().filter(|a| a.view == view);
+        let duplicate = accepted.is_some_and(|a| a.digest == digest);
+        let held: Vec<SignedDigest> = accepted
+            .map(|a| SignedDigest {
+                digest: a.digest,
+                signature: a.signed.signature,
+            })
+            .into_iter()
+            .chain(
+                slot.waiting
+                    .iter()
+                    .filter(|w| w.body.view == view)
+                    .map(proposal),
+            )
+            .collect();
         let forwarded: Vec<SignedDigest> = slot
             .prepares
             .get(&view)
-            .map(|by| {
-                by.values()
-                    .map(|p| p.body.proposal())
-                    .filter(|other| other.digest != digest)
-                    .collect()
-            })
+            .map(|by| by.values().map(|p| p.body.proposal()).collect())
             .unwrap_or_default();
-        let other = forwarded
-            .into_iter()
-            .find(|other| self.signed_by_primary(view, height, other));
+        let other = held.into_iter().find(|o| o.digest != digest).or_else(|| {
+            forwarded
+                .into_iter()
+                .filter(|o| o.digest != digest)
+                .find(|o| self.signed_by_primary(view, height, o))
+        });
         if let Some(other) = other {
-            self.equivocation(now, view, height, proposal(&signed), other);
+            self.equivocation(now, view, height, other, proposal(&signed));
+            return;
+        }
+        if duplicate {
             return;
         }
         // Never contradict an earlier vote in this view (even one made
