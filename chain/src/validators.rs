@@ -29,6 +29,14 @@ pub struct Validator {
     pub addr: Text<128>,
 }
 
+impl Validator {
+    /// Its consensus endpoint as a socket address: what gateways dial, so
+    /// the chain refuses an address for which this fails.
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
+        self.addr.as_str().parse()
+    }
+}
+
 /// Why a list of validators is not a valid set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidatorSetError {

@@ -205,7 +205,7 @@ pub fn peer_addresses(sets: &ValidatorSets) -> Vec<(PublicKey, SocketAddr)> {
         if peers.iter().any(|(k, _)| *k == v.key) {
             continue;
         }
-        match v.addr.as_str().parse() {
+        match v.socket_addr() {
             Ok(addr) => peers.push((v.key, addr)),
             Err(_) => {
                 tracing::warn!(key = %v.key, addr = %v.addr.as_str(), "validator address does not parse; not dialed")
@@ -229,11 +229,7 @@ pub async fn start(
         availability,
     } = config;
     let public = key.public();
-    if let Some(v) = genesis
-        .validators
-        .iter()
-        .find(|v| v.addr.as_str().parse::<SocketAddr>().is_err())
-    {
+    if let Some(v) = genesis.validators.iter().find(|v| v.socket_addr().is_err()) {
         return Err(NodeError::BadAddress {
             key: v.key,
             addr: v.addr.as_str().to_string(),

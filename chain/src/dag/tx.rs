@@ -139,16 +139,22 @@ impl DagTx {
 
     /// [`DagTx::check`], keeping the proof that it passed and the id.
     pub fn checked(self, key: &PublicKey) -> Result<CheckedDagTx, DagTxError> {
-        let (signed, id) = self.precheck()?;
-        zip215::verify(key, Domain::DagTransaction, &signed, &self.signature)
-            .map_err(|_| DagTxError::BadSignature)?;
+        let id = self.check_id(key)?;
         Ok(CheckedDagTx { tx: self, id })
     }
 
     /// Checks shape, work and signature (by `key`, the issuer's key on
     /// chain), in that order: the cheap checks first.
     pub fn check(&self, key: &PublicKey) -> Result<(), DagTxError> {
-        self.clone().checked(key).map(|_| ())
+        self.check_id(key).map(|_| ())
+    }
+
+    /// [`DagTx::check`], returning the id (the work hash).
+    fn check_id(&self, key: &PublicKey) -> Result<Hash, DagTxError> {
+        let (signed, id) = self.precheck()?;
+        zip215::verify(key, Domain::DagTransaction, &signed, &self.signature)
+            .map_err(|_| DagTxError::BadSignature)?;
+        Ok(id)
     }
 
     /// [`DagTx::checked`] for many transactions at once, with their

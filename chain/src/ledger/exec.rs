@@ -591,12 +591,7 @@ impl TxScope<'_, '_> {
                 // Gateways dial validators at this address; one that does
                 // not parse would leave the newcomer unreachable, so the
                 // chain refuses it as the node refuses it in a genesis.
-                if validator
-                    .addr
-                    .as_str()
-                    .parse::<std::net::SocketAddr>()
-                    .is_err()
-                {
+                if validator.socket_addr().is_err() {
                     return Err(TxError::BadValidatorAddress {
                         key: validator.key,
                         addr: validator.addr.as_str().to_string(),

@@ -192,6 +192,25 @@ pub(super) struct Slot {
     pub voted: BTreeMap<(View, u8), Hash>,
 }
 
+impl Slot {
+    /// The primary's signature over this slot in `view` that this replica
+    /// holds: its accepted pre-prepare (whose digest is kept, so no header
+    /// is hashed again), else the one waiting for the parent.
+    fn held_proposal(&self, view: View) -> Option<SignedDigest> {
+        match self.accepted.as_ref().filter(|a| a.view == view) {
+            Some(a) => Some(SignedDigest {
+                digest: a.digest,
+                signature: a.signed.signature,
+            }),
+            None => self
+                .waiting
+                .as_ref()
+                .filter(|w| w.body.view == view)
+                .map(proposal),
+        }
+    }
+}
+
 /// The primary's signed assignment a pre-prepare carries.
 fn proposal(signed: &Signed<PrePrepare>) -> SignedDigest {
     SignedDigest {
@@ -712,27 +731,17 @@ impl Replica {
         // those backups forwarded in their prepares (checked before use).
         // One over another block is proof of equivocation.
         let slot = self.slot(height);
-        let accepted = slot.accepted.as_ref().filter(|a| a.view == view);
-        let duplicate = accepted.is_some_and(|a| a.digest == digest);
-        let held: Vec<SignedDigest> = accepted
-            .map(|a| SignedDigest {
-                digest: a.digest,
-                signature: a.signed.signature,
-            })
-            .into_iter()
-            .chain(
-                slot.waiting
-                    .iter()
-                    .filter(|w| w.body.view == view)
-                    .map(proposal),
-            )
-            .collect();
+        let held = slot.held_proposal(view);
+        let duplicate = slot
+            .accepted
+            .as_ref()
+            .is_some_and(|a| a.view == view && a.digest == digest);
         let forwarded: Vec<SignedDigest> = slot
             .prepares
             .get(&view)
             .map(|by| by.values().map(|p| p.body.proposal()).collect())
             .unwrap_or_default();
-        let other = held.into_iter().find(|o| o.digest != digest).or_else(|| {
+        let other = held.filter(|o| o.digest != digest).or_else(|| {
             forwarded
                 .into_iter()
                 .filter(|o| o.digest != digest)
@@ -917,20 +926,10 @@ impl Replica {
         // The prepare carries the primary's signature over the block its
         // sender was sent: if that is not the block this replica was sent,
         // the primary signed two.
-        // (The accepted pre-prepare's digest is kept: no header is hashed
-        // again per prepare.)
-        let accepted = self.slots.get(&height).and_then(|slot| {
-            let accepted = slot.accepted.as_ref().filter(|a| a.view == view);
-            accepted
-                .map(|a| SignedDigest {
-                    digest: a.digest,
-                    signature: a.signed.signature,
-                })
-                .or_else(|| {
-                    let waiting = slot.waiting.as_ref();
-                    waiting.filter(|s| s.body.view == view).map(proposal)
-                })
-        });
+        let accepted = self
+            .slots
+            .get(&height)
+            .and_then(|slot| slot.held_proposal(view));
         if let Some(mine) = accepted {
             if mine.digest != forwarded.digest && self.signed_by_primary(view, height, &forwarded) {
                 self.equivocation(now, view, height, mine, forwarded);
