@@ -506,21 +506,22 @@ fn validator_changes_need_a_quorum_and_wait_for_the_epoch() {
         key: newcomer.public(),
         addr: Text::new("127.0.0.1:7200").unwrap(),
     });
-    let approve = |env: &Env, signers: &[usize]| -> BoundedVec<Approval, 128> {
-        let pending = env.ledger.validator_sets().pending.hash();
-        let payload = validator_change_payload(&env.chain(), &pending, &change);
-        BoundedVec::new(
-            signers
-                .iter()
-                .map(|&i| Approval {
-                    validator: env.gateway(i).public(),
-                    signature: env.gateway(i).sign(Domain::ValidatorChange, &payload),
-                })
-                .collect(),
-        )
-        .unwrap()
-    };
-    let submit = |env: &Env, approvals| {
+    let approve =
+        |env: &Env, change: &ValidatorChange, signers: &[usize]| -> BoundedVec<Approval, 128> {
+            let pending = env.ledger.validator_sets().pending.hash();
+            let payload = validator_change_payload(&env.chain(), &pending, change);
+            BoundedVec::new(
+                signers
+                    .iter()
+                    .map(|&i| Approval {
+                        validator: env.gateway(i).public(),
+                        signature: env.gateway(i).sign(Domain::ValidatorChange, &payload),
+                    })
+                    .collect(),
+            )
+            .unwrap()
+        };
+    let submit = |env: &Env, change: &ValidatorChange, approvals| {
         env.tx(
             env.gateway(0),
             TxBody::ChangeValidators {
@@ -530,11 +531,11 @@ fn validator_changes_need_a_quorum_and_wait_for_the_epoch() {
         )
     };
     assert_eq!(
-        env.refuse(submit(&env, approve(&env, &[0, 1]))),
+        env.refuse(submit(&env, &change, approve(&env, &change, &[0, 1]))),
         TxError::NotEnoughApprovals { have: 2, need: 3 }
     );
     assert_eq!(
-        env.refuse(submit(&env, approve(&env, &[0, 1, 1]))),
+        env.refuse(submit(&env, &change, approve(&env, &change, &[0, 1, 1]))),
         TxError::DuplicateApproval {
             approver: env.gateway(1).public()
         }
@@ -544,40 +545,27 @@ fn validator_changes_need_a_quorum_and_wait_for_the_epoch() {
         key: newcomer.public(),
         addr: Text::new("gateway-5:7200").unwrap(),
     });
-    let pending = env.ledger.validator_sets().pending.hash();
-    let payload = validator_change_payload(&env.chain(), &pending, &unreachable);
-    let approvals = BoundedVec::new(
-        (0..3)
-            .map(|i| Approval {
-                validator: env.gateway(i).public(),
-                signature: env.gateway(i).sign(Domain::ValidatorChange, &payload),
-            })
-            .collect(),
-    )
-    .unwrap();
     assert_eq!(
-        env.refuse(env.tx(
-            env.gateway(0),
-            TxBody::ChangeValidators {
-                change: unreachable,
-                approvals,
-            },
+        env.refuse(submit(
+            &env,
+            &unreachable,
+            approve(&env, &unreachable, &[0, 1, 2])
         )),
         TxError::BadValidatorAddress {
             key: newcomer.public(),
             addr: "gateway-5:7200".to_string(),
         }
     );
-    let good = approve(&env, &[0, 1, 2]);
+    let good = approve(&env, &change, &[0, 1, 2]);
     let before = env.ledger.validator_sets().active.hash();
-    env.commit(vec![submit(&env, good.clone())]);
+    env.commit(vec![submit(&env, &change, good.clone())]);
     let sets = env.ledger.validator_sets();
     assert!(sets.pending.contains(&newcomer.public()));
     assert!(!sets.active.contains(&newcomer.public()));
     assert_eq!(env.ledger.tip().next_validators_hash, before);
     // The same approvals cannot be used twice: they were for the old pending set.
     assert!(matches!(
-        env.refuse(submit(&env, good)),
+        env.refuse(submit(&env, &change, good)),
         TxError::BadApproval { .. }
     ));
 
