@@ -335,21 +335,61 @@ impl State {
         &self,
         writes: BTreeMap<StateKey, Option<StateValue>>,
     ) -> Result<StateChanges, StateError> {
+        self.prepare_by(writes, TreePath::Batch)
+    }
+
+    fn prepare_by(
+        &self,
+        writes: BTreeMap<StateKey, Option<StateValue>>,
+        path: TreePath,
+    ) -> Result<StateChanges, StateError> {
         let version = self.next_version();
         let tree_writes: Vec<(KeyHash, Option<Vec<u8>>)> = writes
             .iter()
             .map(|(key, value)| (key.key_hash(), value.as_ref().map(encode)))
             .collect();
-        let (root, batch) = self
-            .tree()
-            .put_value_set(tree_writes, version)
-            .map_err(tree_error)?;
+        let (root, batch) = self.put_tree_writes(tree_writes, version, path)?;
         Ok(StateChanges {
             version,
             writes: writes.into_iter().collect(),
             root: Hash(root.0),
             batch,
         })
+    }
+
+    /// One version of the tree from `writes`.
+    ///
+    /// jmt's per-key `put_value_set` walks and rehashes the root-to-leaf
+    /// path once per key, so a block touching k keys hashes the upper nodes
+    /// k times; its `batch_put_value_sets` sorts the keys and rebuilds each
+    /// touched node once. The batch path takes no deletions, so a write set
+    /// with one goes the per-key way. Both build the same tree (its shape is
+    /// a function of its keys alone), which
+    /// `tests::both_tree_paths_give_the_same_roots_and_proofs` checks.
+    fn put_tree_writes(
+        &self,
+        writes: Vec<(KeyHash, Option<Vec<u8>>)>,
+        version: Version,
+        path: TreePath,
+    ) -> Result<(RootHash, TreeUpdateBatch), StateError> {
+        let tree = self.tree();
+        if path == TreePath::PerKey
+            || writes.is_empty()
+            || writes.iter().any(|(_, value)| value.is_none())
+        {
+            return tree.put_value_set(writes, version).map_err(tree_error);
+        }
+        let inserts: Vec<(KeyHash, Vec<u8>)> = writes
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key, value)))
+            .collect();
+        let (mut roots, batch) = tree
+            .batch_put_value_sets(vec![inserts], None, version)
+            .map_err(tree_error)?;
+        let root = roots.pop().ok_or_else(|| StateError::Tree {
+            reason: "the tree returned no root for the version".into(),
+        })?;
+        Ok((root, batch))
     }
 
     /// Applies changes made by [`State::prepare`] on this very state.
@@ -405,6 +445,16 @@ impl State {
         }
         Ok(state)
     }
+}
+
+/// How [`State::prepare`] has jmt build a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TreePath {
+    /// Each touched node rebuilt once, when the writes delete nothing.
+    Batch,
+    /// Key by key: the reference the batch path is tested against.
+    #[cfg_attr(not(test), allow(dead_code))]
+    PerKey,
 }
 
 /// Proof of one key's value (or absence) under a state root.
@@ -529,6 +579,50 @@ mod tests {
             .unwrap()
             .verify(&state.root())
             .unwrap();
+    }
+
+    proptest::proptest! {
+        /// The batch path builds the very tree the per-key path does:
+        /// random versions of inserts, updates and deletes over a small key
+        /// space give the same root, the same values and the same node
+        /// count, and each tree's proofs verify against the other's root.
+        #[test]
+        fn both_tree_paths_give_the_same_roots_and_proofs(
+            versions in proptest::collection::vec(
+                (
+                    proptest::collection::vec((0u32..300, 0u64..4), 0..60),
+                    // Deletions in about a third of the versions.
+                    proptest::option::weighted(0.3, proptest::collection::vec(0u32..300, 1..4)),
+                ),
+                1..8,
+            )
+        ) {
+            let mut batch = State::default();
+            let mut per_key = State::default();
+            for (upserts, deletes) in versions {
+                let mut writes: BTreeMap<StateKey, Option<StateValue>> = upserts
+                    .into_iter()
+                    .map(|(i, value)| (account(i), balance(value)))
+                    .collect();
+                for i in deletes.unwrap_or_default() {
+                    writes.insert(account(i), None);
+                }
+                let a = batch.prepare_by(writes.clone(), TreePath::Batch).unwrap();
+                let b = per_key.prepare_by(writes.clone(), TreePath::PerKey).unwrap();
+                proptest::prop_assert_eq!(a.root, b.root);
+                batch.apply(a);
+                per_key.apply(b);
+                proptest::prop_assert_eq!(&batch.entries, &per_key.entries);
+                proptest::prop_assert_eq!(&batch.nodes.values, &per_key.nodes.values);
+                proptest::prop_assert_eq!(batch.nodes.nodes.len(), per_key.nodes.nodes.len());
+                for key in writes.keys().take(5) {
+                    let proof = batch.prove(key).unwrap();
+                    proptest::prop_assert_eq!(&proof.value, &per_key.get(key).cloned());
+                    proptest::prop_assert!(proof.verify(&per_key.root()).is_ok());
+                    proptest::prop_assert!(per_key.prove(key).unwrap().verify(&batch.root()).is_ok());
+                }
+            }
+        }
     }
 
     #[test]
