@@ -57,7 +57,7 @@ fn execute_block(c: &mut Criterion) {
             || ledger.clone(),
             |mut l| {
                 let executed = l.execute(&block).unwrap();
-                l.commit(executed).unwrap();
+                l.commit(&executed).unwrap();
                 l
             },
             BatchSize::LargeInput,

@@ -640,7 +640,9 @@ impl Sim {
             Ledger::genesis(&self.work.genesis).map_err(|e| broken(e.to_string()))?;
         for (block, _) in &self.nodes[i].disk.blocks {
             let executed = ledger.execute(block).map_err(|e| broken(e.to_string()))?;
-            ledger.commit(executed).map_err(|e| broken(e.to_string()))?;
+            ledger
+                .commit(&executed)
+                .map_err(|e| broken(e.to_string()))?;
         }
         let key = self
             .work

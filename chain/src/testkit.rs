@@ -257,7 +257,7 @@ impl Workload {
             let header = proposal.executed.block.header.clone();
             let set = sets.get(&header.validators_hash)?;
             out.push((header.clone(), self.certify_by(&header, set, extra)));
-            ledger.commit(proposal.executed).ok()?;
+            ledger.commit(&proposal.executed).ok()?;
         }
         Some((genesis.block.header, out))
     }

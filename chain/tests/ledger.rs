@@ -71,7 +71,7 @@ impl Env {
         assert!(proposal.rejected.is_empty(), "{:?}", proposal.rejected);
         let replica = self.ledger.execute(&proposal.executed.block).unwrap();
         assert_eq!(replica.changes.root, proposal.executed.changes.root);
-        self.ledger.commit(proposal.executed).unwrap();
+        self.ledger.commit(&proposal.executed).unwrap();
     }
 
     /// Proposes `tx` alone and returns its refusal; the ledger must not change.
@@ -254,7 +254,7 @@ fn a_failed_transaction_changes_nothing_inside_a_block() {
         std::slice::from_ref(&good)
     );
     assert_eq!(proposal.rejected.len(), 1);
-    env.ledger.commit(proposal.executed).unwrap();
+    env.ledger.commit(&proposal.executed).unwrap();
     // Nonce 1 is still free: the failed transfer did not spend it.
     assert_eq!(env.ledger.account(&a.public()).nonce, 1);
     bad.tx.body = TxBody::Transfer {
@@ -808,7 +808,7 @@ fn received_blocks_are_checked_field_by_field() {
     ));
 
     // Inclusion proofs for every transaction of the committed block.
-    env.ledger.commit(proposal.executed).unwrap();
+    env.ledger.commit(&proposal.executed).unwrap();
     for (i, tx) in block.txs.as_slice().iter().enumerate() {
         let proof = block.prove_tx(i).unwrap();
         proof.verify(&tx.hash(), &env.ledger.tip().tx_root).unwrap();

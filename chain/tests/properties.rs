@@ -241,8 +241,8 @@ fn run(ops: &[Op]) -> (Workload, Ledger) {
             .unwrap();
         let block: Block = decode(&encode(&proposal.executed.block)).unwrap();
         let executed = replica.execute(&block).unwrap();
-        replica.commit(executed).unwrap();
-        proposer.commit(proposal.executed).unwrap();
+        replica.commit(&executed).unwrap();
+        proposer.commit(&proposal.executed).unwrap();
         assert_eq!(proposer.state_root(), replica.state_root());
         assert_eq!(proposer.tip(), replica.tip());
         if blocks.peek().is_none() {

@@ -27,7 +27,7 @@ fn commit_block(
     let proposer = work.proposer(ledger).public();
     let proposal = ledger.propose(txs, time, proposer).unwrap();
     let block = proposal.executed.block.clone();
-    ledger.commit(proposal.executed).unwrap();
+    ledger.commit(&proposal.executed).unwrap();
     let cert = work.certify(&block.header);
     (block, cert)
 }
@@ -207,7 +207,7 @@ proptest! {
             .map(|&i| (account(i), Some(StateValue::Account(Account { balance: i as u64, nonce: 1 }))))
             .collect();
         let changes = state.prepare(writes).unwrap();
-        state.apply(changes);
+        state.apply(&changes);
         let root = state.root();
         let proof = state.prove(&account(probe)).unwrap();
         prop_assert_eq!(proof.value.is_some(), present.contains(&probe));

@@ -59,7 +59,7 @@ fn store_block(c: &mut Criterion) {
                         }
                     });
                     total += start.elapsed();
-                    ledger.commit(executed).unwrap();
+                    ledger.commit(&executed).unwrap();
                 }
                 total
             })

@@ -461,7 +461,7 @@ impl Driver {
             let _ = self.commits.send(CommittedBlock {
                 height: header.height,
                 head: header.hash(),
-                txs: Arc::new(executed.block.tx_hashes()),
+                txs: Arc::new(executed.tx_ids.clone()),
                 time_ms: header.time_ms,
             });
         } else if !self.records.is_empty() {

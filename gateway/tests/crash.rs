@@ -38,7 +38,7 @@ async fn child_writer() {
         let executed = next_block(&work, &ledger);
         let cert = work.certify(&executed.block.header);
         store.commit_block(&executed, Some(&cert)).await.unwrap();
-        ledger.commit(executed).unwrap();
+        ledger.commit(&executed).unwrap();
     }
 }
 
@@ -90,7 +90,7 @@ async fn killed_writer_recovers() {
         // A fresh replay to the same height agrees.
         while replayed.height() < height {
             let executed = next_block(&work, &replayed);
-            replayed.commit(executed).unwrap();
+            replayed.commit(&executed).unwrap();
         }
         assert_eq!(replayed.height(), height);
         assert_eq!(reopened.tip().hash(), replayed.tip().hash(), "kill {kill}");

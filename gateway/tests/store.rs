@@ -27,7 +27,7 @@ async fn commit(
         .commit_block(&proposal.executed, Some(&cert))
         .await
         .unwrap();
-    ledger.commit(proposal.executed).unwrap();
+    ledger.commit(&proposal.executed).unwrap();
 }
 
 #[tokio::test]

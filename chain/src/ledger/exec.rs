@@ -63,13 +63,14 @@ impl<'a> BlockWrites<'a> {
         }
     }
 
-    /// Runs one transaction; keeps its writes only if it succeeds.
-    pub(crate) fn apply(&mut self, signed: &SignedTx) -> Result<(), TxError> {
+    /// Runs one transaction, whose hash is `id`; keeps its writes only if
+    /// it succeeds.
+    pub(crate) fn apply(&mut self, signed: &SignedTx, id: &Hash) -> Result<(), TxError> {
         let mut scope = TxScope {
             block: self,
             writes: Writes::new(),
         };
-        scope.run(signed)?;
+        scope.run(signed, id)?;
         let writes = scope.writes;
         self.writes.extend(writes);
         Ok(())
@@ -218,7 +219,7 @@ impl TxScope<'_, '_> {
 
     /// Chain, signature and nonce first (the envelope), then the body; the
     /// nonce advances only when the body succeeds.
-    fn run(&mut self, signed: &SignedTx) -> Result<(), TxError> {
+    fn run(&mut self, signed: &SignedTx, id: &Hash) -> Result<(), TxError> {
         let tx = &signed.tx;
         if &tx.chain_id != self.block.chain_id {
             return Err(TxError::WrongChain {
@@ -226,7 +227,7 @@ impl TxScope<'_, '_> {
                 found: tx.chain_id.to_string(),
             });
         }
-        if !(self.block.verified)(&signed.hash()) {
+        if !(self.block.verified)(id) {
             signed
                 .verify_signature()
                 .map_err(|_| TxError::BadSignature)?;

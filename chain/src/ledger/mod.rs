@@ -47,6 +47,9 @@ pub struct ChainParams {
 pub struct Executed {
     pub block: Block,
     pub changes: StateChanges,
+    /// The hashes of the block's transactions, in order: computed once in
+    /// execution and used by everything after it (mempool, store, API).
+    pub tx_ids: Vec<Hash>,
 }
 
 /// A proposed block and the candidates left out of it.
@@ -117,7 +120,8 @@ impl Ledger {
                 header: header.clone(),
                 txs: BoundedVec::default(),
             },
-            changes: changes.clone(),
+            changes,
+            tx_ids: Vec::new(),
         };
         let mut ledger = Ledger {
             params: ChainParams {
@@ -127,7 +131,7 @@ impl Ledger {
             state,
             tip: header,
         };
-        ledger.state.apply(changes);
+        ledger.state.apply(&executed.changes);
         Ok((ledger, executed))
     }
 
@@ -196,16 +200,22 @@ impl Ledger {
         block.verified = verified;
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
+        let mut tx_ids = Vec::new();
         for signed in candidates {
             if accepted.len() == MAX_BLOCK_TXS {
                 break;
             }
-            match block.apply(&signed) {
-                Ok(()) => accepted.push(signed),
-                Err(error) => rejected.push((signed.hash(), error)),
+            let id = signed.hash();
+            match block.apply(&signed, &id) {
+                Ok(()) => {
+                    accepted.push(signed);
+                    tx_ids.push(id);
+                }
+                Err(error) => rejected.push((id, error)),
             }
         }
-        let (changes, header) = self.finish(block, &accepted, time_ms, proposer, active)?;
+        let (changes, header) =
+            self.finish(block, &accepted, &tx_ids, time_ms, proposer, active)?;
         let txs = BoundedVec::new(accepted).map_err(|_| BlockError::TooManyTxs {
             count: MAX_BLOCK_TXS + 1,
             max: MAX_BLOCK_TXS,
@@ -214,6 +224,7 @@ impl Ledger {
             executed: Executed {
                 block: Block { header, txs },
                 changes,
+                tx_ids,
             },
             rejected,
         })
@@ -267,12 +278,12 @@ impl Ledger {
         // The signatures not checked here before are checked in one batch
         // (a peer's block, state transfer); each verdict is the single
         // check's, and a bad one still fails below, by its index.
-        let unchecked: Vec<(Hash, &SignedTx)> = block
-            .txs
-            .as_slice()
+        let tx_ids = block.tx_hashes();
+        let unchecked: Vec<(Hash, &SignedTx)> = tx_ids
             .iter()
-            .map(|signed| (signed.hash(), signed))
+            .zip(block.txs.as_slice())
             .filter(|(id, _)| !verified(id))
+            .map(|(id, signed)| (*id, signed))
             .collect();
         let refs: Vec<&SignedTx> = unchecked.iter().map(|(_, signed)| *signed).collect();
         let good: HashSet<Hash> = unchecked
@@ -284,18 +295,19 @@ impl Ledger {
         let verified = |id: &Hash| verified(id) || good.contains(id);
         writes.verified = &verified;
         let active = self.active_set_with(&header.proposer)?;
-        for (index, signed) in block.txs.as_slice().iter().enumerate() {
+        for (index, (signed, id)) in block.txs.as_slice().iter().zip(&tx_ids).enumerate() {
             writes
-                .apply(signed)
+                .apply(signed, id)
                 .map_err(|error| BlockError::InvalidTx {
                     index,
-                    hash: signed.hash(),
+                    hash: *id,
                     error,
                 })?;
         }
         let (changes, computed) = self.finish(
             writes,
             block.txs.as_slice(),
+            &tx_ids,
             header.time_ms,
             header.proposer,
             active,
@@ -326,6 +338,7 @@ impl Ledger {
         Ok(Executed {
             block: block.clone(),
             changes,
+            tx_ids,
         })
     }
 
@@ -346,6 +359,7 @@ impl Ledger {
         &self,
         mut writes: BlockWrites<'_>,
         txs: &[SignedTx],
+        tx_ids: &[Hash],
         time_ms: TimestampMs,
         proposer: PublicKey,
         before: ValidatorSet,
@@ -360,14 +374,13 @@ impl Ledger {
             }
         }
         let after = writes.validator_sets().active;
-        let tx_hashes: Vec<Hash> = txs.iter().map(SignedTx::hash).collect();
         let changes = self.state.prepare(writes.writes)?;
         let header = Header {
             chain_id: self.params.chain_id.clone(),
             height,
             prev_hash: self.tip.hash(),
             time_ms,
-            tx_root: tx_root(&tx_hashes),
+            tx_root: tx_root(tx_ids),
             state_root: changes.root,
             dag_root: dag_root(txs),
             validators_hash: before.hash(),
@@ -379,7 +392,7 @@ impl Ledger {
 
     /// Applies an executed block. It must have been executed against this
     /// very tip (the consensus layer guarantees it; a mismatch is refused).
-    pub fn commit(&mut self, executed: Executed) -> Result<(), BlockError> {
+    pub fn commit(&mut self, executed: &Executed) -> Result<(), BlockError> {
         let header = &executed.block.header;
         if header.height != self.tip.height + 1 || header.prev_hash != self.tip.hash() {
             return Err(BlockError::WrongParent {
@@ -387,8 +400,8 @@ impl Ledger {
                 found: header.prev_hash,
             });
         }
-        self.state.apply(executed.changes);
-        self.tip = executed.block.header;
+        self.state.apply(&executed.changes);
+        self.tip = executed.block.header.clone();
         Ok(())
     }
 
@@ -416,5 +429,5 @@ pub fn check_tx(
     now: TimestampMs,
 ) -> Result<(), TxError> {
     let mut block = BlockWrites::new(state, chain_id, tip.height + 1, now.max(tip.time_ms));
-    block.apply(signed)
+    block.apply(signed, &signed.hash())
 }

@@ -1103,15 +1103,14 @@ impl Replica {
     ) {
         let height = executed.block.header.height;
         let digest = executed.block.header.hash();
-        let ids: Vec<Hash> = executed.block.tx_hashes();
-        if self.ledger.commit(executed.clone()).is_err() {
+        if self.ledger.commit(&executed).is_err() {
             return;
         }
+        self.mempool.remove(&executed.tx_ids);
         self.outputs.push_back(Output::Committed {
             executed: Box::new(executed),
             certificate,
         });
-        self.mempool.remove(&ids);
         if self.mempool.is_empty() {
             self.pending_since = None;
         }

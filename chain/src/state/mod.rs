@@ -393,12 +393,12 @@ impl State {
     }
 
     /// Applies changes made by [`State::prepare`] on this very state.
-    pub fn apply(&mut self, changes: StateChanges) {
+    pub fn apply(&mut self, changes: &StateChanges) {
         self.nodes.apply(&changes.batch);
-        for (key, value) in changes.writes {
+        for (key, value) in &changes.writes {
             match value {
-                Some(value) => self.entries.insert(key, value),
-                None => self.entries.remove(&key),
+                Some(value) => self.entries.insert(key.clone(), value.clone()),
+                None => self.entries.remove(key),
             };
         }
         self.version = Some(changes.version);
@@ -436,7 +436,7 @@ impl State {
         }
         let mut state = State::default();
         let changes = state.prepare(writes)?;
-        state.apply(changes);
+        state.apply(&changes);
         if state.root != expected_root {
             return Err(StateError::RootMismatch {
                 computed: state.root,
@@ -528,7 +528,7 @@ mod tests {
 
     fn put(state: &mut State, writes: Vec<(StateKey, Option<StateValue>)>) {
         let changes = state.prepare(writes.into_iter().collect()).unwrap();
-        state.apply(changes);
+        state.apply(&changes);
     }
 
     fn balance(b: Amount) -> Option<StateValue> {
@@ -610,8 +610,8 @@ mod tests {
                 let a = batch.prepare_by(writes.clone(), TreePath::Batch).unwrap();
                 let b = per_key.prepare_by(writes.clone(), TreePath::PerKey).unwrap();
                 proptest::prop_assert_eq!(a.root, b.root);
-                batch.apply(a);
-                per_key.apply(b);
+                batch.apply(&a);
+                per_key.apply(&b);
                 proptest::prop_assert_eq!(&batch.entries, &per_key.entries);
                 proptest::prop_assert_eq!(&batch.nodes.values, &per_key.nodes.values);
                 proptest::prop_assert_eq!(batch.nodes.nodes.len(), per_key.nodes.nodes.len());
@@ -642,7 +642,7 @@ mod tests {
                 entries.remove(&k);
             }
             entries.extend(rows.upserts);
-            state.apply(changes);
+            state.apply(&changes);
         }
         assert!(state.get(&account(0)).is_none());
         let restored = State::restore(entries.clone(), state.root()).unwrap();

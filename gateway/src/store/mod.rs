@@ -369,8 +369,9 @@ async fn write_block(
         .txs
         .as_slice()
         .iter()
+        .zip(&executed.tx_ids)
         .enumerate()
-        .map(|(i, tx)| (tx_seq(height, i), tx.hash().0.to_vec(), encode(tx)))
+        .map(|(i, (tx, id))| (tx_seq(height, i), id.0.to_vec(), encode(tx)))
         .collect();
     insert_rows(
         db,
