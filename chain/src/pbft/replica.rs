@@ -257,6 +257,8 @@ pub struct Replica {
     pub(super) new_view: Option<NewView>,
     /// Certified blocks waiting for their parents (state transfer).
     fetched: BTreeMap<Height, (Block, CommitCertificate)>,
+    /// Each peer's last reported height and when it first reported it.
+    peer_heights: BTreeMap<PublicKey, (Height, TimestampMs)>,
     evidence: Vec<EquivocationProof>,
     /// What this replica holds of the DAG, if it anchors one.
     availability: Option<Arc<dyn AnchorAvailability>>,
@@ -316,6 +318,7 @@ impl Replica {
             view_changes: BTreeMap::new(),
             new_view: None,
             fetched: BTreeMap::new(),
+            peer_heights: BTreeMap::new(),
             evidence: Vec::new(),
             availability: None,
             awaiting_data: BTreeSet::new(),
@@ -511,7 +514,7 @@ impl Replica {
             Message::Checkpoint(signed) => self.on_checkpoint(now, signed),
             Message::ViewChange(signed) => self.on_view_change(now, signed),
             Message::NewView(new_view) => self.on_new_view(now, from, new_view),
-            Message::Status(status) => self.on_status(from, status),
+            Message::Status(status) => self.on_status(now, from, status),
             Message::Block { block, certificate } => self.on_block(now, from, block, certificate),
         }
     }
@@ -1291,12 +1294,26 @@ impl Replica {
         }
     }
 
-    fn on_status(&mut self, from: PublicKey, status: Status) {
+    /// A peer's status. Blocks go to a peer that needs them: one more than
+    /// a height behind (restarted, cut off), or one that has reported the
+    /// same height for a whole tick (it missed the messages that would
+    /// have committed the next one). A peer one height behind that is
+    /// still progressing is about to commit that block itself; serving it
+    /// the block would only cost both sides a block's worth of reading,
+    /// sending and decoding (at saturation that was about four blocks
+    /// served per block committed).
+    fn on_status(&mut self, now: TimestampMs, from: PublicKey, status: Status) {
         if !self.set.contains(&from) {
             return;
         }
         let height = self.ledger.height();
-        if status.height < height {
+        let since = match self.peer_heights.get(&from) {
+            Some((reported, since)) if *reported == status.height => *since,
+            _ => now,
+        };
+        self.peer_heights.insert(from, (status.height, since));
+        let stuck = now.saturating_sub(since) >= self.params.tick_ms;
+        if status.height + 1 < height || (status.height < height && stuck) {
             self.outputs.push_back(Output::ServeBlocks {
                 to: from,
                 from: status.height + 1,

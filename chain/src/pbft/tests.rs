@@ -522,3 +522,57 @@ fn an_anchor_only_a_faulty_primary_holds_is_left_out_after_the_view_change() {
         .iter()
         .all(|r| r.ledger().account(&gateway).nonce == 0));
 }
+
+#[test]
+fn blocks_go_to_a_peer_that_is_stuck_or_far_behind_not_to_one_still_progressing() {
+    let work = Workload::new(4, 4, 23);
+    let mut replicas = cluster(&work);
+    for _ in 0..2 {
+        let txs = work.transfers(replicas[0].ledger(), 2);
+        replicas[0].handle_transactions(1, txs);
+        settle(&mut replicas);
+    }
+    assert!(replicas.iter().all(|r| r.ledger().height() == 2));
+    let tick = Params::default().tick_ms;
+    let (one_behind, far_behind) = (replicas[1].public(), replicas[2].public());
+    let ahead = &mut replicas[0];
+    let status = |height| {
+        Message::Status(Status {
+            view: 0,
+            height,
+            changing_view: false,
+        })
+    };
+    let mut served = |replica: &mut Replica, now, from, height| {
+        replica.handle_message(now, from, status(height));
+        std::iter::from_fn(|| replica.poll_output())
+            .filter_map(|o| match o {
+                Output::ServeBlocks {
+                    to,
+                    from,
+                    to_height,
+                } => Some((to, from, to_height)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // One height behind: it may be committing that block right now.
+    assert!(served(ahead, 1_000, one_behind, 1).is_empty());
+    assert!(served(ahead, 1_000 + tick - 1, one_behind, 1).is_empty());
+    // Still there a tick later: stuck, so it gets the block.
+    assert_eq!(
+        served(ahead, 1_000 + tick, one_behind, 1),
+        vec![(one_behind, 2, 2)]
+    );
+    // Two heights behind (restarted, cut off): served at once.
+    assert_eq!(
+        served(ahead, 5_000, far_behind, 0),
+        vec![(far_behind, 1, 2)]
+    );
+    // Having moved up to one behind, its clock starts again.
+    assert!(served(ahead, 5_000 + tick, far_behind, 1).is_empty());
+    assert_eq!(
+        served(ahead, 5_000 + 2 * tick, far_behind, 1),
+        vec![(far_behind, 2, 2)]
+    );
+}
