@@ -543,7 +543,7 @@ fn blocks_go_to_a_peer_that_is_stuck_or_far_behind_not_to_one_still_progressing(
             changing_view: false,
         })
     };
-    let mut served = |replica: &mut Replica, now, from, height| {
+    let served = |replica: &mut Replica, now, from, height| {
         replica.handle_message(now, from, status(height));
         std::iter::from_fn(|| replica.poll_output())
             .filter_map(|o| match o {
