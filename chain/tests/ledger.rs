@@ -73,8 +73,8 @@ impl Env {
         assert_eq!(replica.changes.root, proposal.executed.changes.root);
         // Both carry the ids of the block's transactions, in order.
         let ids = proposal.executed.block.tx_hashes();
-        assert_eq!(proposal.executed.tx_ids, ids);
-        assert_eq!(replica.tx_ids, ids);
+        assert_eq!(proposal.executed.tx_ids(), ids);
+        assert_eq!(replica.tx_ids(), ids);
         self.ledger.commit(&proposal.executed).unwrap();
     }
 

@@ -461,7 +461,7 @@ impl Driver {
             let _ = self.commits.send(CommittedBlock {
                 height: header.height,
                 head: header.hash(),
-                txs: Arc::new(executed.tx_ids.clone()),
+                txs: Arc::new(executed.tx_ids().to_vec()),
                 time_ms: header.time_ms,
             });
         } else if !self.records.is_empty() {

@@ -49,7 +49,15 @@ pub struct Executed {
     pub changes: StateChanges,
     /// The hashes of the block's transactions, in order: computed once in
     /// execution and used by everything after it (mempool, store, API).
-    pub tx_ids: Vec<Hash>,
+    /// Private, so only execution makes them and they match the block.
+    tx_ids: Vec<Hash>,
+}
+
+impl Executed {
+    /// The hashes of the block's transactions, in order.
+    pub fn tx_ids(&self) -> &[Hash] {
+        &self.tx_ids
+    }
 }
 
 /// A proposed block and the candidates left out of it.

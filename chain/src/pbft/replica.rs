@@ -1109,7 +1109,7 @@ impl Replica {
         if self.ledger.commit(&executed).is_err() {
             return;
         }
-        self.mempool.remove(&executed.tx_ids);
+        self.mempool.remove(executed.tx_ids());
         self.outputs.push_back(Output::Committed {
             executed: Box::new(executed),
             certificate,

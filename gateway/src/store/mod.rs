@@ -369,7 +369,7 @@ async fn write_block(
         .txs
         .as_slice()
         .iter()
-        .zip(&executed.tx_ids)
+        .zip(executed.tx_ids())
         .enumerate()
         .map(|(i, (tx, id))| (tx_seq(height, i), id.0.to_vec(), encode(tx)))
         .collect();
