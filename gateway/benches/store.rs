@@ -9,10 +9,15 @@
 //! - `1000_transfers_durable_and_indexed`: the commit plus the maintainer's
 //!   work for that block (lookup indexes and WAL checkpoint) run inline:
 //!   the whole write cost per block, which bounds sustained throughput.
+//! - `append_vote`: one replica vote record made durable, the write each
+//!   PBFT phase waits for before its message goes out (three per round on
+//!   the critical path).
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use itc_chain::crypto::Hash;
+use itc_chain::pbft::{Record, Vote};
 use itc_chain::store::{open_ledger, ChainStore};
 use itc_chain::testkit::Workload;
 use itc_gateway::SqliteStore;
@@ -69,5 +74,26 @@ fn store_block(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store_block);
+fn append_vote(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(SqliteStore::open(&dir.path().join("votes.sqlite")))
+        .unwrap();
+    let mut height = 0;
+    c.bench_function("append_vote", |b| {
+        b.iter(|| {
+            height += 1;
+            let record = Record::Voted {
+                vote: Vote::Prepare,
+                view: 0,
+                height,
+                digest: Hash([7; 32]),
+            };
+            rt.block_on(store.append_records(&[record])).unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, store_block, append_vote);
 criterion_main!(benches);

@@ -29,7 +29,7 @@ use itc_chain::validators::ValidatorSet;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
 pub mod dag;
@@ -157,7 +157,7 @@ impl SqliteStore {
         let _writing = self.writer.lock().await;
         let mut db = self.pool.begin().await?;
         write_block(&mut db, executed, certificate).await?;
-        records::write_records(&mut db, records).await?;
+        records::write_records(&mut *db, records).await?;
         db.commit().await?;
         // A full channel means the maintainer is already due to run.
         let _ = self.maintain.try_send(());
@@ -290,7 +290,7 @@ fn kind_name(kind: DeviceKind) -> &'static str {
 /// Inserts `rows` with one multi-row statement per chunk. `head` is the
 /// statement up to `VALUES`; `tail` follows the value list.
 async fn insert_rows<T>(
-    db: &mut Transaction<'_, Sqlite>,
+    db: &mut SqliteConnection,
     head: &str,
     tail: &str,
     rows: &[T],
@@ -300,7 +300,7 @@ async fn insert_rows<T>(
         let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(head);
         builder.push_values(chunk, bind);
         builder.push(tail);
-        builder.build().execute(&mut **db).await?;
+        builder.build().execute(&mut *db).await?;
     }
     Ok(())
 }
@@ -374,7 +374,7 @@ async fn write_block(
         .map(|(i, (tx, id))| (tx_seq(height, i), id.0.to_vec(), encode(tx)))
         .collect();
     insert_rows(
-        db,
+        &mut **db,
         "INSERT INTO transactions (seq, hash, tx) ",
         "",
         &txs,
@@ -390,7 +390,7 @@ async fn write_block(
     let rows = executed.changes.rows();
     rows_where_in(db, "DELETE FROM state", "key", &rows.deletes).await?;
     insert_rows(
-        db,
+        &mut **db,
         "INSERT OR REPLACE INTO state (key, value) ",
         "",
         &rows.upserts,

@@ -1,17 +1,17 @@
 //! The replica's write-ahead records on sqlite (`consensus_records`).
 //!
-//! Appends are one fsync'd transaction per batch: the driver collects the
+//! Appends are one fsync'd statement per batch: the driver collects the
 //! records a burst of input produced and writes them before it sends the
 //! messages that depend on them. A stable checkpoint makes the votes and
-//! certificates at or below it obsolete; they are deleted with it, and only
-//! the latest view record is kept.
+//! certificates at or below it obsolete; the table's triggers delete them
+//! with it, and keep only the latest view record.
 
 use itc_chain::codec::{decode, encode};
 use itc_chain::evidence::EquivocationProof;
 use itc_chain::pbft::Record;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 
-use super::{corrupt, SqliteStore, StoreError};
+use super::{corrupt, insert_rows, SqliteStore, StoreError, ROWS_PER_STATEMENT};
 
 fn kind(record: &Record) -> (&'static str, Option<i64>) {
     match record {
@@ -22,52 +22,53 @@ fn kind(record: &Record) -> (&'static str, Option<i64>) {
     }
 }
 
-/// Writes `records` into `db`, pruning what a stable checkpoint or a newer
-/// view makes obsolete.
+/// Writes `records` into `db` with one multi-row statement per
+/// [`ROWS_PER_STATEMENT`]. What a stable checkpoint or a newer view makes
+/// obsolete is pruned by the table's triggers (migration 0012).
 pub(super) async fn write_records(
-    db: &mut Transaction<'_, Sqlite>,
+    db: &mut SqliteConnection,
     records: &[Record],
 ) -> Result<(), StoreError> {
-    for record in records {
-        let (kind, height) = kind(record);
-        sqlx::query("INSERT INTO consensus_records (kind, height, record) VALUES (?, ?, ?)")
-            .bind(kind)
-            .bind(height)
-            .bind(encode(record))
-            .execute(&mut **db)
-            .await?;
-        if let (Record::Stable(_), Some(height)) = (record, height) {
-            sqlx::query(
-                "DELETE FROM consensus_records WHERE \
-                 (kind IN ('voted', 'prepared') AND height <= ?1) \
-                 OR (kind = 'stable' AND height < ?1)",
-            )
-            .bind(height)
-            .execute(&mut **db)
-            .await?;
-        }
-        if let Record::View { .. } = record {
-            sqlx::query(
-                "DELETE FROM consensus_records WHERE kind = 'view' \
-                 AND seq < (SELECT MAX(seq) FROM consensus_records WHERE kind = 'view')",
-            )
-            .execute(&mut **db)
-            .await?;
-        }
-    }
+    let rows: Vec<(&'static str, Option<i64>, Vec<u8>)> = records
+        .iter()
+        .map(|record| {
+            let (kind, height) = kind(record);
+            (kind, height, encode(record))
+        })
+        .collect();
+    insert_rows(
+        db,
+        "INSERT INTO consensus_records (kind, height, record) ",
+        "",
+        &rows,
+        |mut row, (kind, height, record)| {
+            row.push_bind(*kind)
+                .push_bind(*height)
+                .push_bind(record.clone());
+        },
+    )
+    .await?;
     Ok(())
 }
 
 impl SqliteStore {
-    /// Appends `records` durably, in order, in one transaction.
+    /// Appends `records` durably, in order, all or none. A batch that fits
+    /// one statement is written without `BEGIN`/`COMMIT`: sqlite commits a
+    /// single statement atomically by itself, and each round trip saved is
+    /// one a replica's next message no longer waits for.
     pub async fn append_records(&self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let _writing = self.writer.lock().await;
-        let mut db = self.pool.begin().await?;
-        write_records(&mut db, records).await?;
-        db.commit().await?;
+        if records.len() <= ROWS_PER_STATEMENT {
+            let mut db = self.pool.acquire().await?;
+            write_records(&mut db, records).await?;
+        } else {
+            let mut db = self.pool.begin().await?;
+            write_records(&mut db, records).await?;
+            db.commit().await?;
+        }
         Ok(())
     }
 
@@ -117,5 +118,82 @@ impl SqliteStore {
                 decode(bytes).map_err(corrupt(what))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use itc_chain::codec::BoundedVec;
+    use itc_chain::crypto::{Hash, Keypair};
+    use itc_chain::pbft::{Checkpoint, CheckpointProof, Signed, Vote};
+    use itc_chain::tx::ChainId;
+
+    use super::*;
+
+    fn voted(height: u64) -> Record {
+        Record::Voted {
+            vote: Vote::Prepare,
+            view: 0,
+            height,
+            digest: Hash([height as u8; 32]),
+        }
+    }
+
+    fn stable(height: u64) -> Record {
+        let key = Keypair::from_seed([9; 32]);
+        let chain = ChainId::new("itc-test").unwrap();
+        let signed = Signed::sign(
+            &key,
+            &chain,
+            Checkpoint {
+                height,
+                digest: Hash([height as u8; 32]),
+            },
+        );
+        Record::Stable(CheckpointProof {
+            checkpoints: BoundedVec::new(vec![signed]).unwrap(),
+        })
+    }
+
+    fn view(view: u64) -> Record {
+        Record::View {
+            view,
+            changing: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoints_and_views_prune_in_record_order_within_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
+            .await
+            .unwrap();
+        // The stable checkpoint at 2 removes the votes at 1 and 2 written
+        // before it in the same batch, not the one at 4 after it.
+        store
+            .append_records(&[voted(1), voted(2), view(0), voted(3), stable(2), voted(4)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_records().await.unwrap(),
+            vec![view(0), voted(3), stable(2), voted(4)]
+        );
+        // A newer view replaces the old; a newer checkpoint the old one.
+        store.append_records(&[view(1), stable(3)]).await.unwrap();
+        assert_eq!(
+            store.load_records().await.unwrap(),
+            vec![voted(4), view(1), stable(3)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_longer_than_one_statement_is_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
+            .await
+            .unwrap();
+        let batch: Vec<Record> = (1..=ROWS_PER_STATEMENT as u64 + 3).map(voted).collect();
+        store.append_records(&batch).await.unwrap();
+        assert_eq!(store.load_records().await.unwrap(), batch);
     }
 }
