@@ -68,7 +68,7 @@ impl SqliteStore {
             .map(|(id, tx)| (id.0.to_vec(), encode(tx)))
             .collect();
         insert_rows(
-            &mut *db,
+            &mut db,
             "INSERT OR IGNORE INTO dag_txs (id, tx) ",
             "",
             &taken,
@@ -80,7 +80,7 @@ impl SqliteStore {
         // The rows exist (taken before they were confirmed): each upsert
         // updates its outcome.
         insert_rows(
-            &mut *db,
+            &mut db,
             "INSERT INTO dag_txs (id, height, applied) ",
             " ON CONFLICT (id) DO UPDATE SET height = excluded.height, applied = excluded.applied",
             &batch.confirmed,

@@ -157,7 +157,7 @@ impl SqliteStore {
         let _writing = self.writer.lock().await;
         let mut db = self.pool.begin().await?;
         write_block(&mut db, executed, certificate).await?;
-        records::write_records(&mut *db, records).await?;
+        records::write_records(&mut db, records).await?;
         db.commit().await?;
         // A full channel means the maintainer is already due to run.
         let _ = self.maintain.try_send(());
