@@ -374,7 +374,7 @@ async fn write_block(
         .map(|(i, (tx, id))| (tx_seq(height, i), id.0.to_vec(), encode(tx)))
         .collect();
     insert_rows(
-        &mut **db,
+        db,
         "INSERT INTO transactions (seq, hash, tx) ",
         "",
         &txs,
@@ -390,7 +390,7 @@ async fn write_block(
     let rows = executed.changes.rows();
     rows_where_in(db, "DELETE FROM state", "key", &rows.deletes).await?;
     insert_rows(
-        &mut **db,
+        db,
         "INSERT OR REPLACE INTO state (key, value) ",
         "",
         &rows.upserts,
