@@ -89,38 +89,47 @@ fn ed25519_verify(c: &mut Criterion) {
             .unwrap()
         })
     });
-    // 256 signatures by 256 keys in one batch, per signature.
-    let signed: Vec<(
-        itc_chain::crypto::PublicKey,
-        Vec<u8>,
-        itc_chain::crypto::Signature,
-    )> = (0..256u32)
-        .map(|i| {
-            let mut seed = [9u8; 32];
-            seed[..4].copy_from_slice(&i.to_le_bytes());
-            let key = itc_chain::Keypair::from_seed(seed);
-            let message = i.to_le_bytes().repeat(30);
-            let sig = key.sign(itc_chain::crypto::Domain::Transaction, &message);
-            (key.public(), message, sig)
-        })
-        .collect();
+    // Signatures checked in one batch, per signature: n signatures by k
+    // keys (the batch folds each key's terms into one, so repeated keys
+    // shrink the multiscalar multiplication).
     let mut group = c.benchmark_group("ed25519_verify");
-    group.throughput(Throughput::Elements(256));
-    group.bench_function("zip215_batch_256", |b| {
-        b.iter(|| {
-            let items: Vec<itc_chain::zip215::Signed<'_>> = signed
-                .iter()
-                .map(|(key, payload, signature)| itc_chain::zip215::Signed {
-                    key: *key,
-                    domain: itc_chain::crypto::Domain::Transaction,
-                    payload,
-                    signature: *signature,
-                })
-                .collect();
-            let verdicts = itc_chain::zip215::verify_all(&items);
-            assert!(verdicts.iter().all(|ok| *ok));
-        })
-    });
+    for (n, k) in [(128u32, 128u32), (256, 256), (1024, 200)] {
+        let signed: Vec<(
+            itc_chain::crypto::PublicKey,
+            Vec<u8>,
+            itc_chain::crypto::Signature,
+        )> = (0..n)
+            .map(|i| {
+                let mut seed = [9u8; 32];
+                seed[..4].copy_from_slice(&(i % k).to_le_bytes());
+                let key = itc_chain::Keypair::from_seed(seed);
+                let message = i.to_le_bytes().repeat(30);
+                let sig = key.sign(itc_chain::crypto::Domain::Transaction, &message);
+                (key.public(), message, sig)
+            })
+            .collect();
+        group.throughput(Throughput::Elements(u64::from(n)));
+        let name = if n == k {
+            format!("zip215_batch_{n}")
+        } else {
+            format!("zip215_batch_{n}_by_{k}_keys")
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let items: Vec<itc_chain::zip215::Signed<'_>> = signed
+                    .iter()
+                    .map(|(key, payload, signature)| itc_chain::zip215::Signed {
+                        key: *key,
+                        domain: itc_chain::crypto::Domain::Transaction,
+                        payload,
+                        signature: *signature,
+                    })
+                    .collect();
+                let verdicts = itc_chain::zip215::verify_all(&items);
+                assert!(verdicts.iter().all(|ok| *ok));
+            })
+        });
+    }
     group.finish();
 }
 

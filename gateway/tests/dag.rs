@@ -409,3 +409,63 @@ async fn a_primary_anchoring_data_nobody_has_is_replaced_and_the_dag_goes_on() {
     }
     cluster.shutdown().await.unwrap();
 }
+
+/// Many callers at once: what queued up behind the first is checked with
+/// it in one batch, and each caller still gets exactly its own outcomes,
+/// in its own order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_submitting_at_once_each_get_their_own_outcomes() {
+    let cluster = local_cluster(ClusterOptions::default()).await.unwrap();
+    let owner = Keypair::from_seed(*cluster.users[0].seed());
+    let devices: Vec<(DeviceId, Keypair)> = (0..8u8)
+        .map(|i| {
+            (
+                DeviceId::new(format!("mqtt:crowd-{i}")).unwrap(),
+                Keypair::from_seed([0x90 + i; 32]),
+            )
+        })
+        .collect();
+    cluster.register_devices(0, &devices, &owner).await.unwrap();
+    let stranger = DeviceId::new("mqtt:stranger").unwrap();
+    let roots = itc_chain::dag::tangle::roots();
+    // 16 callers with 24 transactions each; one in eight is from a device
+    // not on chain and one in eight was altered after it was signed.
+    let batches: Vec<Vec<(DagTx, bool)>> = (0..16)
+        .map(|caller| {
+            (0..24)
+                .map(|i| {
+                    let n = caller * 24 + i;
+                    let (device, key) = &devices[n % devices.len()];
+                    match n % 8 {
+                        3 => (issue(key, &stranger, reading(n), roots), false),
+                        5 => {
+                            let mut tx = issue(key, device, reading(n), roots);
+                            tx.body.kind = reading(n + 10_000);
+                            (tx, false)
+                        }
+                        _ => (issue(key, device, reading(n), roots), true),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let dag = &cluster.gateways[0].dag;
+    let replies = futures_util::future::join_all(
+        batches
+            .iter()
+            .map(|batch| dag.submit(batch.iter().map(|(tx, _)| tx.clone()).collect())),
+    )
+    .await;
+    for (batch, reply) in batches.iter().zip(replies) {
+        let reply = reply.unwrap();
+        assert_eq!(reply.len(), batch.len());
+        for ((tx, good), outcome) in batch.iter().zip(reply) {
+            if *good {
+                assert_eq!(outcome.unwrap(), tx.id());
+            } else {
+                assert!(outcome.is_err(), "{tx:?} was taken");
+            }
+        }
+    }
+    cluster.shutdown().await.unwrap();
+}
