@@ -39,6 +39,10 @@ use crate::store::SqliteStore;
 const INBOUND_QUEUE: usize = 8_192;
 /// Inputs handled per burst before outputs are carried out.
 const BURST: usize = 256;
+/// Transactions gathered per burst: a backlog is checked in batches about
+/// a block's size (cheaper per signature than small ones), while a round
+/// waits behind at most one such batch.
+const ADMIT_UP_TO: usize = 1_024;
 
 /// Why a node stopped.
 #[derive(Debug, thiserror::Error)]
@@ -358,8 +362,27 @@ struct Driver {
 
 enum Input {
     Peer(Box<Inbound>),
-    Client(Vec<SignedTx>),
     Available,
+}
+
+/// Transactions gathered in one burst, admitted in one call (one batch
+/// signature check): from this gateway's clients, and relayed by peers.
+#[derive(Default)]
+struct Arrivals {
+    own: Vec<SignedTx>,
+    relayed: Vec<SignedTx>,
+}
+
+impl Arrivals {
+    fn len(&self) -> usize {
+        self.own.len() + self.relayed.len()
+    }
+
+    fn relayed(&mut self, (_, message): Inbound) {
+        if let Message::Transactions(txs) = message {
+            self.relayed.extend(txs.into_inner());
+        }
+    }
 }
 
 impl Driver {
@@ -381,14 +404,21 @@ impl Driver {
             };
             // Consensus first: transactions to verify wait behind a round,
             // never the other way round.
+            let mut arrivals = Arrivals::default();
             let first = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
                 Some(message) = inbound.recv() => Some(Input::Peer(Box::new(message))),
                 _ = available.notified() => Some(Input::Available),
                 _ = tokio::time::sleep(sleep) => None,
-                Some(txs) = submissions.recv() => Some(Input::Client(txs)),
-                Some(message) = relayed.recv() => Some(Input::Peer(Box::new(message))),
+                Some(txs) = submissions.recv() => {
+                    arrivals.own = txs;
+                    None
+                }
+                Some(message) = relayed.recv() => {
+                    arrivals.relayed(message);
+                    None
+                }
                 Some(query) = queries.recv() => {
                     self.answer(query);
                     None
@@ -402,14 +432,15 @@ impl Driver {
                     break;
                 }
             }
-            // A few transaction batches per burst, so a backlog of them
-            // cannot hold a round up for long.
-            for _ in 0..4 {
+            // Transactions queued up, to one batch's worth, so a backlog
+            // of them cannot hold a round up for long.
+            while arrivals.len() < ADMIT_UP_TO {
                 if let Ok(txs) = submissions.try_recv() {
-                    inputs.push(Input::Client(txs));
-                }
-                if let Ok(message) = relayed.try_recv() {
-                    inputs.push(Input::Peer(Box::new(message)));
+                    arrivals.own.extend(txs);
+                } else if let Ok(message) = relayed.try_recv() {
+                    arrivals.relayed(message);
+                } else {
+                    break;
                 }
             }
             for input in inputs {
@@ -419,9 +450,11 @@ impl Driver {
                         let (from, message) = *inbound;
                         self.replica.handle_message(now, from, message)
                     }
-                    Input::Client(txs) => self.replica.handle_transactions(now, txs),
                     Input::Available => self.replica.handle_available(now),
                 }
+            }
+            if arrivals.len() > 0 {
+                self.replica.admit(now_ms(), arrivals.own, arrivals.relayed);
             }
             let now = now_ms();
             let due: Vec<Timer> = self

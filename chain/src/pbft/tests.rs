@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use super::*;
 use crate::ledger::Ledger;
 use crate::testkit::Workload;
+use crate::tx::SignedTx;
 
 fn cluster(work: &Workload) -> Vec<Replica> {
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
@@ -99,6 +100,41 @@ fn four_replicas_commit_a_batch_with_a_valid_certificate() {
     }
     assert!(headers.windows(2).all(|w| w[0] == w[1]));
     assert!(replicas.iter().all(|r| r.pending() == 0));
+}
+
+/// Client and relayed transactions admitted in one call: one signature
+/// batch for all, only the client's admitted ones relayed on, only the
+/// client's refusals reported (a relayed one's sender hears from its own
+/// gateway).
+#[test]
+fn own_and_relayed_transactions_are_admitted_together_and_only_own_are_relayed() {
+    let work = Workload::new(4, 8, 23);
+    let mut replicas = cluster(&work);
+    let backup = replicas
+        .iter()
+        .position(|r| !r.is_primary())
+        .expect("a backup");
+    let txs = work.transfers(replicas[backup].ledger(), 6);
+    let forge = |tx: &SignedTx, other: &SignedTx| SignedTx {
+        tx: tx.tx.clone(),
+        signature: other.signature,
+    };
+    let own = vec![txs[0].clone(), forge(&txs[1], &txs[0]), txs[2].clone()];
+    let relayed = vec![txs[3].clone(), forge(&txs[4], &txs[3]), txs[5].clone()];
+    let replica = &mut replicas[backup];
+    replica.admit(1, own, relayed);
+    let mut relays = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(output) = replica.poll_output() {
+        match output {
+            Output::Broadcast(Message::Transactions(batch)) => relays.push(batch.into_inner()),
+            Output::Rejected { tx, .. } => refused.push(tx),
+            _ => {}
+        }
+    }
+    assert_eq!(relays, vec![vec![txs[0].clone(), txs[2].clone()]]);
+    assert_eq!(refused, vec![forge(&txs[1], &txs[0]).hash()]);
+    assert_eq!(replica.pending(), 4);
 }
 
 /// A backup that voted for one block, then restarted from its records,
