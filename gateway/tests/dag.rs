@@ -41,6 +41,18 @@ fn issue(key: &Keypair, device: &DeviceId, kind: DagKind, parents: [Hash; 2]) ->
     DagTx::issue(key, body, 0)
 }
 
+/// `count` MQTT devices named `name-i`, with keys from seeds `seed + i`.
+fn devices(name: &str, seed: u8, count: u8) -> Vec<(DeviceId, Keypair)> {
+    (0..count)
+        .map(|i| {
+            (
+                DeviceId::new(format!("mqtt:{name}-{i}")).unwrap(),
+                Keypair::from_seed([seed + i; 32]),
+            )
+        })
+        .collect()
+}
+
 fn reading(i: usize) -> DagKind {
     DagKind::Reading {
         data: Bytes::new(format!("{{\"watts\":{i}}}").into_bytes()).unwrap(),
@@ -52,14 +64,7 @@ async fn gateways_confirm_device_transactions_alike_with_proofs() {
     let cluster = local_cluster(ClusterOptions::default()).await.unwrap();
     let owner = Keypair::from_seed(*cluster.users[0].seed());
     let shop = cluster.users[1].public();
-    let devices: Vec<(DeviceId, Keypair)> = (0..3u8)
-        .map(|i| {
-            (
-                DeviceId::new(format!("mqtt:meter-{i}")).unwrap(),
-                Keypair::from_seed([0x60 + i; 32]),
-            )
-        })
-        .collect();
+    let devices = devices("meter", 0x60, 3);
     cluster.register_devices(0, &devices, &owner).await.unwrap();
     let clients: Vec<Client> = cluster
         .gateways
@@ -417,14 +422,7 @@ async fn a_primary_anchoring_data_nobody_has_is_replaced_and_the_dag_goes_on() {
 async fn callers_submitting_at_once_each_get_their_own_outcomes() {
     let cluster = local_cluster(ClusterOptions::default()).await.unwrap();
     let owner = Keypair::from_seed(*cluster.users[0].seed());
-    let devices: Vec<(DeviceId, Keypair)> = (0..8u8)
-        .map(|i| {
-            (
-                DeviceId::new(format!("mqtt:crowd-{i}")).unwrap(),
-                Keypair::from_seed([0x90 + i; 32]),
-            )
-        })
-        .collect();
+    let devices = devices("crowd", 0x90, 8);
     cluster.register_devices(0, &devices, &owner).await.unwrap();
     let stranger = DeviceId::new("mqtt:stranger").unwrap();
     let roots = itc_chain::dag::tangle::roots();

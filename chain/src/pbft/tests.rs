@@ -56,6 +56,14 @@ fn settle(replicas: &mut [Replica]) -> Vec<Vec<Output>> {
     }
 }
 
+/// The index of the primary (`true`) or of the first backup (`false`).
+fn role(replicas: &[Replica], primary: bool) -> usize {
+    replicas
+        .iter()
+        .position(|r| r.is_primary() == primary)
+        .expect("a replica in that role")
+}
+
 fn to_index(_: &crate::crypto::PublicKey) -> usize {
     usize::MAX // unicast is only used for status replies, which these tests drop
 }
@@ -66,10 +74,7 @@ fn four_replicas_commit_a_batch_with_a_valid_certificate() {
     let mut replicas = cluster(&work);
     let txs = work.transfers(replicas[0].ledger(), 3);
     // Submitted at a backup: relayed to the primary, which proposes.
-    let backup = replicas
-        .iter()
-        .position(|r| !r.is_primary())
-        .expect("a backup");
+    let backup = role(&replicas, false);
     replicas[backup].handle_transactions(1, txs.clone());
     let outputs = settle(&mut replicas);
     let mut headers = Vec::new();
@@ -110,10 +115,7 @@ fn four_replicas_commit_a_batch_with_a_valid_certificate() {
 fn own_and_relayed_transactions_are_admitted_together_and_only_own_are_relayed() {
     let work = Workload::new(4, 8, 23);
     let mut replicas = cluster(&work);
-    let backup = replicas
-        .iter()
-        .position(|r| !r.is_primary())
-        .expect("a backup");
+    let backup = role(&replicas, false);
     let txs = work.transfers(replicas[backup].ledger(), 6);
     let forge = |tx: &SignedTx, other: &SignedTx| SignedTx {
         tx: tx.tx.clone(),
@@ -253,10 +255,7 @@ fn an_equivocating_primary_leaves_evidence_and_is_replaced() {
 fn an_equivocation_is_reported_and_lands_on_chain_after_the_view_change() {
     let work = Workload::new(4, 4, 29);
     let mut replicas = cluster(&work);
-    let primary = replicas
-        .iter()
-        .position(|r| r.is_primary())
-        .expect("primary");
+    let primary = role(&replicas, true);
     let primary_key = work
         .validator_key(&replicas[primary].public())
         .expect("key");
@@ -401,10 +400,7 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
         .position(|r| !r.is_primary() && r.public() != newcomer.public())
         .expect("an original backup");
     replicas.remove(gone);
-    let at = replicas
-        .iter()
-        .position(|r| r.is_primary())
-        .expect("primary");
+    let at = role(&replicas, true);
     let txs = work.transfers(replicas[at].ledger(), 2);
     let certificates = commit_round(&mut replicas, at, txs);
     assert!(
@@ -456,10 +452,7 @@ fn anchoring(seed: u64, tip: crate::crypto::Hash) -> Anchoring {
         .zip(&held)
         .map(|(r, h)| r.with_availability(h.clone()))
         .collect();
-    let primary = replicas
-        .iter()
-        .position(|r| r.is_primary())
-        .expect("primary");
+    let primary = role(&replicas, true);
     held[primary].0.lock().expect("lock").insert(tip);
     let gateway = work
         .validator_key(&replicas[primary].public())

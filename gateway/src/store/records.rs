@@ -155,6 +155,14 @@ mod tests {
         })
     }
 
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
     fn view(view: u64) -> Record {
         Record::View {
             view,
@@ -164,10 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn checkpoints_and_views_prune_in_record_order_within_a_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, store) = store().await;
         // The stable checkpoint at 2 removes the votes at 1 and 2 written
         // before it in the same batch, not the one at 4 after it.
         store
@@ -188,10 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_longer_than_one_statement_is_written_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, store) = store().await;
         let batch: Vec<Record> = (1..=ROWS_PER_STATEMENT as u64 + 3).map(voted).collect();
         store.append_records(&batch).await.unwrap();
         assert_eq!(store.load_records().await.unwrap(), batch);
