@@ -235,10 +235,10 @@ enum Candidate {
 /// the signatures in batches ([`DagTx::checked_all`]), on every core for a
 /// large batch; outcomes in the candidates' order.
 ///
-/// The candidates are shared out among the threads by issuer key, not in
-/// runs: a batch check folds all of one key's signatures into a single
-/// term, so keeping each device's transactions in one batch keeps the
-/// multiplication small (`BENCHMARKS.md`: 1,024 signatures by 200 keys
+/// The candidates are shared out among the threads in issuer-key order,
+/// not in arrival order: a batch check folds all of one key's signatures
+/// into a single term, so keeping each device's transactions in one batch
+/// keeps the multiplication small (`BENCHMARKS.md`: 1,024 signatures by 200 keys
 /// cost 11 µs each, 256 by 256 keys 26 µs).
 fn check_all(candidates: Vec<Candidate>) -> Vec<Checked> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -246,16 +246,22 @@ fn check_all(candidates: Vec<Candidate>) -> Vec<Checked> {
         return check_chunk(candidates);
     }
     let total = candidates.len();
-    let mut shares: Vec<(Vec<usize>, Vec<Candidate>)> =
-        (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
-    for (index, candidate) in candidates.into_iter().enumerate() {
-        let share = match &candidate {
-            Candidate::New(_, Some(key)) => usize::from(key.0[0]) % threads,
-            _ => index % threads,
-        };
-        shares[share].0.push(index);
-        shares[share].1.push(candidate);
-    }
+    // In key order, cut into equal runs: each key's signatures stay in one
+    // batch except where a cut falls, and one busy device still gets every
+    // core.
+    let mut order: Vec<usize> = (0..total).collect();
+    order.sort_by_key(|&i| match &candidates[i] {
+        Candidate::New(_, Some(key)) => Some(key.0),
+        _ => None,
+    });
+    let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+    let shares: Vec<(Vec<usize>, Vec<Candidate>)> = order
+        .chunks(total.div_ceil(threads))
+        .map(|indexes| {
+            let share = indexes.iter().filter_map(|&i| slots[i].take()).collect();
+            (indexes.to_vec(), share)
+        })
+        .collect();
     let checked: Vec<(Vec<usize>, Vec<Checked>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .into_iter()
@@ -528,15 +534,19 @@ impl Driver {
         };
         let mut count = first.len();
         let mut arrivals = vec![first];
+        // Callers' and peers' in turn, so neither can starve the other.
         while count < COALESCE_UP_TO {
-            let next = if let Ok(command) = commands.try_recv() {
-                self.command(command)
-            } else if let Ok((peer, message)) = inbox.try_recv() {
-                self.gossip(peer, message)
-            } else {
+            let mut next = Vec::new();
+            if let Ok(command) = commands.try_recv() {
+                next.push(self.command(command));
+            }
+            if let Ok((peer, message)) = inbox.try_recv() {
+                next.push(self.gossip(peer, message));
+            }
+            if next.is_empty() {
                 break;
-            };
-            if let Some(arrival) = next {
+            }
+            for arrival in next.into_iter().flatten() {
                 count += arrival.len();
                 arrivals.push(arrival);
             }

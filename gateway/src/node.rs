@@ -378,7 +378,7 @@ impl Arrivals {
         self.own.len() + self.relayed.len()
     }
 
-    fn relayed(&mut self, (_, message): Inbound) {
+    fn add_relayed(&mut self, (_, message): Inbound) {
         if let Message::Transactions(txs) = message {
             self.relayed.extend(txs.into_inner());
         }
@@ -416,7 +416,7 @@ impl Driver {
                     None
                 }
                 Some(message) = relayed.recv() => {
-                    arrivals.relayed(message);
+                    arrivals.add_relayed(message);
                     None
                 }
                 Some(query) = queries.recv() => {
@@ -433,13 +433,19 @@ impl Driver {
                 }
             }
             // Transactions queued up, to one batch's worth, so a backlog
-            // of them cannot hold a round up for long.
+            // of them cannot hold a round up for long; clients' and peers'
+            // in turn, so neither can starve the other.
             while arrivals.len() < ADMIT_UP_TO {
+                let mut took = false;
                 if let Ok(txs) = submissions.try_recv() {
                     arrivals.own.extend(txs);
-                } else if let Ok(message) = relayed.try_recv() {
-                    arrivals.relayed(message);
-                } else {
+                    took = true;
+                }
+                if let Ok(message) = relayed.try_recv() {
+                    arrivals.add_relayed(message);
+                    took = true;
+                }
+                if !took {
                     break;
                 }
             }
