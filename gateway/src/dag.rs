@@ -203,17 +203,25 @@ const PARALLEL_FROM: usize = 32;
 /// milliseconds.
 const COALESCE_UP_TO: usize = 4_096;
 
-/// Transactions that arrived together: from this gateway's callers, with
-/// the reply they wait for, or from a peer's gossip.
-enum Arrival {
-    Local(Vec<DagTx>, oneshot::Sender<Outcomes>),
-    Gossip(PublicKey, Vec<DagTx>),
+/// Transactions that arrived together, and from where.
+struct Arrival {
+    from: Origin,
+    txs: Vec<DagTx>,
 }
 
-impl Arrival {
-    fn len(&self) -> usize {
+/// Where an arrival came from.
+enum Origin {
+    /// This gateway's caller, waiting for the outcomes.
+    Local(oneshot::Sender<Outcomes>),
+    /// A peer's gossip.
+    Peer(PublicKey),
+}
+
+impl Origin {
+    fn peer(&self) -> Option<PublicKey> {
         match self {
-            Arrival::Local(txs, _) | Arrival::Gossip(_, txs) => txs.len(),
+            Origin::Local(_) => None,
+            Origin::Peer(peer) => Some(*peer),
         }
     }
 }
@@ -532,7 +540,7 @@ impl Driver {
         let Some(first) = first else {
             return Ok(());
         };
-        let mut count = first.len();
+        let mut count = first.txs.len();
         let mut arrivals = vec![first];
         // Callers' and peers' in turn, so neither can starve the other.
         while count < COALESCE_UP_TO {
@@ -547,11 +555,11 @@ impl Driver {
                 break;
             }
             for arrival in next.into_iter().flatten() {
-                count += arrival.len();
+                count += arrival.txs.len();
                 arrivals.push(arrival);
             }
         }
-        let gossiped = arrivals.iter().any(|a| matches!(a, Arrival::Gossip(..)));
+        let gossiped = arrivals.iter().any(|a| a.from.peer().is_some());
         self.take_arrivals(arrivals);
         if gossiped && self.behind {
             return self.catch_up().await;
@@ -566,40 +574,32 @@ impl Driver {
     fn take_arrivals(&mut self, arrivals: Vec<Arrival>) {
         let mut txs = Vec::new();
         let mut local = Vec::new();
-        let mut senders: Vec<Option<PublicKey>> = Vec::new();
-        let mut ends: Vec<(usize, Option<oneshot::Sender<Outcomes>>, Option<PublicKey>)> =
-            Vec::new();
-        for arrival in arrivals {
-            match arrival {
-                Arrival::Local(batch, reply) => {
-                    local.extend(std::iter::repeat_n(true, batch.len()));
-                    senders.push(None);
-                    ends.push((batch.len(), Some(reply), None));
-                    txs.extend(batch);
-                }
-                Arrival::Gossip(peer, batch) => {
-                    local.extend(std::iter::repeat_n(false, batch.len()));
-                    senders.push(Some(peer));
-                    ends.push((batch.len(), None, Some(peer)));
-                    txs.extend(batch);
-                }
-            }
+        let mut ends: Vec<(usize, Origin)> = Vec::new();
+        for Arrival { from, txs: batch } in arrivals {
+            local.extend(std::iter::repeat_n(from.peer().is_none(), batch.len()));
+            ends.push((batch.len(), from));
+            txs.extend(batch);
         }
-        let ask = match senders.split_first() {
-            Some((first, rest)) if rest.iter().all(|s| s == first) => *first,
-            _ => None,
+        let ask = match ends.split_first() {
+            Some(((_, first), rest)) => first
+                .peer()
+                .filter(|peer| rest.iter().all(|(_, from)| from.peer() == Some(*peer))),
+            None => None,
         };
         let mut outcomes = self.take(txs, &local, ask).into_iter();
-        for (count, reply, peer) in ends {
+        for (count, from) in ends {
             let mine: Outcomes = outcomes.by_ref().take(count).collect();
-            if let Some(reply) = reply {
-                let _ = reply.send(mine);
-            } else if let Some(peer) = peer {
-                for refused in mine {
-                    match refused {
-                        Ok(_) | Err(DagError::Duplicate { .. }) => {}
-                        Err(error) => {
-                            tracing::debug!(%peer, %error, "gossiped DAG transaction refused")
+            match from {
+                Origin::Local(reply) => {
+                    let _ = reply.send(mine);
+                }
+                Origin::Peer(peer) => {
+                    for refused in mine {
+                        match refused {
+                            Ok(_) | Err(DagError::Duplicate { .. }) => {}
+                            Err(error) => {
+                                tracing::debug!(%peer, %error, "gossiped DAG transaction refused")
+                            }
                         }
                     }
                 }
@@ -656,7 +656,12 @@ impl Driver {
     /// Answers a command, or hands back the transactions it submits.
     fn command(&mut self, command: Command) -> Option<Arrival> {
         match command {
-            Command::Submit(txs, reply) => return Some(Arrival::Local(txs, reply)),
+            Command::Submit(txs, reply) => {
+                return Some(Arrival {
+                    from: Origin::Local(reply),
+                    txs,
+                })
+            }
             Command::Status(id, reply) => {
                 let _ = reply.send((self.tangle.status(&id), self.tangle.get(&id).cloned()));
             }
@@ -673,7 +678,12 @@ impl Driver {
     /// Answers a peer's request, or hands back the transactions it sent.
     fn gossip(&mut self, peer: PublicKey, message: DagMessage) -> Option<Arrival> {
         match message {
-            DagMessage::Txs(txs) => return Some(Arrival::Gossip(peer, txs.into_inner())),
+            DagMessage::Txs(txs) => {
+                return Some(Arrival {
+                    from: Origin::Peer(peer),
+                    txs: txs.into_inner(),
+                })
+            }
             DagMessage::Request(ids) => {
                 let found: Vec<DagTx> = ids
                     .as_slice()

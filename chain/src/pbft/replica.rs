@@ -488,18 +488,17 @@ impl Replica {
     /// one out (§4.1, §4.4); those refused are reported. Then the primary
     /// proposes.
     pub fn admit(&mut self, now: TimestampMs, own: Vec<SignedTx>, relayed: Vec<SignedTx>) {
-        let own_count = own.len();
-        let mut txs = own;
+        // Only the client's are needed again (to relay): the mempool takes
+        // the rest without a copy.
+        let mut txs = own.clone();
         txs.extend(relayed);
-        let outcomes = self.mempool.admit_all(&self.ledger, txs.clone());
+        let outcomes = self.mempool.admit_all(&self.ledger, txs);
+        let admitted = outcomes.iter().any(|(_, outcome)| outcome.is_ok());
         let mut relay = Vec::new();
-        let mut admitted = false;
-        for (i, (tx, (id, outcome))) in txs.into_iter().zip(outcomes).enumerate() {
-            admitted |= outcome.is_ok();
-            match (outcome, i < own_count) {
-                (Ok(()), true) => relay.push(tx),
-                (Err(error), true) => self.outputs.push_back(Output::Rejected { tx: id, error }),
-                (_, false) => {}
+        for (tx, (id, outcome)) in own.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => relay.push(tx),
+                Err(error) => self.outputs.push_back(Output::Rejected { tx: id, error }),
             }
         }
         for chunk in relay.chunks(crate::block::MAX_BLOCK_TXS) {
