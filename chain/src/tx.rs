@@ -212,9 +212,9 @@ impl SignedTx {
         )
     }
 
-    /// [`SignedTx::verify_signature`] for many at once, in one batch; each
-    /// verdict is what the single check says.
-    pub fn verify_signatures(txs: &[&SignedTx]) -> Vec<bool> {
+    /// [`SignedTx::verify_signature`] for many at once, in one batch with
+    /// senders' keys from `keys`; each verdict is what the single check says.
+    pub fn verify_signatures(txs: &[&SignedTx], keys: &mut zip215::KeyCache) -> Vec<bool> {
         let payloads: Vec<Vec<u8>> = txs.iter().map(|signed| encode(&signed.tx)).collect();
         let items: Vec<zip215::Signed<'_>> = txs
             .iter()
@@ -226,7 +226,7 @@ impl SignedTx {
                 signature: signed.signature,
             })
             .collect();
-        zip215::verify_all(&items)
+        zip215::verify_all(&items, keys)
     }
 }
 

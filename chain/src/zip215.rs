@@ -28,10 +28,27 @@
 //! SHA-256 over every (key, signature, message) in the batch: a signer
 //! cannot predict them without fixing the whole batch first (the
 //! Fiat–Shamir argument), and the core draws no randomness of its own.
+//!
+//! Why the batch equation is written here and not taken from
+//! `ed25519-zebra`'s `batch::Verifier`: that verifier decodes every key
+//! from its 32 bytes in every batch, and decoding a point is a square root
+//! in the field (~250 squarings), as costly as a third of a batched check.
+//! A saturated replica spent 15 % of its CPU decoding points, half of them
+//! the same few thousand senders' keys again and again (`BENCHMARKS.md`).
+//! The crate has no way to hand it decoded keys, so [`verify_all`] writes
+//! out the same equation (ZIP-215's, as that crate's docs give it) over
+//! `curve25519-dalek` and takes keys from a [`KeyCache`]. Single checks,
+//! and the fallback that names a failed batch's bad items, stay on
+//! `ed25519-zebra`, so a batch can only ever say less than the single rule.
 
-use ed25519_zebra::batch;
+use std::collections::HashMap;
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_zebra::{Signature as ZebraSignature, VerificationKey, VerificationKeyBytes};
-use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{signing_message, CryptoError, Domain, PublicKey, Signature};
@@ -50,8 +67,17 @@ pub fn verify(
     signature: &Signature,
 ) -> Result<(), CryptoError> {
     let message = signing_message(domain, payload);
+    verify_message(key, &message, signature)
+}
+
+/// [`verify`] on the whole signed message (domain already prefixed).
+fn verify_message(
+    key: &PublicKey,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), CryptoError> {
     VerificationKey::try_from(VerificationKeyBytes::from(key.0))
-        .and_then(|vk| vk.verify(&ZebraSignature::from(signature.0), &message))
+        .and_then(|vk| vk.verify(&ZebraSignature::from(signature.0), message))
         .map_err(|_| CryptoError::BadSignature { key: *key })
 }
 
@@ -63,42 +89,149 @@ pub struct Signed<'a> {
     pub signature: Signature,
 }
 
-/// Checks every signature in `items`; the verdicts are in their order, and
-/// each is exactly what [`verify`] says of that item. One batch check
-/// first; if it fails, each item is checked alone to find the bad ones.
-pub fn verify_all(items: &[Signed<'_>]) -> Vec<bool> {
-    let mut seed = ring::digest::Context::new(&ring::digest::SHA256);
-    seed.update(SEED_DOMAIN);
-    let prepared: Vec<batch::Item> = items
-        .iter()
-        .map(|item| {
-            let message = signing_message(item.domain, item.payload);
-            seed.update(&item.key.0);
-            seed.update(&item.signature.0);
-            seed.update(&(message.len() as u64).to_le_bytes());
-            seed.update(&message);
-            batch::Item::from((
-                VerificationKeyBytes::from(item.key.0),
-                ZebraSignature::from(item.signature.0),
-                &message,
-            ))
-        })
-        .collect();
-    if prepared.len() >= BATCH_FROM {
-        let mut verifier = batch::Verifier::new();
-        for item in &prepared {
-            verifier.queue(item.clone());
-        }
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(seed.finish().as_ref());
-        if verifier.verify(ChaCha20Rng::from_seed(digest)).is_ok() {
-            return vec![true; prepared.len()];
+/// Decoded public keys, kept between batches so that a sender who signs
+/// again is not decoded again. Bounded: when full it starts over, which
+/// costs one decode per key and keeps the memory fixed (~200 B per key).
+/// What it holds never changes a verdict, only what a check costs.
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    points: HashMap<[u8; 32], EdwardsPoint>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys (0: decode every time).
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            points: HashMap::new(),
+            capacity,
         }
     }
-    prepared
-        .into_iter()
-        .map(|item| item.verify_single().is_ok())
+
+    /// The point `key` encodes, or `None` when it encodes none. Any
+    /// encoding that decodes is accepted (ZIP-215), as `ed25519-zebra`
+    /// accepts it.
+    fn point(&mut self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        if let Some(point) = self.points.get(key) {
+            return Some(*point);
+        }
+        let point = CompressedEdwardsY(*key).decompress()?;
+        if self.capacity > 0 {
+            if self.points.len() >= self.capacity {
+                self.points.clear();
+            }
+            self.points.insert(*key, point);
+        }
+        Some(point)
+    }
+}
+
+/// Checks every signature in `items`; the verdicts are in their order, and
+/// each is exactly what [`verify`] says of that item. One batch check
+/// first, with keys from `keys`; if it fails, each item is checked alone
+/// to find the bad ones.
+pub fn verify_all(items: &[Signed<'_>], keys: &mut KeyCache) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = items
+        .iter()
+        .map(|item| signing_message(item.domain, item.payload))
+        .collect();
+    if items.len() >= BATCH_FROM && batch_holds(items, &messages, keys) {
+        return vec![true; items.len()];
+    }
+    items
+        .iter()
+        .zip(&messages)
+        .map(|(item, message)| verify_message(&item.key, message, &item.signature).is_ok())
         .collect()
+}
+
+/// ZIP-215's batch equation, as `ed25519-zebra` states it:
+/// `8·(−Σ zᵢsᵢ)·B + 8·Σ zᵢ·Rᵢ + 8·Σ (zᵢkᵢ)·Aᵢ = 0`, with `kᵢ = H(Rᵢ‖Aᵢ‖Mᵢ)`,
+/// random 128-bit `zᵢ`, and the terms of one key folded into one. False
+/// when any `s` is not canonical or any `R` or `A` does not decode, which
+/// the single checks then report item by item.
+fn batch_holds(items: &[Signed<'_>], messages: &[Vec<u8>], keys: &mut KeyCache) -> bool {
+    let mut rng = ChaCha20Rng::from_seed(batch_seed(items, messages));
+    let mut b_coefficient = Scalar::ZERO;
+    let mut r_coefficients = Vec::with_capacity(items.len());
+    let mut r_points = Vec::with_capacity(items.len());
+    let mut a_coefficients: Vec<Scalar> = Vec::new();
+    let mut a_points: Vec<EdwardsPoint> = Vec::new();
+    let mut a_index: HashMap<[u8; 32], usize> = HashMap::new();
+    for (item, message) in items.iter().zip(messages) {
+        let (r_bytes, s_bytes) = halves(&item.signature.0);
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+            return false;
+        };
+        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+            return false;
+        };
+        let slot = match a_index.get(&item.key.0) {
+            Some(slot) => *slot,
+            None => {
+                let Some(a) = keys.point(&item.key.0) else {
+                    return false;
+                };
+                a_points.push(a);
+                a_coefficients.push(Scalar::ZERO);
+                a_index.insert(item.key.0, a_points.len() - 1);
+                a_points.len() - 1
+            }
+        };
+        let k = challenge(&r_bytes, &item.key.0, message);
+        let mut z = [0u8; 32];
+        rng.fill_bytes(&mut z[..16]);
+        let z = Scalar::from_bytes_mod_order(z);
+        b_coefficient -= z * s;
+        a_coefficients[slot] += z * k;
+        r_coefficients.push(z);
+        r_points.push(r);
+    }
+    EdwardsPoint::vartime_multiscalar_mul(
+        std::iter::once(&b_coefficient)
+            .chain(&a_coefficients)
+            .chain(&r_coefficients),
+        std::iter::once(&ED25519_BASEPOINT_POINT)
+            .chain(&a_points)
+            .chain(&r_points),
+    )
+    .mul_by_cofactor()
+    .is_identity()
+}
+
+/// The batch's coefficient seed: SHA-256 over everything in it.
+fn batch_seed(items: &[Signed<'_>], messages: &[Vec<u8>]) -> [u8; 32] {
+    let mut seed = ring::digest::Context::new(&ring::digest::SHA256);
+    seed.update(SEED_DOMAIN);
+    for (item, message) in items.iter().zip(messages) {
+        seed.update(&item.key.0);
+        seed.update(&item.signature.0);
+        seed.update(&(message.len() as u64).to_le_bytes());
+        seed.update(message);
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(seed.finish().as_ref());
+    digest
+}
+
+/// `k = SHA-512(R ‖ A ‖ M) mod ℓ` (RFC 8032 §5.1.7).
+fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA512);
+    hash.update(r);
+    hash.update(key);
+    hash.update(message);
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(hash.finish().as_ref());
+    Scalar::from_bytes_mod_order_wide(&wide)
+}
+
+/// A signature's two halves: `R`'s encoding and `s`'s.
+fn halves(signature: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    r.copy_from_slice(&signature[..32]);
+    s.copy_from_slice(&signature[32..]);
+    (r, s)
 }
 
 #[cfg(test)]
@@ -142,7 +275,10 @@ mod tests {
         for (key, payload, signature) in &signed {
             assert_eq!(verify(key, Domain::Transaction, payload, signature), Ok(()));
         }
-        assert_eq!(verify_all(&items(&signed)), vec![true; 16]);
+        assert_eq!(
+            verify_all(&items(&signed), &mut KeyCache::new(16)),
+            vec![true; 16]
+        );
     }
 
     #[test]
@@ -156,7 +292,7 @@ mod tests {
         signed[7].0 = keys[8].public();
         let mut items = items(&signed);
         items[10].domain = Domain::DagTransaction;
-        let verdicts = verify_all(&items);
+        let verdicts = verify_all(&items, &mut KeyCache::new(16));
         let bad: Vec<usize> = (0..12).filter(|i| !verdicts[*i]).collect();
         assert_eq!(bad, vec![2, 5, 7, 10]);
         for (i, item) in items.iter().enumerate() {
@@ -185,7 +321,7 @@ mod tests {
         let (key, payload, signature) = &signed[3];
         assert!(verify(key, Domain::Transaction, payload, signature).is_err());
         assert_eq!(
-            verify_all(&items(&signed)),
+            verify_all(&items(&signed), &mut KeyCache::new(16)),
             vec![true, true, true, false, true, true]
         );
     }
@@ -211,7 +347,7 @@ mod tests {
             payload: b"anything",
             signature,
         });
-        let verdicts = verify_all(&batch);
+        let verdicts = verify_all(&batch, &mut KeyCache::new(16));
         assert_eq!(verdicts[..5], [true; 5]);
         assert_eq!(verdicts[5], alone);
     }
@@ -221,11 +357,85 @@ mod tests {
         let keys = keys(9);
         let mut signed = signed(&keys, &messages(9));
         signed[4].2 .0[0] ^= 0x80;
-        let all = verify_all(&items(&signed));
+        let all = verify_all(&items(&signed), &mut KeyCache::new(16));
         for split in 1..9 {
-            let mut parts = verify_all(&items(&signed[..split]));
-            parts.extend(verify_all(&items(&signed[split..])));
+            let mut parts = verify_all(&items(&signed[..split]), &mut KeyCache::new(16));
+            parts.extend(verify_all(&items(&signed[split..]), &mut KeyCache::new(16)));
             assert_eq!(parts, all, "split at {split}");
         }
+    }
+
+    /// `ed25519-zebra`'s own batch verifier on the same items.
+    fn zebra_batch(items: &[Signed<'_>]) -> bool {
+        let mut verifier = ed25519_zebra::batch::Verifier::new();
+        for item in items {
+            let message = signing_message(item.domain, item.payload);
+            verifier.queue((
+                VerificationKeyBytes::from(item.key.0),
+                ZebraSignature::from(item.signature.0),
+                &message,
+            ));
+        }
+        verifier.verify(ChaCha20Rng::from_seed([7; 32])).is_ok()
+    }
+
+    #[test]
+    fn the_batch_equation_says_what_ed25519_zebras_batch_says() {
+        // Ten signatures by four keys (so terms fold), then each kind of
+        // damage in turn: the two batch checks must agree on every one.
+        let keys = keys(4);
+        let messages = messages(10);
+        let mut signed: Vec<(PublicKey, Vec<u8>, Signature)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let key = &keys[i % 4];
+                (key.public(), m.clone(), key.sign(Domain::Transaction, m))
+            })
+            .collect();
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let damages: Vec<Box<dyn Fn(&mut (PublicKey, Vec<u8>, Signature))>> = vec![
+            Box::new(|_| {}),
+            Box::new(|s| s.2 .0[33] ^= 4),
+            Box::new(|s| s.2 .0[5] ^= 1),
+            Box::new(|s| s.2 .0[63] |= 0xf0),
+            Box::new(|s| s.1.push(0)),
+            Box::new(|s| s.0 = Keypair::from_seed([99; 32]).public()),
+            Box::new(move |s| s.0 = PublicKey(identity)),
+            Box::new(|s| s.0 .0 = [0xff; 32]),
+        ];
+        for (n, damage) in damages.iter().enumerate() {
+            let original = signed[6].clone();
+            damage(&mut signed[6]);
+            let items = items(&signed);
+            let messages: Vec<Vec<u8>> = items
+                .iter()
+                .map(|item| signing_message(item.domain, item.payload))
+                .collect();
+            let ours = batch_holds(&items, &messages, &mut KeyCache::new(0));
+            assert_eq!(ours, zebra_batch(&items), "damage {n}");
+            assert_eq!(ours, n == 0, "damage {n}");
+            signed[6] = original;
+        }
+    }
+
+    #[test]
+    fn a_warm_cache_changes_no_verdict_and_stays_within_its_bound() {
+        let keys = keys(9);
+        let mut signed = signed(&keys, &messages(9));
+        signed[3].2 .0[10] ^= 2;
+        let cold = verify_all(&items(&signed), &mut KeyCache::new(0));
+        let mut cache = KeyCache::new(5);
+        for round in 0..3 {
+            assert_eq!(
+                verify_all(&items(&signed), &mut cache),
+                cold,
+                "round {round}"
+            );
+            assert!(cache.points.len() <= 5);
+            assert!(!cache.points.is_empty());
+        }
+        assert_eq!(cold.iter().filter(|ok| !**ok).count(), 1);
     }
 }

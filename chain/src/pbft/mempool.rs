@@ -17,15 +17,32 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::crypto::Hash;
 use crate::ledger::{Ledger, TxError};
 use crate::tx::SignedTx;
+use crate::zip215::KeyCache;
 
 /// The mempool's bound: a replica under a flood refuses rather than grows.
 pub const MAX_PENDING: usize = 100_000;
 
+/// Senders' decoded keys the mempool keeps between batches: enough for a
+/// building's users and a busy chain's active accounts (~1.6 MB).
+const SENDER_KEYS: usize = 8_192;
+
 /// Pending transactions in arrival order, by id.
-#[derive(Default)]
 pub struct Mempool {
     order: VecDeque<Hash>,
     txs: HashMap<Hash, SignedTx>,
+    /// Decoded sender keys, so a returning sender's key is not decoded
+    /// again at admission ([`crate::zip215`]).
+    keys: KeyCache,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Mempool {
+            order: VecDeque::new(),
+            txs: HashMap::new(),
+            keys: KeyCache::new(SENDER_KEYS),
+        }
+    }
 }
 
 /// Why a transaction was not admitted.
@@ -76,7 +93,7 @@ impl Mempool {
             .filter(|(_, _, outcome)| outcome.is_ok())
             .map(|(_, tx, _)| tx)
             .collect();
-        let mut verdicts = SignedTx::verify_signatures(&to_verify).into_iter();
+        let mut verdicts = SignedTx::verify_signatures(&to_verify, &mut self.keys).into_iter();
         prechecked
             .into_iter()
             .map(|(id, tx, outcome)| {

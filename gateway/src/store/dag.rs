@@ -11,7 +11,7 @@ use itc_chain::codec::{decode, encode};
 use itc_chain::crypto::Hash;
 use itc_chain::dag::{DagTx, Status};
 use itc_chain::types::Height;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{corrupt, insert_rows, rows_where_in, SqliteStore, StoreError};
 
@@ -60,8 +60,8 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let _writing = self.writer.lock().await;
-        let mut db = self.pool().begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut db = writer.begin().await?;
         let taken: Vec<(Vec<u8>, Vec<u8>)> = batch
             .taken
             .iter()

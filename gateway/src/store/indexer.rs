@@ -23,8 +23,9 @@
 //! each round syncs the disk, and on a busy chain those syncs would queue
 //! in front of the commits that consensus waits for.
 //!
-//! Writers (block commits and index batches) take one async mutex, so they
-//! queue in order instead of spinning in sqlite's busy handler.
+//! Writers (block commits and index batches) share the store's one writer
+//! connection behind an async mutex, so they queue in order instead of
+//! spinning in sqlite's busy handler.
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use itc_chain::codec::decode;
 use itc_chain::crypto::{AccountId, Hash};
 use itc_chain::store::involved_accounts;
 use itc_chain::tx::SignedTx;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, Mutex};
 
 use super::{corrupt, StoreError, ROWS_PER_STATEMENT};
@@ -55,7 +56,7 @@ pub(super) fn index_key(id: &[u8; 32]) -> i64 {
 /// Runs until every clone of the store (every sender of `wake`) is gone.
 pub(super) async fn maintain(
     pool: SqlitePool,
-    writer: Arc<Mutex<()>>,
+    writer: Arc<Mutex<SqliteConnection>>,
     mut wake: mpsc::Receiver<()>,
 ) {
     while wake.recv().await.is_some() {
@@ -66,7 +67,7 @@ pub(super) async fn maintain(
             if pool.is_closed() {
                 return;
             }
-            match index_batch(&pool, &writer).await {
+            match index_batch(&writer).await {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(error) => {
@@ -92,12 +93,9 @@ pub(super) async fn checkpoint(pool: &SqlitePool) -> Result<(), StoreError> {
 
 /// Indexes the next batch of transactions above the watermark; returns how
 /// many it indexed.
-pub(super) async fn index_batch(
-    pool: &SqlitePool,
-    writer: &Mutex<()>,
-) -> Result<usize, StoreError> {
-    let _writing = writer.lock().await;
-    let mut db = pool.begin().await?;
+pub(super) async fn index_batch(writer: &Mutex<SqliteConnection>) -> Result<usize, StoreError> {
+    let mut writer = writer.lock().await;
+    let mut db = writer.begin().await?;
     let rows = sqlx::query(
         "SELECT seq, hash, tx FROM transactions \
          WHERE seq > (SELECT indexed_seq FROM indexer) ORDER BY seq LIMIT ?",

@@ -29,7 +29,7 @@ use itc_chain::validators::ValidatorSet;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
 pub mod dag;
@@ -91,8 +91,15 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Held by whoever writes: block commits and index batches.
-    writer: Arc<Mutex<()>>,
+    /// The one connection the store's own writes go through (block
+    /// commits, replica records, index batches, the DAG), held while
+    /// writing, so writers queue in order instead of spinning in sqlite's
+    /// busy handler. One connection, not any of the pool's: sqlite drops a
+    /// connection's whole page cache when another connection wrote since
+    /// its last transaction, so writers taking turns over the pool started
+    /// every block on a cold cache, re-reading the B-tree pages they were
+    /// about to change. The pool serves reads.
+    writer: Arc<Mutex<SqliteConnection>>,
     /// Wakes the maintainer after a commit; when the last clone of the
     /// store is dropped, the maintainer ends.
     maintain: mpsc::Sender<()>,
@@ -134,13 +141,14 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        let writer = options.connect().await?;
         let (maintain, wake) = mpsc::channel(1);
         let store = SqliteStore {
             pool,
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(writer)),
             maintain,
         };
         Ok((store, wake))
@@ -154,8 +162,8 @@ impl SqliteStore {
         certificate: Option<&CommitCertificate>,
         records: &[itc_chain::pbft::Record],
     ) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
-        let mut db = self.pool.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut db = writer.begin().await?;
         write_block(&mut db, executed, certificate).await?;
         records::write_records(&mut db, records).await?;
         db.commit().await?;
@@ -167,7 +175,7 @@ impl SqliteStore {
     /// Does the maintainer's work now: indexes every committed transaction
     /// and checkpoints the WAL.
     pub async fn maintain_now(&self) -> Result<(), StoreError> {
-        while indexer::index_batch(&self.pool, &self.writer).await? > 0 {}
+        while indexer::index_batch(&self.writer).await? > 0 {}
         indexer::checkpoint(&self.pool).await
     }
 

@@ -9,7 +9,7 @@
 use itc_chain::codec::{decode, encode};
 use itc_chain::evidence::EquivocationProof;
 use itc_chain::pbft::Record;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use super::{corrupt, insert_rows, SqliteStore, StoreError, ROWS_PER_STATEMENT};
 
@@ -61,12 +61,11 @@ impl SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let _writing = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         if records.len() <= ROWS_PER_STATEMENT {
-            let mut db = self.pool.acquire().await?;
-            write_records(&mut db, records).await?;
+            write_records(&mut writer, records).await?;
         } else {
-            let mut db = self.pool.begin().await?;
+            let mut db = writer.begin().await?;
             write_records(&mut db, records).await?;
             db.commit().await?;
         }
@@ -84,7 +83,7 @@ impl SqliteStore {
 
     /// Keeps an equivocation (once per offender, view and height).
     pub async fn record_evidence(&self, evidence: &EquivocationProof) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         sqlx::query(
             "INSERT OR IGNORE INTO evidence (offender, view, height, evidence) VALUES (?, ?, ?, ?)",
         )
@@ -92,7 +91,7 @@ impl SqliteStore {
         .bind(evidence.view as i64)
         .bind(evidence.height as i64)
         .bind(encode(evidence))
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
