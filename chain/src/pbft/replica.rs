@@ -927,6 +927,14 @@ impl Replica {
         if self.changing || view != self.view || !self.in_window(height) {
             return;
         }
+        // §4.2: once prepared(m, v, n, i) holds, a further prepare for the
+        // same m adds nothing (the certificate is formed and persisted), so
+        // its signature is not checked. One for another block still is:
+        // it may prove the primary equivocated.
+        let prepared = self.slots.get(&height).and_then(|s| s.prepared.as_ref());
+        if prepared.is_some_and(|p| p.view() == view && p.digest() == signed.body.digest) {
+            return;
+        }
         if signed.author == self.primary(view) || signed.verify(&self.chain, &self.set).is_err() {
             return;
         }
@@ -1038,6 +1046,11 @@ impl Replica {
             vote,
         } = commit;
         if vote.validator != from || !self.set.contains(&from) || !self.in_window(height) {
+            return;
+        }
+        // §4.2: a height this replica has committed has its certificate;
+        // a late commit for it adds nothing and is not checked.
+        if height <= self.ledger.height() {
             return;
         }
         // §4.2 accepts commits for the current view only; a replica still

@@ -107,6 +107,26 @@ fn four_replicas_commit_a_batch_with_a_valid_certificate() {
     assert!(replicas.iter().all(|r| r.pending() == 0));
 }
 
+/// A vote that arrives after its certificate formed is dropped unchecked:
+/// a prepare after prepared, a commit after the height committed. Each
+/// replica keeps exactly the votes its certificates needed.
+#[test]
+fn votes_after_their_certificate_formed_are_not_kept() {
+    let work = Workload::new(4, 4, 23);
+    let mut replicas = cluster(&work);
+    let txs = work.transfers(replicas[0].ledger(), 2);
+    let primary = role(&replicas, true);
+    replicas[primary].handle_transactions(1, txs);
+    settle(&mut replicas);
+    for replica in &replicas {
+        assert_eq!(replica.ledger().height(), 1);
+        let quorum = replica.ledger().validator_sets().active.quorum();
+        let slot = &replica.slots[&1];
+        assert_eq!(slot.prepares[&0].len(), quorum - 1);
+        assert_eq!(slot.commits[&0].len(), quorum);
+    }
+}
+
 /// Client and relayed transactions admitted in one call: one signature
 /// batch for all, only the client's admitted ones relayed on, only the
 /// client's refusals reported (a relayed one's sender hears from its own

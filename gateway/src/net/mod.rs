@@ -32,6 +32,7 @@ use itc_chain::crypto::{Keypair, PublicKey};
 use itc_chain::dag::DagMessage;
 use itc_chain::pbft::Message;
 use itc_chain::tx::ChainId;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -42,6 +43,10 @@ const MAX_GARBAGE: u32 = 16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A sender stops gathering queued messages into one write at this size.
+const COALESCE_BYTES: usize = 256 * 1024;
+/// A receiver's read buffer.
+const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// A received message and its authenticated sender.
 pub type Inbound = (PublicKey, Message);
@@ -202,11 +207,23 @@ async fn dial_loop(
             Ok((mut stream, mut channel)) => {
                 tracing::info!(%peer, %addr, "connected");
                 backoff = BACKOFF_MIN;
+                let mut wire = Vec::new();
                 loop {
                     let Some(bytes) = queue.recv().await else {
                         return;
                     };
-                    if let Err(error) = channel.send(&mut stream, &bytes).await {
+                    // What queued behind it goes in the same write.
+                    wire.clear();
+                    let mut sealed = channel.seal(&bytes, &mut wire);
+                    while sealed.is_ok() && wire.len() < COALESCE_BYTES {
+                        let Ok(more) = queue.try_recv() else { break };
+                        sealed = channel.seal(&more, &mut wire);
+                    }
+                    let sent = match sealed {
+                        Ok(()) => stream.write_all(&wire).await.map_err(Into::into),
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = sent {
                         tracing::info!(%peer, %error, "send failed; reconnecting");
                         break;
                     }
@@ -274,6 +291,9 @@ async fn receive(mut stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>,
     };
     let peer = channel.peer;
     let mut garbage = 0;
+    // Frames are read in pieces (a length, then the frame): buffered, a
+    // burst of them costs one read call, not two per frame.
+    let mut stream = tokio::io::BufReader::with_capacity(RECEIVE_BUFFER, stream);
     loop {
         let bytes = match channel.recv(&mut stream).await {
             Ok(bytes) => bytes,

@@ -112,6 +112,11 @@ async fn read_frame<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> std:
 pub struct Channel {
     pub peer: PublicKey,
     state: TransportState,
+    /// One Noise message's worth of room, reused by every seal and open
+    /// (a fresh 64 KiB buffer per message was a memset per message).
+    scratch: Vec<u8>,
+    /// The received frame, reused likewise.
+    frame: Vec<u8>,
 }
 
 fn builder() -> Result<snow::Builder<'static>, ChannelError> {
@@ -164,6 +169,8 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(Channel {
         peer,
         state: hs.into_transport_mode()?,
+        scratch: vec![0u8; NOISE_MAX],
+        frame: Vec::new(),
     })
 }
 
@@ -188,6 +195,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(Channel {
         peer,
         state: hs.into_transport_mode()?,
+        scratch: vec![0u8; NOISE_MAX],
+        frame: Vec::new(),
     })
 }
 
@@ -200,23 +209,32 @@ impl Channel {
         io: &mut S,
         message: &[u8],
     ) -> Result<(), ChannelError> {
+        let mut wire = Vec::new();
+        self.seal(message, &mut wire)?;
+        io.write_all(&wire).await?;
+        Ok(())
+    }
+
+    /// Appends one application message, encrypted and framed, to `wire`:
+    /// a sender with several queued writes them with one `write`.
+    pub fn seal(&mut self, message: &[u8], wire: &mut Vec<u8>) -> Result<(), ChannelError> {
         if message.len() > MAX_MESSAGE {
             return Err(ChannelError::TooLarge {
                 len: message.len(),
                 max: MAX_MESSAGE,
             });
         }
-        let mut plain = Vec::with_capacity(4 + message.len());
-        plain.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        plain.extend_from_slice(message);
-        let mut out = vec![0u8; NOISE_MAX];
-        let mut wire = Vec::with_capacity(plain.len() + plain.len() / CHUNK * 18 + 18);
-        for chunk in plain.chunks(CHUNK) {
-            let n = self.state.write_message(chunk, &mut out)?;
+        let length = (message.len() as u32).to_be_bytes();
+        let first = message.len().min(CHUNK - length.len());
+        let mut plain = Vec::with_capacity(length.len() + first);
+        plain.extend_from_slice(&length);
+        plain.extend_from_slice(&message[..first]);
+        let chunks = std::iter::once(plain.as_slice()).chain(message[first..].chunks(CHUNK));
+        for chunk in chunks {
+            let n = self.state.write_message(chunk, &mut self.scratch)?;
             wire.extend_from_slice(&(n as u16).to_be_bytes());
-            wire.extend_from_slice(&out[..n]);
+            wire.extend_from_slice(&self.scratch[..n]);
         }
-        io.write_all(&wire).await?;
         Ok(())
     }
 
@@ -225,10 +243,9 @@ impl Channel {
         &mut self,
         io: &mut S,
     ) -> Result<Vec<u8>, ChannelError> {
-        let mut frame = Vec::new();
-        let mut plain = vec![0u8; NOISE_MAX];
-        read_frame(io, &mut frame).await?;
-        let n = self.state.read_message(&frame, &mut plain)?;
+        read_frame(io, &mut self.frame).await?;
+        let plain = &mut self.scratch;
+        let n = self.state.read_message(&self.frame, plain)?;
         if n < 4 {
             return Err(ChannelError::Malformed {
                 reason: "a first chunk shorter than its length prefix",
@@ -244,9 +261,9 @@ impl Channel {
         let mut message = Vec::with_capacity(len);
         message.extend_from_slice(&plain[4..n]);
         while message.len() < len {
-            read_frame(io, &mut frame).await?;
-            let n = self.state.read_message(&frame, &mut plain)?;
-            message.extend_from_slice(&plain[..n]);
+            read_frame(io, &mut self.frame).await?;
+            let n = self.state.read_message(&self.frame, &mut self.scratch)?;
+            message.extend_from_slice(&self.scratch[..n]);
         }
         if message.len() != len {
             return Err(ChannelError::Malformed {
