@@ -365,6 +365,9 @@ mod tests {
         }
     }
 
+    /// A signed item as the tests hold it: key, payload, signature.
+    type Triple = (PublicKey, Vec<u8>, Signature);
+
     /// `ed25519-zebra`'s own batch verifier on the same items.
     fn zebra_batch(items: &[Signed<'_>]) -> bool {
         let mut verifier = ed25519_zebra::batch::Verifier::new();
@@ -395,7 +398,7 @@ mod tests {
             .collect();
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let damages: Vec<Box<dyn Fn(&mut (PublicKey, Vec<u8>, Signature))>> = vec![
+        let damages: Vec<Box<dyn Fn(&mut Triple)>> = vec![
             Box::new(|_| {}),
             Box::new(|s| s.2 .0[33] ^= 4),
             Box::new(|s| s.2 .0[5] ^= 1),
