@@ -368,6 +368,9 @@ mod tests {
     /// A signed item as the tests hold it: key, payload, signature.
     type Triple = (PublicKey, Vec<u8>, Signature);
 
+    /// A way to spoil one signed item.
+    type Damage = Box<dyn Fn(&mut Triple)>;
+
     /// `ed25519-zebra`'s own batch verifier on the same items.
     fn zebra_batch(items: &[Signed<'_>]) -> bool {
         let mut verifier = ed25519_zebra::batch::Verifier::new();
@@ -388,7 +391,7 @@ mod tests {
         // damage in turn: the two batch checks must agree on every one.
         let keys = keys(4);
         let messages = messages(10);
-        let mut signed: Vec<(PublicKey, Vec<u8>, Signature)> = messages
+        let mut signed: Vec<Triple> = messages
             .iter()
             .enumerate()
             .map(|(i, m)| {
@@ -398,7 +401,7 @@ mod tests {
             .collect();
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let damages: Vec<Box<dyn Fn(&mut Triple)>> = vec![
+        let damages: Vec<Damage> = vec![
             Box::new(|_| {}),
             Box::new(|s| s.2 .0[33] ^= 4),
             Box::new(|s| s.2 .0[5] ^= 1),
