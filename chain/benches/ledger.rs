@@ -94,7 +94,13 @@ fn ed25519_verify(c: &mut Criterion) {
     // keys (the batch folds each key's terms into one, so repeated keys
     // shrink the multiscalar multiplication).
     let mut group = c.benchmark_group("ed25519_verify");
-    for (n, k) in [(128u32, 128u32), (256, 256), (1024, 1024), (1024, 200)] {
+    for (n, k) in [
+        (1u32, 1u32),
+        (128, 128),
+        (256, 256),
+        (1024, 1024),
+        (1024, 200),
+    ] {
         let signed: Vec<(
             itc_chain::crypto::PublicKey,
             Vec<u8>,

@@ -35,11 +35,12 @@
 //! in the field (~250 squarings), as costly as a third of a batched check.
 //! A saturated replica spent 15 % of its CPU decoding points, half of them
 //! the same few thousand senders' keys again and again (`BENCHMARKS.md`).
-//! The crate has no way to hand it decoded keys, so [`verify_all`] writes
-//! out the same equation (ZIP-215's, as that crate's docs give it) over
-//! `curve25519-dalek` and takes keys from a [`KeyCache`]. Single checks,
-//! and the fallback that names a failed batch's bad items, stay on
-//! `ed25519-zebra`, so a batch can only ever say less than the single rule.
+//! The crate has no way to hand it decoded keys, so this module writes out
+//! ZIP-215's two equations (single and batch, as that crate's docs give
+//! them) over `curve25519-dalek`, whose point arithmetic does the work, and
+//! takes keys from a [`KeyCache`]. `ed25519-zebra` stays as the reference:
+//! the tests check both equations against it on valid signatures and on
+//! each kind of damage, the small-order cases included.
 
 use std::collections::HashMap;
 
@@ -47,7 +48,6 @@ use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use ed25519_zebra::{Signature as ZebraSignature, VerificationKey, VerificationKeyBytes};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -67,18 +67,11 @@ pub fn verify(
     signature: &Signature,
 ) -> Result<(), CryptoError> {
     let message = signing_message(domain, payload);
-    verify_message(key, &message, signature)
-}
-
-/// [`verify`] on the whole signed message (domain already prefixed).
-fn verify_message(
-    key: &PublicKey,
-    message: &[u8],
-    signature: &Signature,
-) -> Result<(), CryptoError> {
-    VerificationKey::try_from(VerificationKeyBytes::from(key.0))
-        .and_then(|vk| vk.verify(&ZebraSignature::from(signature.0), message))
-        .map_err(|_| CryptoError::BadSignature { key: *key })
+    if single_holds(key, &message, signature, &mut KeyCache::new(0)) {
+        Ok(())
+    } else {
+        Err(CryptoError::BadSignature { key: *key })
+    }
 }
 
 /// One signature to check in a batch.
@@ -141,8 +134,33 @@ pub fn verify_all(items: &[Signed<'_>], keys: &mut KeyCache) -> Vec<bool> {
     items
         .iter()
         .zip(&messages)
-        .map(|(item, message)| verify_message(&item.key, message, &item.signature).is_ok())
+        .map(|(item, message)| single_holds(&item.key, message, &item.signature, keys))
         .collect()
+}
+
+/// ZIP-215's single equation, as `ed25519-zebra` states it:
+/// `8·(s·B − k·A − R) = 0` with `k = H(R‖A‖M)`, canonical `s`, and any
+/// `R` and `A` that decode.
+fn single_holds(
+    key: &PublicKey,
+    message: &[u8],
+    signature: &Signature,
+    keys: &mut KeyCache,
+) -> bool {
+    let (r_bytes, s_bytes) = halves(&signature.0);
+    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+        return false;
+    };
+    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+        return false;
+    };
+    let Some(a) = keys.point(&key.0) else {
+        return false;
+    };
+    let k = challenge(&r_bytes, &key.0, message);
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s) - r)
+        .mul_by_cofactor()
+        .is_identity()
 }
 
 /// ZIP-215's batch equation, as `ed25519-zebra` states it:
@@ -350,6 +368,7 @@ mod tests {
         let verdicts = verify_all(&batch, &mut KeyCache::new(16));
         assert_eq!(verdicts[..5], [true; 5]);
         assert_eq!(verdicts[5], alone);
+        assert_eq!(alone, zebra_single(&batch[5]));
     }
 
     #[test]
@@ -371,6 +390,16 @@ mod tests {
     /// A way to spoil one signed item.
     type Damage = Box<dyn Fn(&mut Triple)>;
 
+    use ed25519_zebra::{Signature as ZebraSignature, VerificationKey, VerificationKeyBytes};
+
+    /// `ed25519-zebra`'s single check, the reference for [`single_holds`].
+    fn zebra_single(item: &Signed<'_>) -> bool {
+        let message = signing_message(item.domain, item.payload);
+        VerificationKey::try_from(VerificationKeyBytes::from(item.key.0))
+            .and_then(|vk| vk.verify(&ZebraSignature::from(item.signature.0), &message))
+            .is_ok()
+    }
+
     /// `ed25519-zebra`'s own batch verifier on the same items.
     fn zebra_batch(items: &[Signed<'_>]) -> bool {
         let mut verifier = ed25519_zebra::batch::Verifier::new();
@@ -386,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_equation_says_what_ed25519_zebras_batch_says() {
+    fn both_equations_say_what_ed25519_zebra_says() {
         // Ten signatures by four keys (so terms fold), then each kind of
         // damage in turn: the two batch checks must agree on every one.
         let keys = keys(4);
@@ -422,6 +451,11 @@ mod tests {
             let ours = batch_holds(&items, &messages, &mut KeyCache::new(0));
             assert_eq!(ours, zebra_batch(&items), "damage {n}");
             assert_eq!(ours, n == 0, "damage {n}");
+            for (item, message) in items.iter().zip(&messages) {
+                let alone =
+                    single_holds(&item.key, message, &item.signature, &mut KeyCache::new(0));
+                assert_eq!(alone, zebra_single(item), "damage {n}");
+            }
             signed[6] = original;
         }
     }
@@ -443,5 +477,46 @@ mod tests {
             assert!(!cache.points.is_empty());
         }
         assert_eq!(cold.iter().filter(|ok| !**ok).count(), 1);
+    }
+
+    #[test]
+    fn a_key_with_a_small_order_part_passes_the_cofactored_rule_both_ways() {
+        // A = a·B + T with T of order 8, R = r·B, s = r + k·a: then
+        // s·B − k·A − R = −k·T, which is the identity only after the
+        // multiplication by 8. ZIP-215 accepts it (RFC 8032's cofactorless
+        // check, `ring`'s, would refuse it unless 8 divides k); both of
+        // this module's equations must say what `ed25519-zebra` says.
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let a = Scalar::from_bytes_mod_order([3; 32]);
+        let r = Scalar::from_bytes_mod_order([5; 32]);
+        let key = (ED25519_BASEPOINT_POINT * a + EIGHT_TORSION[1])
+            .compress()
+            .0;
+        let r_bytes = (ED25519_BASEPOINT_POINT * r).compress().0;
+        let payload = b"mixed-order key";
+        let message = signing_message(Domain::Transaction, payload);
+        let k = challenge(&r_bytes, &key, &message);
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&r_bytes);
+        signature[32..].copy_from_slice((r + k * a).as_bytes());
+        let odd = Signed {
+            key: PublicKey(key),
+            domain: Domain::Transaction,
+            payload,
+            signature: Signature(signature),
+        };
+        assert!(zebra_single(&odd));
+        assert!(single_holds(
+            &odd.key,
+            &message,
+            &odd.signature,
+            &mut KeyCache::new(0)
+        ));
+        let keys = keys(4);
+        let honest = signed(&keys, &messages(4));
+        let mut batch = items(&honest);
+        batch.push(odd);
+        assert_eq!(verify_all(&batch, &mut KeyCache::new(8)), vec![true; 5]);
+        assert!(zebra_batch(&batch));
     }
 }
