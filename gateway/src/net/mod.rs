@@ -214,16 +214,18 @@ async fn dial_loop(
                     };
                     // What queued behind it goes in the same write.
                     wire.clear();
-                    let mut sealed = channel.seal(&bytes, &mut wire);
+                    let mut sealed = seal_queued(&mut channel, &bytes, &mut wire);
                     while sealed.is_ok() && wire.len() < COALESCE_BYTES {
                         let Ok(more) = queue.try_recv() else { break };
-                        sealed = channel.seal(&more, &mut wire);
+                        sealed = seal_queued(&mut channel, &more, &mut wire);
                     }
-                    let sent = match sealed {
-                        Ok(()) => stream.write_all(&wire).await.map_err(Into::into),
-                        Err(error) => Err(error),
+                    // What sealed before a failure still goes out.
+                    let written = if wire.is_empty() {
+                        Ok(())
+                    } else {
+                        stream.write_all(&wire).await
                     };
-                    if let Err(error) = sent {
+                    if let Err(error) = written.map_err(Into::into).and(sealed) {
                         tracing::info!(%peer, %error, "send failed; reconnecting");
                         break;
                     }
@@ -236,6 +238,28 @@ async fn dial_loop(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Seals one queued message onto `wire`. One too large to send is dropped
+/// with a warning (nothing of it was sealed, the channel is intact); any
+/// other failure leaves `wire` as it was and ends the channel.
+fn seal_queued(
+    channel: &mut noise::Channel,
+    bytes: &[u8],
+    wire: &mut Vec<u8>,
+) -> Result<(), noise::ChannelError> {
+    let mark = wire.len();
+    match channel.seal(bytes, wire) {
+        Err(noise::ChannelError::TooLarge { len, max }) => {
+            tracing::warn!(peer = %channel.peer, len, max, "message too large to send; dropped");
+            Ok(())
+        }
+        Err(error) => {
+            wire.truncate(mark);
+            Err(error)
+        }
+        Ok(()) => Ok(()),
     }
 }
 

@@ -273,3 +273,52 @@ impl Channel {
         Ok(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dialed and an accepted channel over an in-memory pipe.
+    async fn pair() -> (
+        Channel,
+        tokio::io::DuplexStream,
+        Channel,
+        tokio::io::DuplexStream,
+    ) {
+        let chain = ChainId::new("itc-test").expect("chain id");
+        let (a, b) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        let (mut near, mut far) = tokio::io::duplex(1 << 20);
+        let b_key = b.public();
+        let allowed = |_: &PublicKey| true;
+        let (dialed, accepted) = tokio::join!(
+            dial(&mut near, &a, &chain, b_key),
+            accept(&mut far, &b, &chain, &allowed)
+        );
+        (dialed.expect("dial"), near, accepted.expect("accept"), far)
+    }
+
+    #[tokio::test]
+    async fn messages_sealed_into_one_write_arrive_whole_and_in_order() {
+        let (mut sender, mut near, mut receiver, far) = pair().await;
+        // Empty, small, and one spanning three Noise messages.
+        let messages = [Vec::new(), b"prepare".to_vec(), vec![7u8; 2 * CHUNK + 10]];
+        let mut wire = Vec::new();
+        for message in &messages {
+            sender.seal(message, &mut wire).expect("seal");
+        }
+        let before = wire.len();
+        let too_large = vec![0u8; MAX_MESSAGE + 1];
+        assert!(matches!(
+            sender.seal(&too_large, &mut wire),
+            Err(ChannelError::TooLarge { .. })
+        ));
+        assert_eq!(wire.len(), before, "a refused message adds nothing");
+        near.write_all(&wire).await.expect("write");
+        sender.send(&mut near, b"after").await.expect("send");
+        let mut reader = tokio::io::BufReader::new(far);
+        for message in &messages {
+            assert_eq!(&receiver.recv(&mut reader).await.expect("recv"), message);
+        }
+        assert_eq!(receiver.recv(&mut reader).await.expect("recv"), b"after");
+    }
+}
