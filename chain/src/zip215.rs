@@ -147,11 +147,7 @@ fn single_holds(
     signature: &Signature,
     keys: &mut KeyCache,
 ) -> bool {
-    let (r_bytes, s_bytes) = halves(&signature.0);
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-        return false;
-    };
-    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+    let Some((r_bytes, r, s)) = decode_signature(signature) else {
         return false;
     };
     let Some(a) = keys.point(&key.0) else {
@@ -177,11 +173,7 @@ fn batch_holds(items: &[Signed<'_>], messages: &[Vec<u8>], keys: &mut KeyCache) 
     let mut a_points: Vec<EdwardsPoint> = Vec::new();
     let mut a_index: HashMap<[u8; 32], usize> = HashMap::new();
     for (item, message) in items.iter().zip(messages) {
-        let (r_bytes, s_bytes) = halves(&item.signature.0);
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-            return false;
-        };
-        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+        let Some((r_bytes, r, s)) = decode_signature(&item.signature) else {
             return false;
         };
         let slot = match a_index.get(&item.key.0) {
@@ -243,13 +235,17 @@ fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
     Scalar::from_bytes_mod_order_wide(&wide)
 }
 
-/// A signature's two halves: `R`'s encoding and `s`'s.
-fn halves(signature: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
-    let mut r = [0u8; 32];
-    let mut s = [0u8; 32];
-    r.copy_from_slice(&signature[..32]);
-    s.copy_from_slice(&signature[32..]);
-    (r, s)
+/// A signature as both equations read it, by one rule: `R`'s encoding, the
+/// point it decodes to (any encoding that decodes), and `s` when it is
+/// canonical (below ℓ). `None` when either fails.
+fn decode_signature(signature: &Signature) -> Option<([u8; 32], EdwardsPoint, Scalar)> {
+    let mut r_bytes = [0u8; 32];
+    let mut s_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&signature.0[..32]);
+    s_bytes.copy_from_slice(&signature.0[32..]);
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    let r = CompressedEdwardsY(r_bytes).decompress()?;
+    Some((r_bytes, r, s))
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ impl SqliteStore {
         node: &MeshNodeRow,
     ) -> Result<(), StoreError> {
         let sealed = key.seal(&node.device, &node.device_key)?;
-        let _writing = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         sqlx::query(
             "INSERT OR REPLACE INTO mesh_nodes (address, device, ble_address, device_key) \
              VALUES (?, ?, ?, ?)",
@@ -107,7 +107,7 @@ impl SqliteStore {
         .bind(&node.device)
         .bind(&node.ble_address)
         .bind(sealed)
-        .execute(self.pool())
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
@@ -124,10 +124,10 @@ impl SqliteStore {
     }
 
     pub async fn reserve_mesh_sequence(&self, up_to: u32) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         sqlx::query("INSERT OR REPLACE INTO mesh_sequence (id, reserved) VALUES (0, ?)")
             .bind(i64::from(up_to))
-            .execute(self.pool())
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
