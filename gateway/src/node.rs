@@ -2,22 +2,27 @@
 //! network and sqlite.
 //!
 //! One task owns the replica. It waits for whichever comes first — a peer
-//! message, a client's transactions, the earliest timer, shutdown — feeds
-//! it in (with whatever else is already queued, so a burst is handled in
-//! one go), then carries out the outputs in order:
-//! - records to persist are collected and written in one fsync'd sqlite
-//!   transaction *before* the first message, commit or block that follows
-//!   them is acted on (the replica's durability rule);
-//! - committed blocks go to the chain store, then to subscribers;
-//! - messages go to the network's bounded peer queues;
-//! - requests for blocks are served from the store.
+//! message, a client's transactions, the earliest timer, a write becoming
+//! durable, shutdown — feeds it in (with whatever else is already queued,
+//! so a burst is handled in one go), then carries out the outputs in order:
+//! - records to persist, and committed blocks, go to the node's
+//!   [`persister`], which writes them in the background (one fsync'd sqlite
+//!   transaction for whatever queued up);
+//! - a message that waits for records is held until everything handed to
+//!   the persister before it is durable (the replica's durability rule);
+//!   the others (a pre-prepare, relayed transactions) go at once;
+//! - a committed block reaches subscribers once it is stored;
+//! - requests for blocks are served from the store, after what is queued.
+//!
+//! So the driver never waits on the disk: while one replica's vote syncs,
+//! it takes in and checks its peers' votes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use itc_chain::block::{CommitCertificate, Header};
+use itc_chain::block::Header;
 use itc_chain::crypto::{Hash, Keypair, PublicKey};
 use itc_chain::genesis::Genesis;
 use itc_chain::ledger::StateRead;
@@ -32,6 +37,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::net::{DagInbound, Inbound, Inboxes, Network};
+use persister::{CommittedPair, Persister, Ticket};
+
+mod persister;
 use crate::service::now_ms;
 use crate::store::SqliteStore;
 
@@ -55,6 +63,10 @@ pub enum NodeError {
     Params(#[from] itc_chain::pbft::ParamsError),
     #[error("validator {key} has an address that does not parse: {addr}")]
     BadAddress { key: PublicKey, addr: String },
+    #[error("the node's writer stopped")]
+    WriterStopped,
+    #[error("the node's writer panicked: {0}")]
+    WriterPanicked(String),
 }
 
 /// Where a node stands, for status queries.
@@ -280,7 +292,7 @@ pub async fn start(
         },
     );
     let (submit, submissions) = mpsc::channel(1_024);
-    let (status_tx, status) = watch::channel(status_of(&replica));
+    let (status_tx, status) = watch::channel(status_of(&replica, replica.ledger().tip()));
     let (commits, _) = broadcast::channel(1_024);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let available = Arc::new(tokio::sync::Notify::new());
@@ -307,13 +319,14 @@ pub async fn start(
     };
     let driver = Driver {
         replica,
+        persister: Persister::start(store.clone()),
         store,
         network,
         timers: HashMap::new(),
         status: status_tx,
         commits,
         records: Vec::new(),
-        pending_commit: None,
+        held: VecDeque::new(),
         refusals,
         committed,
     };
@@ -336,10 +349,11 @@ pub async fn start(
     Ok((handle, task))
 }
 
-fn status_of(replica: &Replica) -> NodeStatus {
+/// The replica's status at `tip`, the last block stored.
+fn status_of(replica: &Replica, tip: &Header) -> NodeStatus {
     NodeStatus {
-        height: replica.ledger().height(),
-        head: replica.ledger().tip().hash(),
+        height: tip.height,
+        head: tip.hash(),
         view: replica.view(),
         changing_view: replica.is_changing_view(),
         pending: replica.pending(),
@@ -354,10 +368,25 @@ struct Driver {
     timers: HashMap<Timer, TimestampMs>,
     status: watch::Sender<NodeStatus>,
     commits: broadcast::Sender<CommittedBlock>,
+    /// Records made since the last hand-over to the persister.
     records: Vec<Record>,
-    pending_commit: Option<(Box<itc_chain::ledger::Executed>, CommitCertificate)>,
+    persister: Persister,
+    /// What waits for a ticket to be durable, in order.
+    held: VecDeque<(Ticket, After)>,
     refusals: broadcast::Sender<Refusal>,
     committed: Arc<RwLock<CommittedView>>,
+}
+
+/// An output acted on once what was persisted before it is durable.
+enum After {
+    Send(PublicKey, Message),
+    Broadcast(Message),
+    Publish(CommittedPair),
+    ServeBlocks {
+        to: PublicKey,
+        from: Height,
+        to_height: Height,
+    },
 }
 
 enum Input {
@@ -395,6 +424,7 @@ impl Driver {
         available: Arc<tokio::sync::Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
+        let mut durable = self.persister.durable();
         self.carry_out().await?;
         loop {
             let next_timer = self.timers.values().min().copied();
@@ -407,7 +437,13 @@ impl Driver {
             let mut arrivals = Arrivals::default();
             let first = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => return self.persister.finish().await,
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        return Err(self.persister.failure().await);
+                    }
+                    None
+                }
                 Some(message) = inbound.recv() => Some(Input::Peer(Box::new(message))),
                 _ = available.notified() => Some(Input::Available),
                 _ = tokio::time::sleep(sleep) => None,
@@ -477,73 +513,111 @@ impl Driver {
         }
     }
 
-    /// Persists pending records (and a committed block waiting with them)
-    /// before anything that depends on them.
-    async fn flush(&mut self) -> Result<(), NodeError> {
-        if let Some((executed, certificate)) = self.pending_commit.take() {
-            self.store
-                .commit_block_with_records(&executed, Some(&certificate), &self.records)
-                .await?;
-            self.records.clear();
-            let header = &executed.block.header;
-            if let Ok(mut view) = self.committed.write() {
-                view.entries.apply(&executed.changes.writes);
-                view.tip = header.clone();
-            }
-            // A validator-set change (approved, or made active at the
-            // epoch) changes who the peers are.
-            for (key, value) in &executed.changes.writes {
-                if let (StateKey::Validators, Some(StateValue::Validators(sets))) = (key, value) {
-                    self.network.set_peers(peer_addresses(sets));
+    /// Hands the records made so far to the persister.
+    fn submit_records(&mut self) {
+        let records = std::mem::take(&mut self.records);
+        self.persister.submit(records, None);
+    }
+
+    /// Acts on `after` once everything persisted before it is durable.
+    fn hold(&mut self, after: After) {
+        self.submit_records();
+        self.held.push_back((self.persister.submitted(), after));
+    }
+
+    /// Acts on what was held for writes that are now durable.
+    async fn release(&mut self) -> Result<(), NodeError> {
+        let durable = self.persister.durable_ticket();
+        let mut published = false;
+        while self.held.front().is_some_and(|(t, _)| *t <= durable) {
+            let Some((_, after)) = self.held.pop_front() else {
+                break;
+            };
+            match after {
+                After::Send(to, message) => self.network.send(&to, &message),
+                After::Broadcast(message) => self.network.broadcast(&message),
+                After::Publish(pair) => {
+                    self.publish(&pair.0);
+                    published = true;
                 }
+                After::ServeBlocks {
+                    to,
+                    from,
+                    to_height,
+                } => self.serve_blocks(to, from, to_height).await?,
             }
-            let _ = self.commits.send(CommittedBlock {
-                height: header.height,
-                head: header.hash(),
-                txs: Arc::new(executed.tx_ids().to_vec()),
-                time_ms: header.time_ms,
-            });
-        } else if !self.records.is_empty() {
-            self.store.append_records(&self.records).await?;
-            self.records.clear();
+        }
+        let tip = self.committed.read().map(|v| v.tip.clone()).ok();
+        let status = status_of(
+            &self.replica,
+            tip.as_ref().unwrap_or(self.replica.ledger().tip()),
+        );
+        if published || *self.status.borrow() != status {
+            let _ = self.status.send(status);
         }
         Ok(())
     }
 
+    /// A block is stored: the API's view, the peers and subscribers learn
+    /// of it.
+    fn publish(&mut self, executed: &itc_chain::ledger::Executed) {
+        let header = &executed.block.header;
+        if let Ok(mut view) = self.committed.write() {
+            view.entries.apply(&executed.changes.writes);
+            view.tip = header.clone();
+        }
+        // A validator-set change (approved, or made active at the epoch)
+        // changes who the peers are.
+        for (key, value) in &executed.changes.writes {
+            if let (StateKey::Validators, Some(StateValue::Validators(sets))) = (key, value) {
+                self.network.set_peers(peer_addresses(sets));
+            }
+        }
+        let _ = self.commits.send(CommittedBlock {
+            height: header.height,
+            head: header.hash(),
+            txs: Arc::new(executed.tx_ids().to_vec()),
+            time_ms: header.time_ms,
+        });
+    }
+
     async fn carry_out(&mut self) -> Result<(), NodeError> {
-        let mut committed = false;
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => self.records.push(record),
                 Output::SetTimer { timer, at } => {
                     self.timers.insert(timer, at);
                 }
-                Output::Send { to, message } => {
-                    self.flush().await?;
-                    self.network.send(&to, &message);
+                // A pre-prepare or relayed transactions leave at once,
+                // ahead of what is held.
+                Output::Send { to, message } if !message.waits_for_records() => {
+                    self.network.send(&to, &message)
                 }
-                Output::Broadcast(message) => {
-                    self.flush().await?;
-                    self.network.broadcast(&message);
+                Output::Broadcast(message) if !message.waits_for_records() => {
+                    self.network.broadcast(&message)
                 }
+                Output::Send { to, message } => self.hold(After::Send(to, message)),
+                Output::Broadcast(message) => self.hold(After::Broadcast(message)),
                 Output::Committed {
                     executed,
                     certificate,
                 } => {
-                    // Stored with the records that follow it (typically the
-                    // next proposal's vote), in one sync.
-                    self.flush().await?;
-                    self.pending_commit = Some((executed, certificate));
-                    committed = true;
+                    // Stored with the records before it, and with whatever
+                    // else queues up while the disk is busy.
+                    let pair: CommittedPair = Arc::new((*executed, certificate));
+                    let records = std::mem::take(&mut self.records);
+                    let ticket = self.persister.submit(records, Some(pair.clone()));
+                    self.held.push_back((ticket, After::Publish(pair)));
                 }
                 Output::ServeBlocks {
                     to,
                     from,
                     to_height,
-                } => {
-                    self.flush().await?;
-                    self.serve_blocks(to, from, to_height).await?;
-                }
+                } => self.hold(After::ServeBlocks {
+                    to,
+                    from,
+                    to_height,
+                }),
                 Output::Rejected { tx, error } => {
                     tracing::debug!(%tx, %error, "transaction refused");
                     let _ = self.refusals.send(Refusal {
@@ -562,12 +636,8 @@ impl Driver {
                 }
             }
         }
-        self.flush().await?;
-        let status = status_of(&self.replica);
-        if committed || *self.status.borrow() != status {
-            let _ = self.status.send(status);
-        }
-        Ok(())
+        self.submit_records();
+        self.release().await
     }
 
     fn answer(&self, query: Query) {

@@ -26,8 +26,13 @@
 //!
 //! Durability: before a replica sends a vote or a view change it emits
 //! [`Output::Persist`]; the driver must make that record durable before it
-//! acts on any later output. On restart the records are handed back to
-//! [`Replica::new`], so a replica never contradicts what it said before.
+//! sends any later message that [waits for records]. On restart the records
+//! are handed back to [`Replica::new`], so a replica never contradicts what
+//! it said before. A primary's pre-prepares are the exception: they are not
+//! persisted, and a restarted replica proposes nothing in the view it
+//! restarted in.
+//!
+//! [waits for records]: Message::waits_for_records
 
 mod mempool;
 mod message;

@@ -142,7 +142,8 @@ pub enum Output {
         timer: Timer,
         at: TimestampMs,
     },
-    /// Make this durable before acting on any later output.
+    /// Make this durable before sending any later message that
+    /// [waits for records](Message::waits_for_records).
     Persist(Record),
     /// A block committed; store it (the replica's ledger has applied it).
     Committed {
@@ -265,6 +266,14 @@ pub struct Replica {
     /// Heights whose pre-prepare it accepted but holds its prepare back,
     /// for want of anchored DAG data.
     awaiting_data: BTreeSet<Height>,
+    /// The view this replica restarted in, if it restarted: it proposes
+    /// nothing in that view. A primary sends its pre-prepares without
+    /// persisting them first (they are off the disk's critical path), so
+    /// after a crash it cannot know which heights it already assigned in
+    /// that view, and assigning one twice would be equivocation (§4.2). Its
+    /// backups time out and move to the next view (§4.4), as they would for
+    /// any primary that stopped.
+    silent_in: Option<View>,
     pub(super) outputs: VecDeque<Output>,
 }
 
@@ -322,10 +331,14 @@ impl Replica {
             evidence: Vec::new(),
             availability: None,
             awaiting_data: BTreeSet::new(),
+            silent_in: None,
             outputs: VecDeque::new(),
             ledger,
         };
         let records: Vec<Record> = records.into_iter().collect();
+        // Every start persists a view record (below), and the latest one is
+        // always kept, so any earlier life of this replica left one.
+        let restarted = records.iter().any(|r| matches!(r, Record::View { .. }));
         for record in &records {
             if let Record::Stable(proof) = record {
                 if proof.height() > replica.low_mark() {
@@ -368,6 +381,13 @@ impl Replica {
                 Record::Voted { .. } | Record::Prepared(_) | Record::Stable(_) => {}
             }
         }
+        if restarted {
+            replica.silent_in = Some(replica.view);
+        }
+        replica.persist(Record::View {
+            view: replica.view,
+            changing: replica.changing,
+        });
         replica.set_timer(Timer::Tick, now + replica.params.tick_ms);
         if replica.changing {
             // It was asking for this view when it stopped: ask again.
@@ -654,9 +674,14 @@ impl Replica {
     }
 
     /// §4.2: the primary assigns the next height to a batch. It proposes
-    /// when it has committed the parent and the batch is full or due.
+    /// when it has committed the parent and the batch is full or due, and
+    /// never in the view it restarted in (see `silent_in`).
     pub(super) fn maybe_propose(&mut self, now: TimestampMs) {
-        if self.changing || !self.is_primary() || self.mempool.is_empty() {
+        if self.changing
+            || !self.is_primary()
+            || self.mempool.is_empty()
+            || self.silent_in == Some(self.view)
+        {
             return;
         }
         let height = self.ledger.height() + 1;
@@ -697,12 +722,7 @@ impl Replica {
         let block = proposal.executed.block.clone();
         let signed = Signed::sign(&self.key, &self.chain, PrePrepare { view, block });
         let digest = signed.body.block.header.hash();
-        self.persist(Record::Voted {
-            vote: Vote::PrePrepare,
-            view,
-            height,
-            digest,
-        });
+        // Not persisted: see `silent_in`.
         let slot = self.slot(height);
         slot.voted
             .insert((view, vote_tag(Vote::PrePrepare)), digest);

@@ -223,6 +223,71 @@ fn a_restarted_replica_never_contradicts_its_vote() {
     }
 }
 
+/// A primary sends its pre-prepare before anything is durable, so after a
+/// restart it proposes nothing in that view: it cannot know which heights
+/// it assigned, and assigning one a second block would be equivocation.
+#[test]
+fn a_restarted_primary_proposes_nothing_in_the_view_it_restarted_in() {
+    let work = Workload::new(4, 8, 29);
+    let mut primary = cluster(&work)
+        .into_iter()
+        .find(|r| r.is_primary())
+        .expect("a primary");
+    let ledger = primary.ledger().clone();
+    // Two first transfers of two senders: each alone makes a block.
+    let all = work.transfers(&ledger, 8);
+    let second = all
+        .iter()
+        .find(|t| t.tx.nonce == 0 && t.tx.sender != all[0].tx.sender)
+        .expect("a second sender");
+    let txs = [all[0].clone(), second.clone()];
+    let mut records = Vec::new();
+    let mut proposed = 0;
+    primary.handle_transactions(1, txs[..1].to_vec());
+    while let Some(output) = primary.poll_output() {
+        match output {
+            Output::Persist(record) => records.push(record),
+            Output::Broadcast(Message::PrePrepare(pp)) => {
+                assert_eq!(pp.body.block.header.height, 1);
+                proposed += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(proposed, 1);
+    // Its start left a view record, the pre-prepare none.
+    assert!(matches!(
+        records.as_slice(),
+        [Record::View {
+            view: 0,
+            changing: false
+        }]
+    ));
+
+    // Restarted from that record, it is offered a different batch.
+    let key = work.validator_keypair(&primary.public()).expect("key");
+    let mut restarted =
+        Replica::new(key, Params::default(), ledger.clone(), records, 2).expect("params");
+    assert!(restarted.is_primary());
+    restarted.handle_transactions(3, txs[1..].to_vec());
+    while let Some(output) = restarted.poll_output() {
+        assert!(
+            !matches!(output, Output::Broadcast(Message::PrePrepare(_))),
+            "proposed again in the view it restarted in"
+        );
+    }
+
+    // A fresh replica (no records at all) proposes at once.
+    let key = work.validator_keypair(&primary.public()).expect("key");
+    let mut fresh = Replica::new(key, Params::default(), ledger, Vec::new(), 2).expect("params");
+    fresh.handle_transactions(3, txs[1..].to_vec());
+    let mut proposed = false;
+    while let Some(output) = fresh.poll_output() {
+        proposed |= matches!(output, Output::Broadcast(Message::PrePrepare(_)));
+    }
+    assert!(proposed);
+}
+
 #[test]
 fn an_equivocating_primary_leaves_evidence_and_is_replaced() {
     let work = Workload::new(4, 4, 23);

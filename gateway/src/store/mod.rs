@@ -154,17 +154,22 @@ impl SqliteStore {
         Ok((store, wake))
     }
 
-    /// Stores a block and the replica records that follow it in one
-    /// fsync'd transaction: the commit and the next vote cost one sync.
-    pub async fn commit_block_with_records(
+    /// Stores blocks (in height order) and replica records (in the order
+    /// they were made) in one fsync'd transaction: a node's writes that
+    /// queued up while the disk was busy cost one sync together.
+    pub async fn commit_blocks_with_records(
         &self,
-        executed: &Executed,
-        certificate: Option<&CommitCertificate>,
+        blocks: &[(&Executed, Option<&CommitCertificate>)],
         records: &[itc_chain::pbft::Record],
     ) -> Result<(), StoreError> {
+        if blocks.is_empty() {
+            return self.append_records(records).await;
+        }
         let mut writer = self.writer.lock().await;
         let mut db = writer.begin().await?;
-        write_block(&mut db, executed, certificate).await?;
+        for (executed, certificate) in blocks {
+            write_block(&mut db, executed, *certificate).await?;
+        }
         records::write_records(&mut db, records).await?;
         db.commit().await?;
         // A full channel means the maintainer is already due to run.
@@ -450,7 +455,7 @@ impl ChainStore for SqliteStore {
         executed: &Executed,
         certificate: Option<&CommitCertificate>,
     ) -> Result<(), StoreError> {
-        self.commit_block_with_records(executed, certificate, &[])
+        self.commit_blocks_with_records(&[(executed, certificate)], &[])
             .await
     }
 

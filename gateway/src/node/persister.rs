@@ -1,0 +1,186 @@
+//! A node's writer: consensus records and committed blocks go to sqlite in
+//! the background, so the replica's driver never waits on the disk.
+//!
+//! Why: a sync takes a millisecond or more (an SD card, a VM's disk), and
+//! the block's rows as much again. A driver that waited for them took in
+//! no peer's vote meanwhile, so every replica's write lengthened every
+//! round (BENCHMARKS.md, "Consensus"). Now the driver hands each batch of
+//! records, and each committed block, to this task and gets a ticket; it
+//! holds back only what must follow the write (a message that
+//! [waits for records](itc_chain::pbft::Message::waits_for_records), a
+//! block's publication, serving blocks from the store) until its ticket is
+//! durable.
+//!
+//! Batches queued while a write is in flight go out together in the next
+//! sqlite transaction, one sync for all (group commit). Tickets count
+//! batches, and batches are written in order, so ticket `t` durable means
+//! every batch up to `t` is.
+
+use std::sync::Arc;
+
+use itc_chain::block::CommitCertificate;
+use itc_chain::ledger::Executed;
+use itc_chain::pbft::Record;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::NodeError;
+use crate::store::{SqliteStore, StoreError};
+
+/// A committed block and its certificate, shared by the writer and the
+/// driver that publishes it once stored.
+pub(super) type CommittedPair = Arc<(Executed, CommitCertificate)>;
+
+/// A ticket: batches handed over so far.
+pub(super) type Ticket = u64;
+
+struct Batch {
+    records: Vec<Record>,
+    block: Option<CommittedPair>,
+}
+
+pub(super) struct Persister {
+    batches: Option<mpsc::UnboundedSender<Batch>>,
+    submitted: Ticket,
+    durable: watch::Receiver<Ticket>,
+    task: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Persister {
+    pub(super) fn start(store: SqliteStore) -> Persister {
+        let (batches, queue) = mpsc::unbounded_channel();
+        let (durable_tx, durable) = watch::channel(0);
+        Persister {
+            batches: Some(batches),
+            submitted: 0,
+            durable,
+            task: Some(tokio::spawn(write(store, queue, durable_tx))),
+        }
+    }
+
+    /// Hands `records` (and a committed block) to the writer; returns the
+    /// ticket that is durable once they are. Nothing to write, no ticket.
+    pub(super) fn submit(&mut self, records: Vec<Record>, block: Option<CommittedPair>) -> Ticket {
+        if records.is_empty() && block.is_none() {
+            return self.submitted;
+        }
+        if let Some(batches) = &self.batches {
+            if batches.send(Batch { records, block }).is_ok() {
+                self.submitted += 1;
+            }
+        }
+        self.submitted
+    }
+
+    /// The ticket of everything handed over so far.
+    pub(super) fn submitted(&self) -> Ticket {
+        self.submitted
+    }
+
+    /// The ticket durable so far.
+    pub(super) fn durable_ticket(&self) -> Ticket {
+        *self.durable.borrow()
+    }
+
+    /// A receiver that changes whenever more is durable, and fails once
+    /// the writer stopped (see [`Persister::failure`]).
+    pub(super) fn durable(&self) -> watch::Receiver<Ticket> {
+        self.durable.clone()
+    }
+
+    /// Why the writer stopped: its error, once its receiver failed.
+    pub(super) async fn failure(&mut self) -> NodeError {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(error)) => error.into(),
+                Ok(Ok(())) => NodeError::WriterStopped,
+                Err(join) => NodeError::WriterPanicked(join.to_string()),
+            },
+            None => NodeError::WriterStopped,
+        }
+    }
+
+    /// Writes everything handed over, then stops the writer.
+    pub(super) async fn finish(&mut self) -> Result<(), NodeError> {
+        self.batches = None;
+        match self.task.take() {
+            Some(task) => Ok(task
+                .await
+                .map_err(|join| NodeError::WriterPanicked(join.to_string()))??),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The writer: each time it wakes, everything queued in one transaction.
+async fn write(
+    store: SqliteStore,
+    mut queue: mpsc::UnboundedReceiver<Batch>,
+    durable: watch::Sender<Ticket>,
+) -> Result<(), StoreError> {
+    let mut done: Ticket = 0;
+    let mut taken = Vec::new();
+    while queue.recv_many(&mut taken, usize::MAX).await > 0 {
+        let records: Vec<Record> = taken
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.records))
+            .collect();
+        let blocks: Vec<_> = taken
+            .iter()
+            .filter_map(|b| b.block.as_ref())
+            .map(|pair| (&pair.0, Some(&pair.1)))
+            .collect();
+        store.commit_blocks_with_records(&blocks, &records).await?;
+        done += taken.len() as Ticket;
+        taken.clear();
+        durable.send_replace(done);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use itc_chain::pbft::Vote;
+
+    fn voted(height: u64) -> Record {
+        Record::Voted {
+            vote: Vote::Prepare,
+            view: 0,
+            height,
+            digest: itc_chain::crypto::Hash([height as u8; 32]),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_become_durable_in_order_and_finish_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        let store = SqliteStore::open_manual(&path).await.unwrap();
+        let mut persister = Persister::start(store.clone());
+        let mut durable = persister.durable();
+        assert_eq!(persister.submit(Vec::new(), None), 0, "nothing, no ticket");
+        let first = persister.submit(vec![voted(1)], None);
+        let second = persister.submit(vec![voted(2), voted(3)], None);
+        assert_eq!((first, second, persister.submitted()), (1, 2, 2));
+        while *durable.borrow_and_update() < first {
+            durable.changed().await.unwrap();
+        }
+        let third = persister.submit(vec![voted(4)], None);
+        persister.finish().await.unwrap();
+        assert_eq!(*persister.durable().borrow(), third);
+        assert_eq!(
+            store.load_records().await.unwrap(),
+            (1..=4).map(voted).collect::<Vec<_>>()
+        );
+        // Stopped: once the last ticket is seen its receiver fails, and it
+        // says why.
+        assert_eq!(*durable.borrow_and_update(), third);
+        assert!(durable.changed().await.is_err());
+        assert!(matches!(
+            persister.failure().await,
+            NodeError::WriterStopped
+        ));
+    }
+}
