@@ -37,11 +37,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::net::{DagInbound, Inbound, Inboxes, Network};
+use crate::service::now_ms;
+use crate::store::SqliteStore;
 use persister::{CommittedPair, Persister, Ticket};
 
 mod persister;
-use crate::service::now_ms;
-use crate::store::SqliteStore;
 
 /// Inbound messages queued from all peers together.
 const INBOUND_QUEUE: usize = 8_192;
@@ -547,11 +547,10 @@ impl Driver {
                 } => self.serve_blocks(to, from, to_height).await?,
             }
         }
-        let tip = self.committed.read().map(|v| v.tip.clone()).ok();
-        let status = status_of(
-            &self.replica,
-            tip.as_ref().unwrap_or(self.replica.ledger().tip()),
-        );
+        let status = match self.committed.read() {
+            Ok(view) => status_of(&self.replica, &view.tip),
+            Err(_) => status_of(&self.replica, self.replica.ledger().tip()),
+        };
         if published || *self.status.borrow() != status {
             let _ = self.status.send(status);
         }

@@ -142,16 +142,7 @@ async fn write(
 mod tests {
     use super::*;
 
-    use itc_chain::pbft::Vote;
-
-    fn voted(height: u64) -> Record {
-        Record::Voted {
-            vote: Vote::Prepare,
-            view: 0,
-            height,
-            digest: itc_chain::crypto::Hash([height as u8; 32]),
-        }
-    }
+    use crate::store::test_vote as voted;
 
     #[tokio::test]
     async fn batches_become_durable_in_order_and_finish_writes_the_rest() {

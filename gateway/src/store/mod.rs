@@ -37,6 +37,9 @@ mod indexer;
 pub mod mesh;
 mod records;
 
+#[cfg(test)]
+pub(crate) use records::tests::voted as test_vote;
+
 /// Rows per multi-row statement; each row binds at most 7 values, well under
 /// sqlite's limit of 32,766 bound values per statement.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;

@@ -122,7 +122,7 @@ impl SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use itc_chain::codec::BoundedVec;
     use itc_chain::crypto::{Hash, Keypair};
     use itc_chain::pbft::{Checkpoint, CheckpointProof, Signed, Vote};
@@ -130,7 +130,8 @@ mod tests {
 
     use super::*;
 
-    fn voted(height: u64) -> Record {
+    /// A prepare vote at `height` (other stores' tests use it too).
+    pub(crate) fn voted(height: u64) -> Record {
         Record::Voted {
             vote: Vote::Prepare,
             view: 0,
