@@ -426,6 +426,12 @@ impl Driver {
     ) -> Result<(), NodeError> {
         let mut durable = self.persister.durable();
         self.carry_out().await?;
+        // The replica's start persisted a view record, by which a later
+        // start knows it restarted (and proposes nothing in that view).
+        // Pre-prepares leave without waiting for records, so this one must
+        // be durable before any input can make one.
+        self.persister.wait_for(self.persister.submitted()).await?;
+        self.release().await?;
         loop {
             let next_timer = self.timers.values().min().copied();
             let sleep = match next_timer {

@@ -30,7 +30,9 @@
 //! are handed back to [`Replica::new`], so a replica never contradicts what
 //! it said before. A primary's pre-prepares are the exception: they are not
 //! persisted, and a restarted replica proposes nothing in the view it
-//! restarted in.
+//! restarted in. It knows it restarted by the view record every start
+//! persists, so the driver makes the records [`Replica::new`] emitted
+//! durable before it hands the replica any input.
 //!
 //! [waits for records]: Message::waits_for_records
 

@@ -279,7 +279,9 @@ pub struct Replica {
 
 impl Replica {
     /// A replica over `ledger` (opened from storage), resuming from the
-    /// records it persisted before (empty for a fresh one).
+    /// records it persisted before (empty for a fresh one). It emits a
+    /// view record to persist, which must be durable before it gets any
+    /// input (see `silent_in`).
     pub fn new(
         key: Keypair,
         params: Params,

@@ -88,6 +88,17 @@ impl Persister {
         self.durable.clone()
     }
 
+    /// Waits until `ticket` is durable.
+    pub(super) async fn wait_for(&mut self, ticket: Ticket) -> Result<(), NodeError> {
+        let mut durable = self.durable.clone();
+        while *durable.borrow_and_update() < ticket {
+            if durable.changed().await.is_err() {
+                return Err(self.failure().await);
+            }
+        }
+        Ok(())
+    }
+
     /// Why the writer stopped: its error, once its receiver failed.
     pub(super) async fn failure(&mut self) -> NodeError {
         match self.task.take() {
@@ -155,9 +166,8 @@ mod tests {
         let first = persister.submit(vec![voted(1)], None);
         let second = persister.submit(vec![voted(2), voted(3)], None);
         assert_eq!((first, second, persister.submitted()), (1, 2, 2));
-        while *durable.borrow_and_update() < first {
-            durable.changed().await.unwrap();
-        }
+        persister.wait_for(first).await.unwrap();
+        assert!(*durable.borrow_and_update() >= first);
         let third = persister.submit(vec![voted(4)], None);
         persister.finish().await.unwrap();
         assert_eq!(*persister.durable().borrow(), third);
