@@ -519,16 +519,22 @@ impl Driver {
         }
     }
 
-    /// Hands the records made so far to the persister.
-    fn submit_records(&mut self) {
+    /// Hands the records made so far (and a committed block) to the
+    /// persister; returns their ticket. If the writer has stopped, the
+    /// node stops with its error, before anything that waited on it acts.
+    async fn submit(&mut self, block: Option<CommittedPair>) -> Result<Ticket, NodeError> {
         let records = std::mem::take(&mut self.records);
-        self.persister.submit(records, None);
+        match self.persister.submit(records, block) {
+            Some(ticket) => Ok(ticket),
+            None => Err(self.persister.failure().await),
+        }
     }
 
     /// Acts on `after` once everything persisted before it is durable.
-    fn hold(&mut self, after: After) {
-        self.submit_records();
-        self.held.push_back((self.persister.submitted(), after));
+    async fn hold(&mut self, after: After) -> Result<(), NodeError> {
+        let ticket = self.submit(None).await?;
+        self.held.push_back((ticket, after));
+        Ok(())
     }
 
     /// Acts on what was held for writes that are now durable.
@@ -601,8 +607,8 @@ impl Driver {
                 Output::Broadcast(message) if !message.waits_for_records() => {
                     self.network.broadcast(&message)
                 }
-                Output::Send { to, message } => self.hold(After::Send(to, message)),
-                Output::Broadcast(message) => self.hold(After::Broadcast(message)),
+                Output::Send { to, message } => self.hold(After::Send(to, message)).await?,
+                Output::Broadcast(message) => self.hold(After::Broadcast(message)).await?,
                 Output::Committed {
                     executed,
                     certificate,
@@ -610,19 +616,21 @@ impl Driver {
                     // Stored with the records before it, and with whatever
                     // else queues up while the disk is busy.
                     let pair: CommittedPair = Arc::new((*executed, certificate));
-                    let records = std::mem::take(&mut self.records);
-                    let ticket = self.persister.submit(records, Some(pair.clone()));
+                    let ticket = self.submit(Some(pair.clone())).await?;
                     self.held.push_back((ticket, After::Publish(pair)));
                 }
                 Output::ServeBlocks {
                     to,
                     from,
                     to_height,
-                } => self.hold(After::ServeBlocks {
-                    to,
-                    from,
-                    to_height,
-                }),
+                } => {
+                    self.hold(After::ServeBlocks {
+                        to,
+                        from,
+                        to_height,
+                    })
+                    .await?
+                }
                 Output::Rejected { tx, error } => {
                     tracing::debug!(%tx, %error, "transaction refused");
                     let _ = self.refusals.send(Refusal {
@@ -641,7 +649,7 @@ impl Driver {
                 }
             }
         }
-        self.submit_records();
+        self.submit(None).await?;
         self.release().await
     }
 

@@ -59,17 +59,20 @@ impl Persister {
     }
 
     /// Hands `records` (and a committed block) to the writer; returns the
-    /// ticket that is durable once they are. Nothing to write, no ticket.
-    pub(super) fn submit(&mut self, records: Vec<Record>, block: Option<CommittedPair>) -> Ticket {
+    /// ticket that is durable once they are (nothing to write: the last
+    /// ticket). `None` if the writer has stopped: then nothing handed over
+    /// may be counted on ([`Persister::failure`] says why).
+    pub(super) fn submit(
+        &mut self,
+        records: Vec<Record>,
+        block: Option<CommittedPair>,
+    ) -> Option<Ticket> {
         if records.is_empty() && block.is_none() {
-            return self.submitted;
+            return Some(self.submitted);
         }
-        if let Some(batches) = &self.batches {
-            if batches.send(Batch { records, block }).is_ok() {
-                self.submitted += 1;
-            }
-        }
-        self.submitted
+        self.batches.as_ref()?.send(Batch { records, block }).ok()?;
+        self.submitted += 1;
+        Some(self.submitted)
     }
 
     /// The ticket of everything handed over so far.
@@ -162,13 +165,17 @@ mod tests {
         let store = SqliteStore::open_manual(&path).await.unwrap();
         let mut persister = Persister::start(store.clone());
         let mut durable = persister.durable();
-        assert_eq!(persister.submit(Vec::new(), None), 0, "nothing, no ticket");
-        let first = persister.submit(vec![voted(1)], None);
-        let second = persister.submit(vec![voted(2), voted(3)], None);
+        assert_eq!(
+            persister.submit(Vec::new(), None),
+            Some(0),
+            "nothing, no ticket"
+        );
+        let first = persister.submit(vec![voted(1)], None).unwrap();
+        let second = persister.submit(vec![voted(2), voted(3)], None).unwrap();
         assert_eq!((first, second, persister.submitted()), (1, 2, 2));
         persister.wait_for(first).await.unwrap();
         assert!(*durable.borrow_and_update() >= first);
-        let third = persister.submit(vec![voted(4)], None);
+        let third = persister.submit(vec![voted(4)], None).unwrap();
         persister.finish().await.unwrap();
         assert_eq!(*persister.durable().borrow(), third);
         assert_eq!(
