@@ -524,7 +524,7 @@ impl Driver {
     /// node stops with its error, before anything that waited on it acts.
     async fn submit(&mut self, block: Option<CommittedPair>) -> Result<Ticket, NodeError> {
         let records = std::mem::take(&mut self.records);
-        match self.persister.submit(records, block) {
+        match self.persister.submit(records, block).await {
             Some(ticket) => Ok(ticket),
             None => Err(self.persister.failure().await),
         }

@@ -34,13 +34,17 @@ pub(super) type CommittedPair = Arc<(Executed, CommitCertificate)>;
 /// A ticket: batches handed over so far.
 pub(super) type Ticket = u64;
 
+/// Batches the writer may fall behind by before a hand-over waits for it
+/// (a disk that stalls slows the driver down instead of filling memory).
+const QUEUE: usize = 1_024;
+
 struct Batch {
     records: Vec<Record>,
     block: Option<CommittedPair>,
 }
 
 pub(super) struct Persister {
-    batches: Option<mpsc::UnboundedSender<Batch>>,
+    batches: Option<mpsc::Sender<Batch>>,
     submitted: Ticket,
     durable: watch::Receiver<Ticket>,
     task: Option<JoinHandle<Result<(), StoreError>>>,
@@ -48,7 +52,7 @@ pub(super) struct Persister {
 
 impl Persister {
     pub(super) fn start(store: SqliteStore) -> Persister {
-        let (batches, queue) = mpsc::unbounded_channel();
+        let (batches, queue) = mpsc::channel(QUEUE);
         let (durable_tx, durable) = watch::channel(0);
         Persister {
             batches: Some(batches),
@@ -58,11 +62,12 @@ impl Persister {
         }
     }
 
-    /// Hands `records` (and a committed block) to the writer; returns the
-    /// ticket that is durable once they are (nothing to write: the last
-    /// ticket). `None` if the writer has stopped: then nothing handed over
-    /// may be counted on ([`Persister::failure`] says why).
-    pub(super) fn submit(
+    /// Hands `records` (and a committed block) to the writer, waiting
+    /// while it is [`QUEUE`] batches behind; returns the ticket that is
+    /// durable once they are (nothing to write: the last ticket). `None` if
+    /// the writer has stopped: then nothing handed over may be counted on
+    /// ([`Persister::failure`] says why).
+    pub(super) async fn submit(
         &mut self,
         records: Vec<Record>,
         block: Option<CommittedPair>,
@@ -70,7 +75,11 @@ impl Persister {
         if records.is_empty() && block.is_none() {
             return Some(self.submitted);
         }
-        self.batches.as_ref()?.send(Batch { records, block }).ok()?;
+        self.batches
+            .as_ref()?
+            .send(Batch { records, block })
+            .await
+            .ok()?;
         self.submitted += 1;
         Some(self.submitted)
     }
@@ -129,12 +138,12 @@ impl Persister {
 /// The writer: each time it wakes, everything queued in one transaction.
 async fn write(
     store: SqliteStore,
-    mut queue: mpsc::UnboundedReceiver<Batch>,
+    mut queue: mpsc::Receiver<Batch>,
     durable: watch::Sender<Ticket>,
 ) -> Result<(), StoreError> {
     let mut done: Ticket = 0;
     let mut taken = Vec::new();
-    while queue.recv_many(&mut taken, usize::MAX).await > 0 {
+    while queue.recv_many(&mut taken, QUEUE).await > 0 {
         let records: Vec<Record> = taken
             .iter_mut()
             .flat_map(|b| std::mem::take(&mut b.records))
@@ -166,16 +175,19 @@ mod tests {
         let mut persister = Persister::start(store.clone());
         let mut durable = persister.durable();
         assert_eq!(
-            persister.submit(Vec::new(), None),
+            persister.submit(Vec::new(), None).await,
             Some(0),
             "nothing, no ticket"
         );
-        let first = persister.submit(vec![voted(1)], None).unwrap();
-        let second = persister.submit(vec![voted(2), voted(3)], None).unwrap();
+        let first = persister.submit(vec![voted(1)], None).await.unwrap();
+        let second = persister
+            .submit(vec![voted(2), voted(3)], None)
+            .await
+            .unwrap();
         assert_eq!((first, second, persister.submitted()), (1, 2, 2));
         persister.wait_for(first).await.unwrap();
         assert!(*durable.borrow_and_update() >= first);
-        let third = persister.submit(vec![voted(4)], None).unwrap();
+        let third = persister.submit(vec![voted(4)], None).await.unwrap();
         persister.finish().await.unwrap();
         assert_eq!(*persister.durable().borrow(), third);
         assert_eq!(
