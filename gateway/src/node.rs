@@ -530,9 +530,10 @@ impl Driver {
         }
     }
 
-    /// Acts on `after` once everything persisted before it is durable.
-    async fn hold(&mut self, after: After) -> Result<(), NodeError> {
-        let ticket = self.submit(None).await?;
+    /// Acts on `after` once everything persisted before it (and `block`,
+    /// if given) is durable.
+    async fn hold(&mut self, block: Option<CommittedPair>, after: After) -> Result<(), NodeError> {
+        let ticket = self.submit(block).await?;
         self.held.push_back((ticket, after));
         Ok(())
     }
@@ -607,8 +608,8 @@ impl Driver {
                 Output::Broadcast(message) if !message.waits_for_records() => {
                     self.network.broadcast(&message)
                 }
-                Output::Send { to, message } => self.hold(After::Send(to, message)).await?,
-                Output::Broadcast(message) => self.hold(After::Broadcast(message)).await?,
+                Output::Send { to, message } => self.hold(None, After::Send(to, message)).await?,
+                Output::Broadcast(message) => self.hold(None, After::Broadcast(message)).await?,
                 Output::Committed {
                     executed,
                     certificate,
@@ -616,19 +617,21 @@ impl Driver {
                     // Stored with the records before it, and with whatever
                     // else queues up while the disk is busy.
                     let pair: CommittedPair = Arc::new((*executed, certificate));
-                    let ticket = self.submit(Some(pair.clone())).await?;
-                    self.held.push_back((ticket, After::Publish(pair)));
+                    self.hold(Some(pair.clone()), After::Publish(pair)).await?;
                 }
                 Output::ServeBlocks {
                     to,
                     from,
                     to_height,
                 } => {
-                    self.hold(After::ServeBlocks {
-                        to,
-                        from,
-                        to_height,
-                    })
+                    self.hold(
+                        None,
+                        After::ServeBlocks {
+                            to,
+                            from,
+                            to_height,
+                        },
+                    )
                     .await?
                 }
                 Output::Rejected { tx, error } => {

@@ -113,19 +113,18 @@ impl Persister {
 
     /// Why the writer stopped: its error, once its receiver failed.
     pub(super) async fn failure(&mut self) -> NodeError {
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(Err(error)) => error.into(),
-                Ok(Ok(())) => NodeError::WriterStopped,
-                Err(join) => NodeError::WriterPanicked(join.to_string()),
-            },
-            None => NodeError::WriterStopped,
-        }
+        self.join().await.err().unwrap_or(NodeError::WriterStopped)
     }
 
     /// Writes everything handed over, then stops the writer.
     pub(super) async fn finish(&mut self) -> Result<(), NodeError> {
         self.batches = None;
+        self.join().await
+    }
+
+    /// Waits for the writer's end (at once if it was already joined): its
+    /// error, if it failed.
+    async fn join(&mut self) -> Result<(), NodeError> {
         match self.task.take() {
             Some(task) => Ok(task
                 .await
@@ -165,13 +164,11 @@ async fn write(
 mod tests {
     use super::*;
 
-    use crate::store::test_vote as voted;
+    use crate::store::{test_store, test_vote as voted};
 
     #[tokio::test]
     async fn batches_become_durable_in_order_and_finish_writes_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.sqlite");
-        let store = SqliteStore::open_manual(&path).await.unwrap();
+        let (_dir, store) = test_store().await;
         let mut persister = Persister::start(store.clone());
         let mut durable = persister.durable();
         assert_eq!(

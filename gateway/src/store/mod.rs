@@ -38,7 +38,7 @@ pub mod mesh;
 mod records;
 
 #[cfg(test)]
-pub(crate) use records::tests::voted as test_vote;
+pub(crate) use records::tests::{store as test_store, voted as test_vote};
 
 /// Rows per multi-row statement; each row binds at most 7 values, well under
 /// sqlite's limit of 32,766 bound values per statement.

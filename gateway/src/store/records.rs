@@ -156,7 +156,9 @@ pub(super) mod tests {
         })
     }
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
+    /// A store of its own in a temporary directory (other stores' tests
+    /// use it too).
+    pub(crate) async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_manual(&dir.path().join("records.sqlite"))
             .await
