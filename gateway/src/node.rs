@@ -387,7 +387,12 @@ enum After {
         from: Height,
         to_height: Height,
     },
+    /// A state proof, made at the replica's tip: it goes once that tip's
+    /// block is stored, so the caller can read the block's certificate.
+    Prove(ProofReply, ProofAtTip),
 }
+
+type ProofReply = oneshot::Sender<Result<ProofAtTip, String>>;
 
 enum Input {
     Peer(Box<Inbound>),
@@ -558,6 +563,9 @@ impl Driver {
                     from,
                     to_height,
                 } => self.serve_blocks(to, from, to_height).await?,
+                After::Prove(reply, proof) => {
+                    let _ = reply.send(Ok(proof));
+                }
             }
         }
         let status = match self.committed.read() {
@@ -656,15 +664,23 @@ impl Driver {
         self.release().await
     }
 
-    fn answer(&self, query: Query) {
+    /// Answers a query against the replica's ledger. Its tip is committed
+    /// but may not be stored yet, so a proof waits (held, like a message)
+    /// until every block handed to the persister so far is durable.
+    fn answer(&mut self, query: Query) {
         match query {
             Query::Prove(key, reply) => {
                 let ledger = self.replica.ledger();
-                let proof = ledger
-                    .prove(&key)
-                    .map(|proof| (proof, ledger.tip().clone()))
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(proof);
+                match ledger.prove(&key) {
+                    Ok(proof) => {
+                        let at = (proof, ledger.tip().clone());
+                        let ticket = self.persister.submitted();
+                        self.held.push_back((ticket, After::Prove(reply, at)));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
             }
         }
     }
