@@ -68,14 +68,17 @@ pub enum Message {
 impl Message {
     /// Whether the sender must make its pending [`Record`]s durable before
     /// this message leaves. Every message states something its sender must
-    /// not contradict after a restart, except two: relayed transactions,
-    /// which state nothing, and a pre-prepare, which a primary sends
-    /// without persisting it because a restarted replica proposes nothing
-    /// in the view it restarted in (`Replica::new`).
+    /// not contradict after a restart, except three: relayed transactions,
+    /// which state nothing, and a pre-prepare or a prepare, which leave
+    /// without being persisted because a restarted replica neither proposes
+    /// nor prepares in the view it restarted in (`Replica::new`).
     ///
     /// [`Record`]: super::Record
     pub fn waits_for_records(&self) -> bool {
-        !matches!(self, Message::Transactions(_) | Message::PrePrepare(_))
+        !matches!(
+            self,
+            Message::Transactions(_) | Message::PrePrepare(_) | Message::Prepare(_)
+        )
     }
 }
 

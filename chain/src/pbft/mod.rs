@@ -28,9 +28,11 @@
 //! [`Output::Persist`]; the driver must make that record durable before it
 //! sends any later message that [waits for records]. On restart the records
 //! are handed back to [`Replica::new`], so a replica never contradicts what
-//! it said before. A primary's pre-prepares are the exception: they are not
-//! persisted, and a restarted replica proposes nothing in the view it
-//! restarted in. It knows it restarted by the view record every start
+//! it said before. Normal-case pre-prepares and prepares are the exception:
+//! they are not persisted, and a restarted replica neither proposes nor
+//! prepares in the view it restarted in (a prepared certificate, which view
+//! changes carry, is persisted before the COMMIT that follows it). It knows
+//! it restarted by the view record every start
 //! persists, so the driver makes the records [`Replica::new`] emitted
 //! durable before it hands the replica any input.
 //!

@@ -93,7 +93,10 @@ pub enum Timer {
 /// Which vote a [`Record::Voted`] remembers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Vote {
+    /// A new view's re-proposals (§4.4).
     PrePrepare,
+    /// No longer written (see `Replica::silent_in`); read back from the
+    /// records of earlier versions.
     Prepare,
     Commit,
 }
@@ -266,13 +269,17 @@ pub struct Replica {
     /// Heights whose pre-prepare it accepted but holds its prepare back,
     /// for want of anchored DAG data.
     awaiting_data: BTreeSet<Height>,
-    /// The view this replica restarted in, if it restarted: it proposes
-    /// nothing in that view. A primary sends its pre-prepares without
-    /// persisting them first (they are off the disk's critical path), so
-    /// after a crash it cannot know which heights it already assigned in
-    /// that view, and assigning one twice would be equivocation (§4.2). Its
-    /// backups time out and move to the next view (§4.4), as they would for
-    /// any primary that stopped.
+    /// The view this replica restarted in, if it restarted: it neither
+    /// proposes nor prepares in that view. Pre-prepares and prepares leave
+    /// without being persisted first (they are off the disk's critical
+    /// path), so after a crash it cannot know which heights it already
+    /// assigned or which blocks it already prepared in that view, and doing
+    /// either twice for different blocks would be equivocation (§4.2). A
+    /// prepared certificate still reaches every view change: a replica
+    /// persists it before its COMMIT leaves (§4.2, §4.4). If it was primary,
+    /// its backups time out and move to the next view (§4.4), as they would
+    /// for any primary that stopped; if a backup, the others prepare
+    /// without it.
     silent_in: Option<View>,
     pub(super) outputs: VecDeque<Output>,
 }
@@ -914,16 +921,12 @@ impl Replica {
         self.set.contains(&self.public())
     }
 
+    /// §4.2: a backup that accepts a pre-prepare multicasts PREPARE. Not
+    /// persisted: see `silent_in`.
     fn vote_prepare(&mut self, view: View, height: Height, digest: Hash, proposal: Signature) {
-        if !self.is_member() {
+        if !self.is_member() || self.silent_in == Some(view) {
             return;
         }
-        self.persist(Record::Voted {
-            vote: Vote::Prepare,
-            view,
-            height,
-            digest,
-        });
         let prepare = Signed::sign(
             &self.key,
             &self.chain,

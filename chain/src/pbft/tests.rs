@@ -227,6 +227,57 @@ fn a_restarted_replica_never_contradicts_its_vote() {
 /// restart it proposes nothing in that view: it cannot know which heights
 /// it assigned, and assigning one a second block would be equivocation.
 #[test]
+fn a_backup_prepares_at_once_and_not_after_a_restart_in_that_view() {
+    let work = Workload::new(4, 8, 31);
+    let mut replicas = cluster(&work);
+    for replica in replicas.iter_mut() {
+        while replica.poll_output().is_some() {}
+    }
+    let (p, b) = (role(&replicas, true), role(&replicas, false));
+    let ledger = replicas[p].ledger().clone();
+    let txs = work.transfers(&ledger, 1);
+    replicas[p].handle_transactions(1, txs);
+    let mut pre_prepare = None;
+    while let Some(output) = replicas[p].poll_output() {
+        if let Output::Broadcast(m @ Message::PrePrepare(_)) = output {
+            pre_prepare = Some(m);
+        }
+    }
+    let pre_prepare = pre_prepare.expect("the primary proposed");
+    let primary = replicas[p].public();
+    let key = work.validator_keypair(&replicas[b].public()).expect("key");
+
+    // Its prepare is sent with nothing to persist first, and does not wait.
+    replicas[b].handle_message(2, primary, pre_prepare.clone());
+    let outputs: Vec<Output> = std::iter::from_fn(|| replicas[b].poll_output()).collect();
+    let prepare = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m @ Message::Prepare(_)) => Some(m),
+            _ => None,
+        })
+        .expect("the backup prepared");
+    assert!(!prepare.waits_for_records());
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Persist(_))));
+
+    // Restarted in view 0 (its start's view record is all it kept), it is
+    // sent the same pre-prepare again and stays silent.
+    let records = vec![Record::View {
+        view: 0,
+        changing: false,
+    }];
+    let mut restarted = Replica::new(key, Params::default(), ledger, records, 3).expect("params");
+    while restarted.poll_output().is_some() {}
+    restarted.handle_message(4, primary, pre_prepare);
+    while let Some(output) = restarted.poll_output() {
+        assert!(
+            !matches!(output, Output::Broadcast(Message::Prepare(_))),
+            "prepared again in the view it restarted in"
+        );
+    }
+}
+
+#[test]
 fn a_restarted_primary_proposes_nothing_in_the_view_it_restarted_in() {
     let work = Workload::new(4, 8, 29);
     let mut primary = cluster(&work)

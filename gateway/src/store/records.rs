@@ -130,10 +130,10 @@ pub(super) mod tests {
 
     use super::*;
 
-    /// A prepare vote at `height` (other stores' tests use it too).
+    /// A commit vote at `height` (other stores' tests use it too).
     pub(crate) fn voted(height: u64) -> Record {
         Record::Voted {
-            vote: Vote::Prepare,
+            vote: Vote::Commit,
             view: 0,
             height,
             digest: Hash([height as u8; 32]),
