@@ -9,7 +9,7 @@ use itc_chain::testkit::Workload;
 use itc_chain::tx::{claim_payload, registration_payload, DeviceRegistration, Tx, TxBody};
 use itc_chain::types::{DeviceId, DeviceKind};
 use itc_gateway::SqliteStore;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 async fn commit(
     store: &mut SqliteStore,
@@ -204,10 +204,9 @@ async fn a_block_that_fails_to_store_leaves_nothing_behind() {
 #[tokio::test]
 async fn lookups_are_complete_while_the_indexer_lags() {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.sqlite");
     let work = Workload::new(4, 6, 12);
-    let mut store = SqliteStore::open_manual(&dir.path().join("gw.sqlite"))
-        .await
-        .unwrap();
+    let mut store = SqliteStore::open_manual(&path).await.unwrap();
     let mut ledger = open_ledger(&mut store, &work.genesis).await.unwrap();
     let mut committed = Vec::new();
     for _ in 0..2 {
@@ -215,11 +214,16 @@ async fn lookups_are_complete_while_the_indexer_lags() {
         committed.extend(txs.clone());
         commit(&mut store, &work, &mut ledger, txs).await;
     }
-    let indexed = |store: &SqliteStore| {
-        let pool = store.pool().clone();
+    // The indexes live in their own file beside the chain's.
+    let index = itc_gateway::store::index_path(&path);
+    let indexed = |_: &SqliteStore| {
+        let index = index.clone();
         async move {
+            let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", index.display()))
+                .await
+                .unwrap();
             sqlx::query("SELECT COUNT(*) FROM transaction_ids")
-                .fetch_one(&pool)
+                .fetch_one(&mut db)
                 .await
                 .unwrap()
                 .get::<i64, _>(0)
@@ -256,6 +260,32 @@ async fn lookups_are_complete_while_the_indexer_lags() {
     assert!(all
         .windows(2)
         .all(|w| (w[0].height, w[0].index) > (w[1].height, w[1].index)));
+
+    // A new chain database beside the old index (an operator removed the
+    // chain's file to start over): the stale index is not believed, and is
+    // rebuilt from the new chain.
+    store.close().await;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let other = Workload::new(4, 6, 13);
+    let mut store = SqliteStore::open_manual(&path).await.unwrap();
+    let mut ledger = open_ledger(&mut store, &other.genesis).await.unwrap();
+    let txs = other.transfers(&ledger, 8);
+    commit(&mut store, &other, &mut ledger, txs.clone()).await;
+    assert_eq!(
+        indexed(&store).await,
+        24,
+        "the old chain's entries, still there"
+    );
+    let fresh = lookups(&mut store, &other, &txs).await;
+    for tx in &committed {
+        assert!(store.transaction(&tx.hash()).await.unwrap().is_none());
+    }
+    store.maintain_now().await.unwrap();
+    assert_eq!(indexed(&store).await, 8, "rebuilt from the new chain");
+    assert_eq!(lookups(&mut store, &other, &txs).await, fresh);
 }
 
 /// Every committed transaction found by id at its place, and every user's

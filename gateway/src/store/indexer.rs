@@ -9,10 +9,19 @@
 //!   keys are random, so a block's inserts dirty one page each. The
 //!   maintainer derives them from `transactions` in batches, each in its own
 //!   sqlite transaction together with the `indexed_seq` watermark, so a crash
-//!   mid-batch leaves either the whole batch or none of it. Readers look in
-//!   the index *and* scan the rows above the watermark in one statement, so
-//!   a lookup is complete even while the indexer lags (geth's transaction
-//!   indexer makes the same trade).
+//!   mid-batch leaves either the whole batch or none of it. They live in a
+//!   database file of their own ([`index_path`], `migrations/index/`),
+//!   written with `synchronous = NORMAL` by a writer of its own: a batch
+//!   never holds the chain's writer, which block commits and the replica's
+//!   records queue for, and never syncs the chain's file. (In the chain's
+//!   file, a batch held that writer for 5–19 ms every half second, the
+//!   largest source of PBFT's p99 at 1,000 tx/s; see BENCHMARKS.md.)
+//!   Readers take the index's watermark and entries at one snapshot, then
+//!   scan the chain's rows above the watermark, so a lookup is complete
+//!   even while the indexer lags (geth's transaction indexer makes the same
+//!   trade). The watermark names the id of the transaction it stops at: an
+//!   index left beside a chain database it was not made from is ignored,
+//!   then rebuilt.
 //! - **WAL checkpoints**. sqlite's automatic checkpoint runs inside the
 //!   commit that crosses its threshold; a 1,000-transaction block crosses it
 //!   every time. Here a PASSIVE checkpoint runs after indexing instead. It
@@ -20,26 +29,22 @@
 //!   it: a commit is durable once its WAL frames are synced.
 //!
 //! The maintainer runs at most every half second, not after every block:
-//! each round syncs the disk, and on a busy chain those syncs would queue
+//! a checkpoint syncs the disk, and on a busy chain those syncs would queue
 //! in front of the commits that consensus waits for.
-//!
-//! Writers (block commits and index batches) share the store's one writer
-//! connection behind an async mutex, so they queue in order instead of
-//! spinning in sqlite's busy handler.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use itc_chain::codec::decode;
 use itc_chain::crypto::{AccountId, Hash};
 use itc_chain::store::involved_accounts;
 use itc_chain::tx::SignedTx;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, Mutex};
 
 use super::{corrupt, StoreError, ROWS_PER_STATEMENT};
 
-/// Transactions indexed per sqlite transaction: small enough that a block
-/// commit waiting behind a batch waits only a few milliseconds.
+/// Transactions indexed per sqlite transaction.
 const INDEX_BATCH: i64 = 1_000;
 
 /// The least time between two maintenance rounds.
@@ -53,21 +58,62 @@ pub(super) fn index_key(id: &[u8; 32]) -> i64 {
     i64::from_be_bytes(first)
 }
 
+/// Where the lookup indexes of the chain database at `chain` live: beside
+/// it, named after it (`gw.sqlite` → `gw.sqlite-index`).
+pub fn index_path(chain: &Path) -> PathBuf {
+    let mut name = chain.file_name().unwrap_or_default().to_os_string();
+    name.push("-index");
+    chain.with_file_name(name)
+}
+
+/// The lookup indexes' database: a pool for readers, and the one writer
+/// the indexer uses.
+pub(super) struct Index {
+    pool: SqlitePool,
+    writer: Mutex<SqliteConnection>,
+}
+
+impl Index {
+    /// Opens (creating if needed) and migrates the index database at
+    /// `path`.
+    pub(super) async fn open(path: &Path) -> Result<Index, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Derived data: a crash may lose the last batches, and their
+            // entries go with their watermark (one transaction each).
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/index").run(&pool).await?;
+        let writer = Mutex::new(options.connect().await?);
+        Ok(Index { pool, writer })
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
 /// Runs until every clone of the store (every sender of `wake`) is gone.
 pub(super) async fn maintain(
-    pool: SqlitePool,
-    writer: Arc<Mutex<SqliteConnection>>,
+    chain: SqlitePool,
+    index: std::sync::Arc<Index>,
     mut wake: mpsc::Receiver<()>,
 ) {
     while wake.recv().await.is_some() {
-        // Work in rounds at most every MAINTAIN_INTERVAL: each round costs
-        // fsyncs, which would otherwise compete with every block's commit.
+        // Work in rounds at most every MAINTAIN_INTERVAL: a checkpoint
+        // syncs the disk, which every block's commit also waits for.
         tokio::time::sleep(MAINTAIN_INTERVAL).await;
         loop {
-            if pool.is_closed() {
+            if chain.is_closed() {
                 return;
             }
-            match index_batch(&writer).await {
+            match index_batch(&chain, &index).await {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(error) => {
@@ -76,7 +122,7 @@ pub(super) async fn maintain(
                 }
             }
         }
-        if let Err(error) = checkpoint(&pool).await {
+        if let Err(error) = checkpoint(&chain).await {
             tracing::warn!(%error, "WAL checkpoint failed; the next commit retries");
         }
     }
@@ -91,22 +137,56 @@ pub(super) async fn checkpoint(pool: &SqlitePool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The index's watermark: (indexed_seq, id of the transaction there).
+async fn watermark(db: &mut SqliteConnection) -> Result<(i64, Option<Vec<u8>>), StoreError> {
+    let row = sqlx::query("SELECT indexed_seq, indexed_hash FROM indexer")
+        .fetch_one(&mut *db)
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Whether the chain's transaction at `seq` has the id the index recorded
+/// for it, that is, whether the index was made from this chain database.
+async fn made_from(chain: &SqlitePool, seq: i64, id: Option<&[u8]>) -> Result<bool, StoreError> {
+    if seq < 0 {
+        return Ok(true);
+    }
+    let found: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM transactions WHERE seq = ?")
+        .bind(seq)
+        .fetch_optional(chain)
+        .await?;
+    Ok(found.is_some() && found.as_deref() == id)
+}
+
 /// Indexes the next batch of transactions above the watermark; returns how
-/// many it indexed.
-pub(super) async fn index_batch(writer: &Mutex<SqliteConnection>) -> Result<usize, StoreError> {
-    let mut writer = writer.lock().await;
-    let mut db = writer.begin().await?;
-    let rows = sqlx::query(
-        "SELECT seq, hash, tx FROM transactions \
-         WHERE seq > (SELECT indexed_seq FROM indexer) ORDER BY seq LIMIT ?",
-    )
-    .bind(INDEX_BATCH)
-    .fetch_all(&mut *db)
-    .await?;
+/// many it indexed. The chain database is only read, through its pool.
+pub(super) async fn index_batch(chain: &SqlitePool, index: &Index) -> Result<usize, StoreError> {
+    let mut writer = index.writer.lock().await;
+    let (mut indexed, id) = watermark(&mut writer).await?;
+    if !made_from(chain, indexed, id.as_deref()).await? {
+        tracing::warn!("the chain database is not the one indexed; rebuilding its lookup indexes");
+        let mut db = writer.begin().await?;
+        for statement in [
+            "DELETE FROM transaction_ids",
+            "DELETE FROM account_transactions",
+            "UPDATE indexer SET indexed_seq = -1, indexed_hash = NULL",
+        ] {
+            sqlx::query(statement).execute(&mut *db).await?;
+        }
+        db.commit().await?;
+        indexed = -1;
+    }
+    let rows =
+        sqlx::query("SELECT seq, hash, tx FROM transactions WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(indexed)
+            .bind(INDEX_BATCH)
+            .fetch_all(chain)
+            .await?;
     let Some(last) = rows.last() else {
         return Ok(0);
     };
-    let last: i64 = last.try_get("seq")?;
+    let last_seq: i64 = last.try_get("seq")?;
+    let last_id: Vec<u8> = last.try_get("hash")?;
     let mut ids = Vec::with_capacity(rows.len());
     let mut accounts = Vec::with_capacity(rows.len() * 2);
     for row in &rows {
@@ -127,6 +207,7 @@ pub(super) async fn index_batch(writer: &Mutex<SqliteConnection>) -> Result<usiz
     // Two accounts of one transaction may share a key.
     accounts.sort_unstable();
     accounts.dedup();
+    let mut db = writer.begin().await?;
     for (table, column, pairs) in [
         ("transaction_ids", "hash_key", &ids),
         ("account_transactions", "account_key", &accounts),
@@ -140,40 +221,110 @@ pub(super) async fn index_batch(writer: &Mutex<SqliteConnection>) -> Result<usiz
             builder.build().execute(&mut *db).await?;
         }
     }
-    sqlx::query("UPDATE indexer SET indexed_seq = ?")
-        .bind(last)
+    sqlx::query("UPDATE indexer SET indexed_seq = ?, indexed_hash = ?")
+        .bind(last_seq)
+        .bind(last_id)
         .execute(&mut *db)
         .await?;
     db.commit().await?;
     Ok(rows.len())
 }
 
+/// The seqs the index holds under `key` in `table` below `before`, newest
+/// first (at most `limit`; -1: all), and the watermark they are complete
+/// up to, read at one snapshot of the index. An index not made from this
+/// chain database counts as empty (watermark -1) until it is rebuilt.
+async fn indexed(
+    chain: &SqlitePool,
+    index: &Index,
+    (table, column): (&str, &str),
+    key: i64,
+    before: i64,
+    limit: i64,
+) -> Result<(i64, Vec<i64>), StoreError> {
+    let mut db = index.pool.begin().await?;
+    let (mark, id) = watermark(&mut db).await?;
+    let seqs: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT seq FROM {table} WHERE {column} = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+    ))
+    .bind(key)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut *db)
+    .await?;
+    db.commit().await?;
+    if !made_from(chain, mark, id.as_deref()).await? {
+        return Ok((-1, Vec::new()));
+    }
+    Ok((mark, seqs))
+}
+
+/// `(seq, encoded transaction)` of the chain's rows with these seqs, newest
+/// first.
+async fn rows_at(chain: &SqlitePool, seqs: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq IN (");
+    let mut list = query.separated(", ");
+    for seq in seqs {
+        list.push_bind(*seq);
+    }
+    query.push(") ORDER BY seq DESC");
+    let rows = query.build().fetch_all(chain).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
 /// A committed transaction by id: (seq, encoded transaction).
 pub(super) async fn find_transaction(
-    pool: &SqlitePool,
+    chain: &SqlitePool,
+    index: &Index,
     hash: &Hash,
 ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-    // One statement, so the index and the tail are read at one snapshot.
-    let row = sqlx::query(
-        "SELECT t.seq, t.tx FROM transaction_ids i JOIN transactions t ON t.seq = i.seq \
-         WHERE i.hash_key = ?1 AND t.hash = ?2 \
-         UNION ALL \
-         SELECT seq, tx FROM transactions \
-         WHERE seq > (SELECT indexed_seq FROM indexer) AND hash = ?2 \
-         LIMIT 1",
+    // The index first, then the chain: every row at or below the
+    // watermark is in the index, and the chain's snapshot, taken later,
+    // holds every row above it.
+    let (mark, seqs) = indexed(
+        chain,
+        index,
+        ("transaction_ids", "hash_key"),
+        index_key(&hash.0),
+        i64::MAX,
+        -1,
     )
-    .bind(index_key(&hash.0))
-    .bind(hash.0.to_vec())
-    .fetch_optional(pool)
     .await?;
-    row.map(|row| Ok((row.try_get("seq")?, row.try_get("tx")?)))
-        .transpose()
+    let id = hash.0.to_vec();
+    // Each a rowid lookup or range: the indexed candidates, then the tail.
+    let mut candidates: Vec<QueryBuilder<Sqlite>> = Vec::new();
+    if !seqs.is_empty() {
+        let mut query = QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq IN (");
+        let mut list = query.separated(", ");
+        for seq in &seqs {
+            list.push_bind(*seq);
+        }
+        query.push(") AND hash = ").push_bind(id.clone());
+        candidates.push(query);
+    }
+    let mut tail = QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq > ");
+    tail.push_bind(mark).push(" AND hash = ").push_bind(id);
+    candidates.push(tail);
+    for mut query in candidates {
+        query.push(" LIMIT 1");
+        if let Some(row) = query.build().fetch_optional(chain).await? {
+            return Ok(Some((row.try_get("seq")?, row.try_get("tx")?)));
+        }
+    }
+    Ok(None)
 }
 
 /// Up to `limit` transactions concerning `account` with seq below `before`,
 /// newest first, as (seq, transaction).
 pub(super) async fn account_transactions(
-    pool: &SqlitePool,
+    chain: &SqlitePool,
+    index: &Index,
     account: &AccountId,
     before: i64,
     limit: usize,
@@ -184,32 +335,37 @@ pub(super) async fn account_transactions(
     // full account is checked here, a page of candidates at a time.
     let page = limit.max(1) as i64;
     while found.len() < limit {
-        let rows = sqlx::query(
-            "SELECT seq, tx FROM ( \
-               SELECT t.seq, t.tx FROM account_transactions a \
-               JOIN transactions t ON t.seq = a.seq \
-               WHERE a.account_key = ?1 AND a.seq < ?2 \
-               UNION ALL \
-               SELECT seq, tx FROM transactions \
-               WHERE seq > (SELECT indexed_seq FROM indexer) AND seq < ?2 \
-             ) ORDER BY seq DESC LIMIT ?3",
+        let (mark, mut seqs) = indexed(
+            chain,
+            index,
+            ("account_transactions", "account_key"),
+            index_key(&account.0),
+            cursor,
+            page,
         )
-        .bind(index_key(&account.0))
+        .await?;
+        let tail: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM transactions WHERE seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(mark)
         .bind(cursor)
         .bind(page)
-        .fetch_all(pool)
+        .fetch_all(chain)
         .await?;
-        for row in &rows {
-            let seq: i64 = row.try_get("seq")?;
-            let tx: SignedTx =
-                decode(row.try_get::<&[u8], _>("tx")?).map_err(corrupt("transaction"))?;
-            cursor = seq;
+        // The newest page of both (they do not overlap: the index ends at
+        // the watermark, the tail starts above it).
+        seqs.extend(tail);
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.truncate(page as usize);
+        for (seq, tx) in rows_at(chain, &seqs).await? {
+            let tx: SignedTx = decode(&tx).map_err(corrupt("transaction"))?;
             if found.len() < limit && involved_accounts(&tx).contains(account) {
                 found.push((seq, tx));
             }
         }
-        if (rows.len() as i64) < page {
-            break;
+        match seqs.last() {
+            Some(last) if seqs.len() as i64 == page => cursor = *last,
+            _ => break,
         }
     }
     Ok(found)

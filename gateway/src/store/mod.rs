@@ -9,7 +9,9 @@
 //! - Transactions are appended in (height, index) order as rowids, so their
 //!   inserts extend the table instead of splitting pages all over it.
 //! - Lookup indexes and WAL checkpoints are kept off the commit path, in a
-//!   background maintainer ([`indexer`]); lookups stay complete meanwhile.
+//!   background maintainer ([`indexer`]); the indexes live in a database
+//!   file of their own, so indexing never holds this one's writer. Lookups
+//!   stay complete meanwhile.
 //! - Rows are written with multi-row statements (a few hundred rows per
 //!   statement), because per-row round trips through sqlx's worker thread
 //!   would dominate the time to store a block of 1,000 transactions.
@@ -34,6 +36,7 @@ use tokio::sync::{mpsc, Mutex};
 
 pub mod dag;
 mod indexer;
+pub use indexer::index_path;
 pub mod mesh;
 mod records;
 
@@ -95,7 +98,7 @@ pub enum StoreError {
 pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection the store's own writes go through (block
-    /// commits, replica records, index batches, the DAG), held while
+    /// commits, replica records, the DAG), held while
     /// writing, so writers queue in order instead of spinning in sqlite's
     /// busy handler. One connection, not any of the pool's: sqlite drops a
     /// connection's whole page cache when another connection wrote since
@@ -103,6 +106,8 @@ pub struct SqliteStore {
     /// every block on a cold cache, re-reading the B-tree pages they were
     /// about to change. The pool serves reads.
     writer: Arc<Mutex<SqliteConnection>>,
+    /// The lookup indexes, in their own database file ([`indexer`]).
+    index: Arc<indexer::Index>,
     /// Wakes the maintainer after a commit; when the last clone of the
     /// store is dropped, the maintainer ends.
     maintain: mpsc::Sender<()>,
@@ -115,7 +120,7 @@ impl SqliteStore {
         let (store, wake) = SqliteStore::open_inner(path).await?;
         tokio::spawn(indexer::maintain(
             store.pool.clone(),
-            store.writer.clone(),
+            store.index.clone(),
             wake,
         ));
         // Index whatever a crash left unindexed.
@@ -148,10 +153,12 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let writer = options.connect().await?;
+        let index = indexer::Index::open(&indexer::index_path(path)).await?;
         let (maintain, wake) = mpsc::channel(1);
         let store = SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(writer)),
+            index: Arc::new(index),
             maintain,
         };
         Ok((store, wake))
@@ -183,7 +190,7 @@ impl SqliteStore {
     /// Does the maintainer's work now: indexes every committed transaction
     /// and checkpoints the WAL.
     pub async fn maintain_now(&self) -> Result<(), StoreError> {
-        while indexer::index_batch(&self.writer).await? > 0 {}
+        while indexer::index_batch(&self.pool, &self.index).await? > 0 {}
         indexer::checkpoint(&self.pool).await
     }
 
@@ -198,7 +205,8 @@ impl SqliteStore {
         let before = before.map_or(i64::MAX, |(height, index)| {
             tx_seq(height as i64, index as usize)
         });
-        let found = indexer::account_transactions(&self.pool, account, before, limit).await?;
+        let found =
+            indexer::account_transactions(&self.pool, &self.index, account, before, limit).await?;
         Ok(found
             .into_iter()
             .map(|(seq, tx)| {
@@ -276,6 +284,7 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.index.close().await;
     }
 }
 
@@ -527,7 +536,8 @@ impl ChainStore for SqliteStore {
     }
 
     async fn transaction(&mut self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        let Some((seq, tx)) = indexer::find_transaction(&self.pool, hash).await? else {
+        let Some((seq, tx)) = indexer::find_transaction(&self.pool, &self.index, hash).await?
+        else {
             return Ok(None);
         };
         let (height, index) = seq_location(seq);
