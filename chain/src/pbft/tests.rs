@@ -223,9 +223,9 @@ fn a_restarted_replica_never_contradicts_its_vote() {
     }
 }
 
-/// A primary sends its pre-prepare before anything is durable, so after a
-/// restart it proposes nothing in that view: it cannot know which heights
-/// it assigned, and assigning one a second block would be equivocation.
+/// A backup's prepare leaves before anything is durable, so after a
+/// restart it prepares nothing in that view: it cannot know which block it
+/// prepared, and preparing another would be equivocation.
 #[test]
 fn a_backup_prepares_at_once_and_not_after_a_restart_in_that_view() {
     let work = Workload::new(4, 8, 31);
@@ -277,6 +277,9 @@ fn a_backup_prepares_at_once_and_not_after_a_restart_in_that_view() {
     }
 }
 
+/// A primary sends its pre-prepare before anything is durable, so after a
+/// restart it proposes nothing in that view: it cannot know which heights
+/// it assigned, and assigning one a second block would be equivocation.
 #[test]
 fn a_restarted_primary_proposes_nothing_in_the_view_it_restarted_in() {
     let work = Workload::new(4, 8, 29);
