@@ -44,7 +44,8 @@ use tokio::sync::{mpsc, Mutex};
 
 use super::{corrupt, StoreError, ROWS_PER_STATEMENT};
 
-/// Transactions indexed per sqlite transaction.
+/// Transactions indexed per sqlite transaction: it bounds what one batch
+/// holds in memory, and how much a crash can make the indexer redo.
 const INDEX_BATCH: i64 = 1_000;
 
 /// The least time between two maintenance rounds.
