@@ -2,6 +2,9 @@
 //! chain, `run` it, claim it and a bulb with `client`, stop it with SIGTERM
 //! (a clean exit), start it again: still claimed, nothing lost, no new code.
 
+mod common;
+use common::free_port;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -9,14 +12,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_itc-gateway");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn itc(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -6,6 +6,9 @@
 //!
 //! (With n = 4, f = 1: one gateway down at a time keeps a quorum.)
 
+mod common;
+use common::free_port;
+
 use itc_chain::ledger::StateRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -47,14 +50,6 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write_secret(path: &Path, text: &str) {
