@@ -33,6 +33,7 @@
 //! in front of the commits that consensus waits for.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use itc_chain::codec::decode;
 use itc_chain::crypto::{AccountId, Hash};
@@ -42,7 +43,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, Mutex};
 
-use super::{corrupt, StoreError, ROWS_PER_STATEMENT};
+use super::{corrupt, StoreError, TxRow, ROWS_PER_STATEMENT};
 
 /// Transactions indexed per sqlite transaction: it bounds what one batch
 /// holds in memory, and how much a crash can make the indexer redo.
@@ -101,11 +102,7 @@ impl Index {
 }
 
 /// Runs until every clone of the store (every sender of `wake`) is gone.
-pub(super) async fn maintain(
-    chain: SqlitePool,
-    index: std::sync::Arc<Index>,
-    mut wake: mpsc::Receiver<()>,
-) {
+pub(super) async fn maintain(chain: SqlitePool, index: Arc<Index>, mut wake: mpsc::Receiver<()>) {
     while wake.recv().await.is_some() {
         // Work in rounds at most every MAINTAIN_INTERVAL: a checkpoint
         // syncs the disk, which every block's commit also waits for.
@@ -260,14 +257,13 @@ async fn indexed(
     Ok((mark, seqs))
 }
 
-/// `(seq, encoded transaction)` of the chain's rows with these seqs, newest
-/// first.
-async fn rows_at(chain: &SqlitePool, seqs: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+/// The chain's rows with these seqs, newest first.
+async fn rows_at(chain: &SqlitePool, seqs: &[i64]) -> Result<Vec<TxRow>, StoreError> {
     if seqs.is_empty() {
         return Ok(Vec::new());
     }
     let mut query: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq IN (");
+        QueryBuilder::new("SELECT seq, hash, tx FROM transactions WHERE seq IN (");
     let mut list = query.separated(", ");
     for seq in seqs {
         list.push_bind(*seq);
@@ -275,7 +271,7 @@ async fn rows_at(chain: &SqlitePool, seqs: &[i64]) -> Result<Vec<(i64, Vec<u8>)>
     query.push(") ORDER BY seq DESC");
     let rows = query.build().fetch_all(chain).await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
         .collect()
 }
 
@@ -298,27 +294,22 @@ pub(super) async fn find_transaction(
     )
     .await?;
     let id = hash.0.to_vec();
-    // Each a rowid lookup or range: the indexed candidates, then the tail.
-    let mut candidates: Vec<QueryBuilder<Sqlite>> = Vec::new();
-    if !seqs.is_empty() {
-        let mut query = QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq IN (");
-        let mut list = query.separated(", ");
-        for seq in &seqs {
-            list.push_bind(*seq);
-        }
-        query.push(") AND hash = ").push_bind(id.clone());
-        candidates.push(query);
+    // The indexed candidates (rowid lookups; an 8-byte key may be shared),
+    // then the tail (a rowid range).
+    if let Some((seq, _, tx)) = rows_at(chain, &seqs)
+        .await?
+        .into_iter()
+        .find(|(_, found, _)| *found == id)
+    {
+        return Ok(Some((seq, tx)));
     }
-    let mut tail = QueryBuilder::new("SELECT seq, tx FROM transactions WHERE seq > ");
-    tail.push_bind(mark).push(" AND hash = ").push_bind(id);
-    candidates.push(tail);
-    for mut query in candidates {
-        query.push(" LIMIT 1");
-        if let Some(row) = query.build().fetch_optional(chain).await? {
-            return Ok(Some((row.try_get("seq")?, row.try_get("tx")?)));
-        }
-    }
-    Ok(None)
+    let row = sqlx::query("SELECT seq, tx FROM transactions WHERE seq > ? AND hash = ? LIMIT 1")
+        .bind(mark)
+        .bind(id)
+        .fetch_optional(chain)
+        .await?;
+    row.map(|row| Ok((row.try_get("seq")?, row.try_get("tx")?)))
+        .transpose()
 }
 
 /// Up to `limit` transactions concerning `account` with seq below `before`,
@@ -358,7 +349,7 @@ pub(super) async fn account_transactions(
         seqs.extend(tail);
         seqs.sort_unstable_by(|a, b| b.cmp(a));
         seqs.truncate(page as usize);
-        for (seq, tx) in rows_at(chain, &seqs).await? {
+        for (seq, _, tx) in rows_at(chain, &seqs).await? {
             let tx: SignedTx = decode(&tx).map_err(corrupt("transaction"))?;
             if found.len() < limit && involved_accounts(&tx).contains(account) {
                 found.push((seq, tx));

@@ -55,7 +55,7 @@ const CACHE_SIZE: &str = "-16384";
 type BlobPair = (Vec<u8>, Vec<u8>);
 
 /// A transaction row: (seq, id, encoded transaction).
-type TxRow = (i64, Vec<u8>, Vec<u8>);
+pub(super) type TxRow = (i64, Vec<u8>, Vec<u8>);
 
 /// Bits of `seq` that hold the index in the block: a block holds at most
 /// 10,000 transactions, well under 2^20.
