@@ -5,6 +5,10 @@
 //! loses, duplicates, delays (and so reorders) messages and partitions the
 //! replicas; replicas crash and restart from what they persisted (their
 //! committed blocks and their [`Record`]s); one replica may be Byzantine.
+//! Every crash is a power cut: a replica's records are synced when made,
+//! but a committed block is only synced by the next record made after it
+//! (as the gateway's store does it), so a crash loses the blocks committed
+//! since the replica's last record.
 //! After the faults end the network heals, and the run must commit again.
 //!
 //! Checked on every run:
@@ -140,6 +144,9 @@ pub struct Report {
     pub equivocations_seen: usize,
     /// Equivocation reports in the honest replicas' committed chain.
     pub evidence_on_chain: usize,
+    /// Committed blocks that power cuts took from replicas' disks (each
+    /// replica must commit them again, from its peers).
+    pub blocks_lost: usize,
     /// When (virtual ms after the heal) every honest replica had committed
     /// above the heal-time height.
     pub recovered_after_ms: Option<u64>,
@@ -188,6 +195,24 @@ enum Event {
 struct Disk {
     blocks: Vec<(Block, CommitCertificate)>,
     records: Vec<Record>,
+    /// The last blocks stored, none of whose records came after: a power
+    /// cut loses them.
+    unsynced: usize,
+}
+
+impl Disk {
+    fn record(&mut self, record: Record) {
+        self.records.push(record);
+        self.unsynced = 0;
+    }
+
+    /// Loses the unsynced blocks; returns how many.
+    fn power_cut(&mut self) -> usize {
+        let lost = self.unsynced.min(self.blocks.len());
+        self.blocks.truncate(self.blocks.len() - lost);
+        self.unsynced = 0;
+        lost
+    }
 }
 
 struct Node {
@@ -397,7 +422,7 @@ impl Sim {
                         },
                     );
                 }
-                Output::Persist(record) => self.nodes[i].disk.records.push(record),
+                Output::Persist(record) => self.nodes[i].disk.record(record),
                 Output::Committed {
                     executed,
                     certificate,
@@ -435,6 +460,7 @@ impl Sim {
                         });
                     }
                     disk.blocks.push((executed.block, certificate));
+                    disk.unsynced += 1;
                 }
                 Output::ServeBlocks {
                     to,
@@ -725,6 +751,7 @@ impl Sim {
                     self.schedule(next, Event::Submit);
                 }
                 Event::Crash(i) => {
+                    self.report.blocks_lost += self.nodes[i].disk.power_cut();
                     self.nodes[i].replica = None;
                     self.nodes[i].incarnation += 1;
                 }

@@ -1,6 +1,6 @@
 //! PBFT under the deterministic simulator: many seeds, each a different mix
-//! of loss, duplication, delay, partitions, crashes with restarts from
-//! storage, and one Byzantine replica. Every run must stay safe and commit
+//! of loss, duplication, delay, partitions, crashes (power cuts) with
+//! restarts from storage, and one Byzantine replica. Every run must stay safe and commit
 //! again after the heal.
 //!
 //! `ITC_SIM_SEEDS=n` runs n seeds per cluster size (default 500 for each of
@@ -64,14 +64,25 @@ fn check(nodes: usize) {
     let detected = reports.iter().filter(|r| r.equivocations_seen > 0);
     let reported = detected.clone().filter(|r| r.evidence_on_chain > 0).count();
     let detected = detected.count();
+    let lost: usize = reports.iter().map(|r| r.blocks_lost).sum();
+    let losing = reports.iter().filter(|r| r.blocks_lost > 0).count();
     eprintln!(
         "n = {nodes}: {} runs passed, {} failed; {heights} blocks committed in all; \
+         power cuts took {lost} committed blocks from replicas in {losing} runs; \
          slowest recovery after the heal {worst:?} ms; an equivocation was detected in \
          {detected} runs and put on chain in {reported} of them",
         reports.len(),
         failures.len()
     );
     assert!(failures.is_empty(), "{} runs failed", failures.len());
+    // Power cuts do take blocks the replicas must commit again.
+    if reports.len() >= 100 {
+        assert!(
+            losing > 0,
+            "no power cut lost a block in {} runs",
+            reports.len()
+        );
+    }
     // Honest replicas report what they detect (and the simulator fails a
     // run in which one accuses an honest replica); nearly every report
     // commits (a run may end, or a crash erase the report, first).

@@ -6,8 +6,8 @@
 //! durable, shutdown — feeds it in (with whatever else is already queued,
 //! so a burst is handled in one go), then carries out the outputs in order:
 //! - records to persist, and committed blocks, go to the node's
-//!   [`persister`], which writes them in the background (one fsync'd sqlite
-//!   transaction for whatever queued up);
+//!   [`persister`], which writes them in the background (one sqlite
+//!   transaction for whatever queued up, synced if it holds records);
 //! - a message that waits for records is held until everything handed to
 //!   the persister before it is durable (the replica's durability rule);
 //!   the others (a pre-prepare, relayed transactions) go at once;

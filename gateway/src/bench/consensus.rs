@@ -1,6 +1,7 @@
 //! `itc-gateway bench consensus`: a cluster of gateway nodes in this
 //! process, over real loopback TCP with Noise channels and real sqlite
-//! stores (WAL, `synchronous = FULL`), fed pre-signed transfers at an
+//! stores (WAL; the replicas' records synced before their messages
+//! leave, as in production), fed pre-signed transfers at an
 //! offered rate (or as fast as they commit), measuring submit-to-commit
 //! latency and committed throughput.
 //!

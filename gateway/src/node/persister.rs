@@ -14,7 +14,9 @@
 //! Batches queued while a write is in flight go out together in the next
 //! sqlite transaction, one sync for all (group commit). Tickets count
 //! batches, and batches are written in order, so ticket `t` durable means
-//! every batch up to `t` is.
+//! every batch up to `t` is: its records synced, its blocks stored (a
+//! write of blocks alone is not synced, see
+//! [`SqliteStore::commit_blocks_with_records`]).
 
 use std::sync::Arc;
 

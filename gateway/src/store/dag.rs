@@ -11,9 +11,9 @@ use itc_chain::codec::{decode, encode};
 use itc_chain::crypto::Hash;
 use itc_chain::dag::{DagTx, Status};
 use itc_chain::types::Height;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use super::{corrupt, insert_rows, rows_where_in, SqliteStore, StoreError};
+use super::{corrupt, Durability, Script, SqliteStore, StoreError};
 
 /// What one batch writes.
 #[derive(Debug, Default)]
@@ -60,27 +60,18 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer.lock().await;
-        let mut db = writer.begin().await?;
-        let taken: Vec<(Vec<u8>, Vec<u8>)> = batch
-            .taken
-            .iter()
-            .map(|(id, tx)| (id.0.to_vec(), encode(tx)))
-            .collect();
-        insert_rows(
-            &mut db,
+        let mut script = Script::new(Durability::Synced);
+        script.insert_rows(
             "INSERT OR IGNORE INTO dag_txs (id, tx) ",
             "",
-            &taken,
+            &batch.taken,
             |mut row, (id, tx)| {
-                row.push_bind(id.clone()).push_bind(tx.clone());
+                row.push_bind(id.0.to_vec()).push_bind(encode(tx));
             },
-        )
-        .await?;
+        );
         // The rows exist (taken before they were confirmed): each upsert
         // updates its outcome.
-        insert_rows(
-            &mut db,
+        script.insert_rows(
             "INSERT INTO dag_txs (id, height, applied) ",
             " ON CONFLICT (id) DO UPDATE SET height = excluded.height, applied = excluded.applied",
             &batch.confirmed,
@@ -89,18 +80,16 @@ impl SqliteStore {
                     .push_bind(*height as i64)
                     .push_bind(i64::from(*applied));
             },
-        )
-        .await?;
+        );
         let forgotten: Vec<Vec<u8>> = batch.forgotten.iter().map(|id| id.0.to_vec()).collect();
-        rows_where_in(&mut db, "UPDATE dag_txs SET tx = NULL", "id", &forgotten).await?;
+        script.where_in("UPDATE dag_txs SET tx = NULL", "id", forgotten);
         if let Some(height) = batch.height {
-            sqlx::query("INSERT OR REPLACE INTO dag_progress (id, height) VALUES (0, ?)")
-                .bind(height as i64)
-                .execute(&mut *db)
-                .await?;
+            script
+                .statement("INSERT OR REPLACE INTO dag_progress (id, height) VALUES (0, ")
+                .push_bind(height as i64)
+                .push(")");
         }
-        db.commit().await?;
-        Ok(())
+        Ok(script.run(&mut *self.writer.lock().await).await?)
     }
 
     /// Every transaction with its body, in arrival order, and the height

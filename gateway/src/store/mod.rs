@@ -1,7 +1,11 @@
 //! The chain store on sqlite (sqlx), implementing [`itc_chain::store::ChainStore`].
 //!
-//! - WAL journal with `synchronous = FULL`: a committed block survives a
-//!   crash *and* a power cut (a Raspberry Pi's SD card gets both).
+//! - WAL journal. Replica records and the DAG's writes are synced before
+//!   their write returns (`synchronous = FULL`): they survive a crash *and*
+//!   a power cut (a Raspberry Pi's SD card gets both). A write of committed
+//!   blocks alone survives a crash and is synced by the next synced write;
+//!   why that is enough is at [`SqliteStore::commit_blocks_with_records`].
+//! - One round trip to sqlx's worker thread per write ([`script`]).
 //! - One sqlite transaction per block: the header, the certificate, every
 //!   transaction, every state entry it changes, and the device projection
 //!   commit together or not at all. Merkle tree nodes are not stored: they
@@ -31,7 +35,7 @@ use itc_chain::validators::ValidatorSet;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Row, SqliteConnection};
 use tokio::sync::{mpsc, Mutex};
 
 pub mod dag;
@@ -39,6 +43,8 @@ mod indexer;
 pub use indexer::index_path;
 pub mod mesh;
 mod records;
+mod script;
+pub(crate) use script::{Durability, Script};
 
 #[cfg(test)]
 pub(crate) use records::tests::{store as test_store, voted as test_vote};
@@ -165,25 +171,42 @@ impl SqliteStore {
     }
 
     /// Stores blocks (in height order) and replica records (in the order
-    /// they were made) in one fsync'd transaction: a node's writes that
-    /// queued up while the disk was busy cost one sync together.
+    /// they were made) in one sqlite transaction: a node's writes that
+    /// queued up while the disk was busy go together, in one round trip to
+    /// sqlx's worker ([`script`]).
+    ///
+    /// The commit is synced when there are records, and only written when
+    /// there are only blocks ([`Durability::Written`]). A replica's records
+    /// are its promises (§4.2: what it prepared and what it voted to
+    /// commit); they must survive a power cut before any message that
+    /// depends on them leaves. A committed block need not: its prepared
+    /// certificate, which carries the whole block, was synced in this
+    /// replica's records before its COMMIT left, and in 2f+1 replicas'
+    /// before it was committed. A power cut that takes the block's rows
+    /// (and only those: the WAL is synced in order, by the next round's
+    /// records at the latest) leaves a replica behind its own certificate,
+    /// as a crash between the two writes always could, and it catches up
+    /// from its peers; the block itself cannot change.
     pub async fn commit_blocks_with_records(
         &self,
         blocks: &[(&Executed, Option<&CommitCertificate>)],
         records: &[itc_chain::pbft::Record],
     ) -> Result<(), StoreError> {
-        if blocks.is_empty() {
-            return self.append_records(records).await;
-        }
-        let mut writer = self.writer.lock().await;
-        let mut db = writer.begin().await?;
+        let durability = if records.is_empty() {
+            Durability::Written
+        } else {
+            Durability::Synced
+        };
+        let mut script = Script::new(durability);
         for (executed, certificate) in blocks {
-            write_block(&mut db, executed, *certificate).await?;
+            push_block(&mut script, executed, *certificate);
         }
-        records::write_records(&mut db, records).await?;
-        db.commit().await?;
-        // A full channel means the maintainer is already due to run.
-        let _ = self.maintain.try_send(());
+        records::push_records(&mut script, records);
+        script.run(&mut *self.writer.lock().await).await?;
+        if !blocks.is_empty() {
+            // A full channel means the maintainer is already due to run.
+            let _ = self.maintain.try_send(());
+        }
         Ok(())
     }
 
@@ -312,151 +335,103 @@ fn kind_name(kind: DeviceKind) -> &'static str {
     }
 }
 
-/// Inserts `rows` with one multi-row statement per chunk. `head` is the
-/// statement up to `VALUES`; `tail` follows the value list.
-async fn insert_rows<T>(
-    db: &mut SqliteConnection,
-    head: &str,
-    tail: &str,
-    rows: &[T],
-    bind: impl Fn(sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, &T) + Copy,
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(head);
-        builder.push_values(chunk, bind);
-        builder.push(tail);
-        builder.build().execute(&mut *db).await?;
-    }
-    Ok(())
-}
-
-/// Runs `statement` (a DELETE or UPDATE) on the rows whose `column` is one
-/// of `keys`.
-async fn rows_where_in(
-    db: &mut Transaction<'_, Sqlite>,
-    statement: &str,
-    column: &str,
-    keys: &[Vec<u8>],
-) -> Result<(), sqlx::Error> {
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut builder: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("{statement} WHERE {column} IN ("));
-        let mut list = builder.separated(", ");
-        for key in chunk {
-            list.push_bind(key.clone());
-        }
-        builder.push(")");
-        builder.build().execute(&mut **db).await?;
-    }
-    Ok(())
-}
-
-/// Writes a block, its certificate and its state changes into `db`.
-async fn write_block(
-    db: &mut Transaction<'_, Sqlite>,
-    executed: &Executed,
-    certificate: Option<&CommitCertificate>,
-) -> Result<(), StoreError> {
+/// Adds a block's writes to `script`: its header and certificate, its
+/// transactions, the state entries it changes and the device projection.
+fn push_block(script: &mut Script, executed: &Executed, certificate: Option<&CommitCertificate>) {
     let block = &executed.block;
     let header = &block.header;
     let height = header.height as i64;
 
-    sqlx::query(
-        "INSERT INTO headers (height, hash, header, certificate, time_ms, tx_count) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(height)
-    .bind(header.hash().0.to_vec())
-    .bind(encode(header))
-    .bind(certificate.map(encode))
-    .bind(header.time_ms as i64)
-    .bind(block.txs.len() as i64)
-    .execute(&mut **db)
-    .await?;
+    script.insert_rows(
+        "INSERT INTO headers (height, hash, header, certificate, time_ms, tx_count) ",
+        "",
+        [header],
+        |mut row, header| {
+            row.push_bind(height)
+                .push_bind(header.hash().0.to_vec())
+                .push_bind(encode(header))
+                .push_bind(certificate.map(encode))
+                .push_bind(header.time_ms as i64)
+                .push_bind(block.txs.len() as i64);
+        },
+    );
 
     // Every set the block makes known (the genesis's, a change's pending
     // set, the one an epoch activates), kept for light clients.
-    for (_, value) in &executed.changes.writes {
-        if let Some(StateValue::Validators(sets)) = value {
-            for set in [&sets.active, &sets.pending] {
-                sqlx::query("INSERT OR IGNORE INTO validator_sets (hash, encoded) VALUES (?, ?)")
-                    .bind(set.hash().0.to_vec())
-                    .bind(encode(set))
-                    .execute(&mut **db)
-                    .await?;
-            }
-        }
-    }
+    let sets = executed
+        .changes
+        .writes
+        .iter()
+        .filter_map(|(_, value)| match value {
+            Some(StateValue::Validators(sets)) => Some([&sets.active, &sets.pending]),
+            _ => None,
+        });
+    script.insert_rows(
+        "INSERT OR IGNORE INTO validator_sets (hash, encoded) ",
+        "",
+        sets.flatten(),
+        |mut row, set| {
+            row.push_bind(set.hash().0.to_vec()).push_bind(encode(set));
+        },
+    );
 
     // Transactions, appended in order; the indexer derives their
     // lookup indexes after the commit.
-    let txs: Vec<TxRow> = block
-        .txs
-        .as_slice()
-        .iter()
-        .zip(executed.tx_ids())
-        .enumerate()
-        .map(|(i, (tx, id))| (tx_seq(height, i), id.0.to_vec(), encode(tx)))
-        .collect();
-    insert_rows(
-        db,
+    script.insert_rows(
         "INSERT INTO transactions (seq, hash, tx) ",
         "",
-        &txs,
-        |mut b, (seq, hash, tx)| {
-            b.push_bind(*seq)
-                .push_bind(hash.clone())
-                .push_bind(tx.clone());
+        block
+            .txs
+            .as_slice()
+            .iter()
+            .zip(executed.tx_ids())
+            .enumerate(),
+        |mut row, (i, (tx, id))| {
+            row.push_bind(tx_seq(height, i))
+                .push_bind(id.0.to_vec())
+                .push_bind(encode(tx));
         },
-    )
-    .await?;
+    );
 
     // State entries (the tree is derived from them on open).
     let rows = executed.changes.rows();
-    rows_where_in(db, "DELETE FROM state", "key", &rows.deletes).await?;
-    insert_rows(
-        db,
+    script.where_in("DELETE FROM state", "key", rows.deletes);
+    script.insert_rows(
         "INSERT OR REPLACE INTO state (key, value) ",
         "",
-        &rows.upserts,
-        |mut b, (k, v)| {
-            b.push_bind(k.clone()).push_bind(v.clone());
+        rows.upserts,
+        |mut row, (k, v)| {
+            row.push_bind(k).push_bind(v);
         },
-    )
-    .await?;
+    );
 
     // The device projection.
+    let mut gone = Vec::new();
+    let mut devices = Vec::new();
     for (key, value) in &executed.changes.writes {
-        let StateKey::Device { device } = key else {
-            continue;
-        };
-        match value {
-            Some(StateValue::Device(d)) => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO devices \
-                         (id, device_key, kind, model, registrar, owner, registered_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(device.as_str())
-                .bind(d.key.0.to_vec())
-                .bind(kind_name(d.kind))
-                .bind(d.model.as_str())
-                .bind(d.registrar.0.to_vec())
-                .bind(d.owner.map(|o| o.0.to_vec()))
-                .bind(d.registered_at as i64)
-                .execute(&mut **db)
-                .await?;
-            }
-            _ => {
-                sqlx::query("DELETE FROM devices WHERE id = ?")
-                    .bind(device.as_str())
-                    .execute(&mut **db)
-                    .await?;
+        if let StateKey::Device { device } = key {
+            match value {
+                Some(StateValue::Device(d)) => devices.push((device, d)),
+                _ => gone.push(device.as_str().to_owned()),
             }
         }
     }
-
-    Ok(())
+    script.insert_rows(
+        "INSERT OR REPLACE INTO devices \
+             (id, device_key, kind, model, registrar, owner, registered_at) ",
+        "",
+        devices,
+        |mut row, (device, d)| {
+            row.push_bind(device.as_str().to_owned())
+                .push_bind(d.key.0.to_vec())
+                .push_bind(kind_name(d.kind))
+                .push_bind(d.model.as_str().to_owned())
+                .push_bind(d.registrar.0.to_vec())
+                .push_bind(d.owner.map(|o| o.0.to_vec()))
+                .push_bind(d.registered_at as i64);
+        },
+    );
+    script.where_in("DELETE FROM devices", "id", gone);
 }
 
 impl ChainStore for SqliteStore {

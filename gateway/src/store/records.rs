@@ -1,17 +1,17 @@
 //! The replica's write-ahead records on sqlite (`consensus_records`).
 //!
-//! Appends are one fsync'd statement per batch: the driver collects the
-//! records a burst of input produced and writes them before it sends the
-//! messages that depend on them. A stable checkpoint makes the votes and
+//! Appends are one synced sqlite transaction per batch: the driver collects
+//! the records a burst of input produced and writes them before it sends
+//! the messages that depend on them. A stable checkpoint makes the votes and
 //! certificates at or below it obsolete; the table's triggers delete them
 //! with it, and keep only the latest view record.
 
 use itc_chain::codec::{decode, encode};
 use itc_chain::evidence::EquivocationProof;
 use itc_chain::pbft::Record;
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::Row;
 
-use super::{corrupt, insert_rows, SqliteStore, StoreError, ROWS_PER_STATEMENT};
+use super::{corrupt, Durability, Script, SqliteStore, StoreError};
 
 fn kind(record: &Record) -> (&'static str, Option<i64>) {
     match record {
@@ -22,54 +22,28 @@ fn kind(record: &Record) -> (&'static str, Option<i64>) {
     }
 }
 
-/// Writes `records` into `db` with one multi-row statement per
-/// [`ROWS_PER_STATEMENT`]. What a stable checkpoint or a newer view makes
-/// obsolete is pruned by the table's triggers (migration 0012).
-pub(super) async fn write_records(
-    db: &mut SqliteConnection,
-    records: &[Record],
-) -> Result<(), StoreError> {
-    let rows: Vec<(&'static str, Option<i64>, Vec<u8>)> = records
-        .iter()
-        .map(|record| {
-            let (kind, height) = kind(record);
-            (kind, height, encode(record))
-        })
-        .collect();
-    insert_rows(
-        db,
+/// Adds `records` to `script`. What a stable checkpoint or a newer view
+/// makes obsolete is pruned by the table's triggers (migration 0012).
+pub(super) fn push_records(script: &mut Script, records: &[Record]) {
+    script.insert_rows(
         "INSERT INTO consensus_records (kind, height, record) ",
         "",
-        &rows,
-        |mut row, (kind, height, record)| {
-            row.push_bind(*kind)
-                .push_bind(*height)
-                .push_bind(record.clone());
+        records,
+        |mut row, record| {
+            let (kind, height) = kind(record);
+            row.push_bind(kind)
+                .push_bind(height)
+                .push_bind(encode(record));
         },
-    )
-    .await?;
-    Ok(())
+    );
 }
 
 impl SqliteStore {
-    /// Appends `records` durably, in order, all or none. A batch that fits
-    /// one statement is written without `BEGIN`/`COMMIT` (sqlite commits a
-    /// single statement atomically by itself): one round trip to sqlx's
-    /// worker instead of three. Measured, that did not shorten the append,
-    /// whose cost is the sync (`BENCHMARKS.md`, `append_vote`).
+    /// Appends `records` durably (synced), in order, all or none.
     pub async fn append_records(&self, records: &[Record]) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut writer = self.writer.lock().await;
-        if records.len() <= ROWS_PER_STATEMENT {
-            write_records(&mut writer, records).await?;
-        } else {
-            let mut db = writer.begin().await?;
-            write_records(&mut db, records).await?;
-            db.commit().await?;
-        }
-        Ok(())
+        let mut script = Script::new(Durability::Synced);
+        push_records(&mut script, records);
+        Ok(script.run(&mut *self.writer.lock().await).await?)
     }
 
     /// Every record, oldest first.
@@ -197,7 +171,9 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_batch_longer_than_one_statement_is_written_whole_and_in_order() {
         let (_dir, store) = store().await;
-        let batch: Vec<Record> = (1..=ROWS_PER_STATEMENT as u64 + 3).map(voted).collect();
+        let batch: Vec<Record> = (1..=super::super::ROWS_PER_STATEMENT as u64 + 3)
+            .map(voted)
+            .collect();
         store.append_records(&batch).await.unwrap();
         assert_eq!(store.load_records().await.unwrap(), batch);
     }
