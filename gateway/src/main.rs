@@ -12,6 +12,11 @@ use itc_gateway::app::{self, GatewayConfig};
 use itc_gateway::config::{read_key, Config};
 use tokio::net::TcpListener;
 
+/// mimalloc: small allocations (messages, rows, futures) from per-thread
+/// pages, instead of glibc's arenas and their consolidation passes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "itc-gateway",
