@@ -136,7 +136,7 @@ mod tests {
 
     async fn connection() -> (tempfile::TempDir, SqliteConnection) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sqlx::sqlite::SqliteConnectOptions::new()
+        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("script.sqlite"))
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
@@ -144,7 +144,18 @@ mod tests {
             .connect()
             .await
             .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            .execute(&mut db)
+            .await
+            .unwrap();
         (dir, db)
+    }
+
+    /// Adds an insert of `rows` into `t` to `script`.
+    fn insert(script: &mut Script, rows: impl IntoIterator<Item = (i64, Vec<u8>)>) {
+        script.insert_rows("INSERT INTO t (k, v) ", "", rows, |mut row, (k, v)| {
+            row.push_bind(k).push_bind(v);
+        });
     }
 
     async fn synchronous(db: &mut SqliteConnection) -> i64 {
@@ -168,21 +179,10 @@ mod tests {
     #[tokio::test]
     async fn binds_run_across_statements_and_chunks_in_order() {
         let (_dir, mut db) = connection().await;
-        sqlx::raw_sql("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-            .execute(&mut db)
-            .await
-            .unwrap();
         let mut script = Script::new(Durability::Written);
         let count = ROWS_PER_STATEMENT as i64 * 2 + 7;
         let value = |k: i64| k.to_be_bytes().to_vec();
-        script.insert_rows(
-            "INSERT INTO t (k, v) ",
-            "",
-            (0..count).map(|k| (k, value(k))),
-            |mut row, (k, v)| {
-                row.push_bind(k).push_bind(v);
-            },
-        );
+        insert(&mut script, (0..count).map(|k| (k, value(k))));
         // More keys than one statement takes.
         let gone = ROWS_PER_STATEMENT as i64 + 3;
         script.where_in("DELETE FROM t", "v", (1..=gone).map(value).collect());
@@ -207,28 +207,10 @@ mod tests {
     #[tokio::test]
     async fn a_failing_statement_rolls_back_the_whole_script() {
         let (_dir, mut db) = connection().await;
-        sqlx::raw_sql("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-            .execute(&mut db)
-            .await
-            .unwrap();
         let mut script = Script::new(Durability::Written);
-        script.insert_rows(
-            "INSERT INTO t (k, v) ",
-            "",
-            [(1_i64, vec![1u8])],
-            |mut row, (k, v)| {
-                row.push_bind(k).push_bind(v);
-            },
-        );
+        insert(&mut script, [(1, vec![1u8])]);
         // The same key again: a constraint violation after a good insert.
-        script.insert_rows(
-            "INSERT INTO t (k, v) ",
-            "",
-            [(1_i64, vec![2u8])],
-            |mut row, (k, v)| {
-                row.push_bind(k).push_bind(v);
-            },
-        );
+        insert(&mut script, [(1, vec![2u8])]);
         assert!(script.run(&mut db).await.is_err());
         assert_eq!(
             rows(&mut db).await,
@@ -238,14 +220,7 @@ mod tests {
         assert_eq!(synchronous(&mut db).await, 2, "FULL again after a failure");
         // The connection takes the next script as usual.
         let mut script = Script::new(Durability::Synced);
-        script.insert_rows(
-            "INSERT INTO t (k, v) ",
-            "",
-            [(1_i64, vec![3u8])],
-            |mut row, (k, v)| {
-                row.push_bind(k).push_bind(v);
-            },
-        );
+        insert(&mut script, [(1, vec![3u8])]);
         script.run(&mut db).await.unwrap();
         assert_eq!(rows(&mut db).await, vec![(1, vec![3u8])]);
     }
