@@ -107,6 +107,54 @@ fn four_replicas_commit_a_batch_with_a_valid_certificate() {
     assert!(replicas.iter().all(|r| r.pending() == 0));
 }
 
+/// A power cut may take a committed block's rows (the gateway does not sync
+/// them on their own), never the replica's records: restarted at the
+/// parent, the replica still holds the block's prepared certificate, and
+/// its view change carries the block into the next view (§4.4).
+#[test]
+fn a_block_whose_rows_were_lost_is_carried_by_its_certificate() {
+    let work = Workload::new(4, 4, 24);
+    let mut replicas = cluster(&work);
+    let genesis = replicas[0].ledger().clone();
+    let backup = role(&replicas, false);
+    replicas[backup].handle_transactions(1, work.transfers(&genesis, 2));
+    let outputs = settle(&mut replicas);
+    assert_eq!(replicas[backup].ledger().height(), 1);
+    let committed = replicas[backup].ledger().tip().hash();
+    let records: Vec<Record> = outputs[backup]
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+
+    // Restarted from its records over the ledger before the block.
+    let key = work
+        .validator_keypair(&replicas[backup].public())
+        .expect("key");
+    let mut restarted =
+        Replica::new(key, Params::default(), genesis.clone(), records, 2).expect("params");
+    assert_eq!(restarted.ledger().height(), 0);
+    // A client's transfer, which no primary orders: it suspects the primary.
+    restarted.handle_transactions(3, work.transfers(&genesis, 1));
+    restarted.handle_timer(60_000, Timer::Progress);
+    let mut carried = Vec::new();
+    while let Some(output) = restarted.poll_output() {
+        if let Output::Broadcast(Message::ViewChange(change)) = output {
+            carried.extend(
+                change
+                    .body
+                    .prepared
+                    .as_slice()
+                    .iter()
+                    .map(|p| (p.height(), p.digest())),
+            );
+        }
+    }
+    assert_eq!(carried, vec![(1, committed)]);
+}
+
 /// A vote that arrives after its certificate formed is dropped unchecked:
 /// a prepare after prepared, a commit after the height committed. Each
 /// replica keeps exactly the votes its certificates needed.

@@ -1,8 +1,9 @@
 //! The chain store on sqlite (sqlx), implementing [`itc_chain::store::ChainStore`].
 //!
-//! - WAL journal. Replica records and the DAG's writes are synced before
-//!   their write returns (`synchronous = FULL`): they survive a crash *and*
-//!   a power cut (a Raspberry Pi's SD card gets both). A write of committed
+//! - WAL journal. Replica records, the DAG's writes and blocks stored
+//!   through [`ChainStore::commit_block`] are synced before their write
+//!   returns (`synchronous = FULL`): they survive a crash *and* a power cut
+//!   (a Raspberry Pi's SD card gets both). A replica's write of committed
 //!   blocks alone survives a crash and is synced by the next synced write;
 //!   why that is enough is at [`SqliteStore::commit_blocks_with_records`].
 //! - One round trip to sqlx's worker thread per write ([`script`]).
@@ -197,6 +198,16 @@ impl SqliteStore {
         } else {
             Durability::Synced
         };
+        self.write(blocks, records, durability).await
+    }
+
+    /// Blocks and records in one sqlite transaction, as durable as asked.
+    async fn write(
+        &self,
+        blocks: &[(&Executed, Option<&CommitCertificate>)],
+        records: &[itc_chain::pbft::Record],
+        durability: Durability,
+    ) -> Result<(), StoreError> {
         let mut script = Script::new(durability);
         for (executed, certificate) in blocks {
             push_block(&mut script, executed, *certificate);
@@ -442,7 +453,9 @@ impl ChainStore for SqliteStore {
         executed: &Executed,
         certificate: Option<&CommitCertificate>,
     ) -> Result<(), StoreError> {
-        self.commit_blocks_with_records(&[(executed, certificate)], &[])
+        // A caller outside a replica has no certificate on disk to fall
+        // back on: its block is synced.
+        self.write(&[(executed, certificate)], &[], Durability::Synced)
             .await
     }
 
