@@ -55,7 +55,7 @@ impl Script {
     }
 
     /// Whether no statement was added.
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.statements == 0
     }
 
