@@ -40,10 +40,10 @@ use itc_chain::crypto::{AccountId, Hash};
 use itc_chain::store::involved_accounts;
 use itc_chain::tx::SignedTx;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, Mutex};
 
-use super::{corrupt, StoreError, TxRow, ROWS_PER_STATEMENT};
+use super::{corrupt, Durability, Script, StoreError, TxRow};
 
 /// Transactions indexed per sqlite transaction: it bounds what one batch
 /// holds in memory, and how much a crash can make the indexer redo.
@@ -83,8 +83,8 @@ impl Index {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // Derived data: a crash may lose the last batches, and their
-            // entries go with their watermark (one transaction each).
+            // Derived data, written by scripts that say so themselves
+            // (`Durability::Written`).
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
@@ -163,15 +163,15 @@ pub(super) async fn index_batch(chain: &SqlitePool, index: &Index) -> Result<usi
     let (mut indexed, id) = watermark(&mut writer).await?;
     if !made_from(chain, indexed, id.as_deref()).await? {
         tracing::warn!("the chain database is not the one indexed; rebuilding its lookup indexes");
-        let mut db = writer.begin().await?;
+        let mut script = Script::new(Durability::Written);
         for statement in [
             "DELETE FROM transaction_ids",
             "DELETE FROM account_transactions",
             "UPDATE indexer SET indexed_seq = -1, indexed_hash = NULL",
         ] {
-            sqlx::query(statement).execute(&mut *db).await?;
+            script.statement(statement);
         }
-        db.commit().await?;
+        script.run(&mut writer).await?;
         indexed = -1;
     }
     let rows =
@@ -205,26 +205,28 @@ pub(super) async fn index_batch(chain: &SqlitePool, index: &Index) -> Result<usi
     // Two accounts of one transaction may share a key.
     accounts.sort_unstable();
     accounts.dedup();
-    let mut db = writer.begin().await?;
+    // Derived data: a crash may lose the last batches, and their entries
+    // go with their watermark (one transaction each).
+    let mut script = Script::new(Durability::Written);
     for (table, column, pairs) in [
-        ("transaction_ids", "hash_key", &ids),
-        ("account_transactions", "account_key", &accounts),
+        ("transaction_ids", "hash_key", ids),
+        ("account_transactions", "account_key", accounts),
     ] {
-        for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-            let mut builder: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO {table} ({column}, seq) "));
-            builder.push_values(chunk, |mut b, (key, seq)| {
-                b.push_bind(*key).push_bind(*seq);
-            });
-            builder.build().execute(&mut *db).await?;
-        }
+        script.insert_rows(
+            &format!("INSERT INTO {table} ({column}, seq) "),
+            "",
+            pairs,
+            |mut row, (key, seq)| {
+                row.push_bind(key).push_bind(seq);
+            },
+        );
     }
-    sqlx::query("UPDATE indexer SET indexed_seq = ?, indexed_hash = ?")
-        .bind(last_seq)
-        .bind(last_id)
-        .execute(&mut *db)
-        .await?;
-    db.commit().await?;
+    script
+        .statement("UPDATE indexer SET indexed_seq = ")
+        .push_bind(last_seq)
+        .push(", indexed_hash = ")
+        .push_bind(last_id);
+    script.run(&mut writer).await?;
     Ok(rows.len())
 }
 

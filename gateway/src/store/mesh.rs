@@ -11,7 +11,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::Row;
 
-use super::{SqliteStore, StoreError};
+use super::{Durability, Script, SqliteStore, StoreError};
 
 /// A mesh node as stored, its device key opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,18 +98,19 @@ impl SqliteStore {
         node: &MeshNodeRow,
     ) -> Result<(), StoreError> {
         let sealed = key.seal(&node.device, &node.device_key)?;
-        let mut writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT OR REPLACE INTO mesh_nodes (address, device, ble_address, device_key) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(i64::from(node.address))
-        .bind(&node.device)
-        .bind(&node.ble_address)
-        .bind(sealed)
-        .execute(&mut *writer)
-        .await?;
-        Ok(())
+        let mut script = Script::new(Durability::Synced);
+        script.insert_rows(
+            "INSERT OR REPLACE INTO mesh_nodes (address, device, ble_address, device_key) ",
+            "",
+            [node],
+            |mut row, node| {
+                row.push_bind(i64::from(node.address))
+                    .push_bind(node.device.clone())
+                    .push_bind(node.ble_address.clone())
+                    .push_bind(sealed.clone());
+            },
+        );
+        Ok(script.run(&mut *self.writer.lock().await).await?)
     }
 
     /// The sequence numbers reserved so far (0 if none).
@@ -124,12 +125,12 @@ impl SqliteStore {
     }
 
     pub async fn reserve_mesh_sequence(&self, up_to: u32) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().await;
-        sqlx::query("INSERT OR REPLACE INTO mesh_sequence (id, reserved) VALUES (0, ?)")
-            .bind(i64::from(up_to))
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
+        let mut script = Script::new(Durability::Synced);
+        script
+            .statement("INSERT OR REPLACE INTO mesh_sequence (id, reserved) VALUES (0, ")
+            .push_bind(i64::from(up_to))
+            .push(")");
+        Ok(script.run(&mut *self.writer.lock().await).await?)
     }
 }
 

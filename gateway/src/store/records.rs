@@ -57,17 +57,19 @@ impl SqliteStore {
 
     /// Keeps an equivocation (once per offender, view and height).
     pub async fn record_evidence(&self, evidence: &EquivocationProof) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT OR IGNORE INTO evidence (offender, view, height, evidence) VALUES (?, ?, ?, ?)",
-        )
-        .bind(evidence.primary.0.to_vec())
-        .bind(evidence.view as i64)
-        .bind(evidence.height as i64)
-        .bind(encode(evidence))
-        .execute(&mut *writer)
-        .await?;
-        Ok(())
+        let mut script = Script::new(Durability::Synced);
+        script.insert_rows(
+            "INSERT OR IGNORE INTO evidence (offender, view, height, evidence) ",
+            "",
+            [evidence],
+            |mut row, evidence| {
+                row.push_bind(evidence.primary.0.to_vec())
+                    .push_bind(evidence.view as i64)
+                    .push_bind(evidence.height as i64)
+                    .push_bind(encode(evidence));
+            },
+        );
+        Ok(script.run(&mut *self.writer.lock().await).await?)
     }
 
     /// Every equivocation kept, oldest view first.

@@ -13,7 +13,9 @@
 //! string — `BEGIN IMMEDIATE; …; COMMIT` — and executed once.
 //!
 //! A script also says how durable its commit is ([`Durability`]), because
-//! not every write needs the sync that `synchronous = FULL` costs.
+//! not every write needs the sync that `synchronous = FULL` costs. Every
+//! write on a store's writer connection is a script, and each sets the
+//! connection's sync level itself, so none depends on the one before.
 
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -21,7 +23,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::ROWS_PER_STATEMENT;
 
 /// How a script's commit reaches the disk (sqlite's `synchronous` in WAL
-/// mode, set for this commit and restored to `FULL` after it).
+/// mode, set by the script before it begins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Durability {
     /// Synced before the commit returns: survives a power cut.
@@ -37,7 +39,6 @@ pub(crate) enum Durability {
 /// The statements of one transaction, built before anything runs.
 pub(crate) struct Script {
     query: QueryBuilder<'static, Sqlite>,
-    durability: Durability,
     statements: usize,
 }
 
@@ -49,7 +50,6 @@ impl Script {
         };
         Script {
             query: QueryBuilder::new(format!("PRAGMA synchronous = {level}; BEGIN IMMEDIATE")),
-            durability,
             statements: 0,
         }
     }
@@ -104,25 +104,17 @@ impl Script {
     }
 
     /// Runs the script on `db` in one round trip: all of it commits, or
-    /// none of it (a failed statement rolls the transaction back). Either
-    /// way the connection is left at `synchronous = FULL`.
+    /// none of it (a failed statement rolls the transaction back).
     pub(crate) async fn run(mut self, db: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         if self.is_empty() {
             return Ok(());
         }
         self.query.push("; COMMIT");
-        if self.durability != Durability::Synced {
-            self.query.push("; PRAGMA synchronous = FULL");
-        }
         let ran = self.query.build().execute(&mut *db).await;
         if ran.is_err() {
-            // Whatever the failure left open (the transaction, the
-            // lowered sync level) is undone; an error here means there
-            // was nothing to undo.
+            // The transaction the failure left open is undone; an error
+            // here means there was none.
             let _ = sqlx::query("ROLLBACK").execute(&mut *db).await;
-            let _ = sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *db)
-                .await;
         }
         ran.map(|_| ())
     }
@@ -197,11 +189,11 @@ mod tests {
             .chain((gone + 1..count).map(|k| (k, value(k))))
             .collect();
         assert_eq!(left, expected);
-        assert_eq!(
-            synchronous(&mut db).await,
-            2,
-            "FULL again after a NORMAL script"
-        );
+        assert_eq!(synchronous(&mut db).await, 1, "a written script: NORMAL");
+        let mut script = Script::new(Durability::Synced);
+        insert(&mut script, [(count, value(count))]);
+        script.run(&mut db).await.unwrap();
+        assert_eq!(synchronous(&mut db).await, 2, "a synced script: FULL");
     }
 
     #[tokio::test]
@@ -217,7 +209,6 @@ mod tests {
             Vec::new(),
             "the first insert was undone"
         );
-        assert_eq!(synchronous(&mut db).await, 2, "FULL again after a failure");
         // The connection takes the next script as usual.
         let mut script = Script::new(Durability::Synced);
         insert(&mut script, [(1, vec![3u8])]);
