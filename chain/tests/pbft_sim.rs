@@ -1,7 +1,7 @@
 //! PBFT under the deterministic simulator: many seeds, each a different mix
 //! of loss, duplication, delay, partitions, crashes (power cuts) with
-//! restarts from storage, and one Byzantine replica. Every run must stay safe and commit
-//! again after the heal.
+//! restarts from storage, and one Byzantine replica. Every run must stay
+//! safe and commit again after the heal.
 //!
 //! `ITC_SIM_SEEDS=n` runs n seeds per cluster size (default 500 for each of
 //! n = 4 and n = 7, so 1,000 runs); `ITC_SIM_SEED=s` replays one seed with a trace.

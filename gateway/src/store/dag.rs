@@ -89,7 +89,7 @@ impl SqliteStore {
                 .push_bind(height as i64)
                 .push(")");
         }
-        Ok(script.run(&mut *self.writer.lock().await).await?)
+        self.run(script).await
     }
 
     /// Every transaction with its body, in arrival order, and the height

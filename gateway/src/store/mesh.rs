@@ -110,7 +110,7 @@ impl SqliteStore {
                     .push_bind(sealed.clone());
             },
         );
-        Ok(script.run(&mut *self.writer.lock().await).await?)
+        self.run(script).await
     }
 
     /// The sequence numbers reserved so far (0 if none).
@@ -130,7 +130,7 @@ impl SqliteStore {
             .statement("INSERT OR REPLACE INTO mesh_sequence (id, reserved) VALUES (0, ")
             .push_bind(i64::from(up_to))
             .push(")");
-        Ok(script.run(&mut *self.writer.lock().await).await?)
+        self.run(script).await
     }
 }
 

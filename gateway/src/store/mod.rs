@@ -201,6 +201,12 @@ impl SqliteStore {
         self.write(blocks, records, durability).await
     }
 
+    /// Runs `script` on the writer connection, which all of the store's
+    /// own writes go through.
+    async fn run(&self, script: Script) -> Result<(), StoreError> {
+        Ok(script.run(&mut *self.writer.lock().await).await?)
+    }
+
     /// Blocks and records in one sqlite transaction, as durable as asked.
     async fn write(
         &self,
@@ -213,7 +219,7 @@ impl SqliteStore {
             push_block(&mut script, executed, *certificate);
         }
         records::push_records(&mut script, records);
-        script.run(&mut *self.writer.lock().await).await?;
+        self.run(script).await?;
         if !blocks.is_empty() {
             // A full channel means the maintainer is already due to run.
             let _ = self.maintain.try_send(());

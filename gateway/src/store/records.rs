@@ -43,7 +43,7 @@ impl SqliteStore {
     pub async fn append_records(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut script = Script::new(Durability::Synced);
         push_records(&mut script, records);
-        Ok(script.run(&mut *self.writer.lock().await).await?)
+        self.run(script).await
     }
 
     /// Every record, oldest first.
@@ -69,7 +69,7 @@ impl SqliteStore {
                     .push_bind(encode(evidence));
             },
         );
-        Ok(script.run(&mut *self.writer.lock().await).await?)
+        self.run(script).await
     }
 
     /// Every equivocation kept, oldest view first.
@@ -173,7 +173,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_batch_longer_than_one_statement_is_written_whole_and_in_order() {
         let (_dir, store) = store().await;
-        let batch: Vec<Record> = (1..=super::super::ROWS_PER_STATEMENT as u64 + 3)
+        let batch: Vec<Record> = (1..=crate::store::ROWS_PER_STATEMENT as u64 + 3)
             .map(voted)
             .collect();
         store.append_records(&batch).await.unwrap();

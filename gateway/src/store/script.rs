@@ -1,5 +1,6 @@
-//! A write to the chain's database as one script: every statement of one
-//! sqlite transaction, sent to sqlx's worker in one round trip.
+//! A write to one of the store's databases (the chain's, the lookup
+//! indexes') as one script: every statement of one sqlite transaction,
+//! sent to sqlx's worker in one round trip.
 //!
 //! Why: sqlx runs a sqlite connection on a thread of its own, and each
 //! query executed is a hand-over to that thread and back: two context
