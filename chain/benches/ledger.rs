@@ -7,8 +7,9 @@
 //!   that checked each signature when the transaction entered its mempool.
 //! - `state_restore/100k_accounts`: rebuilding the tree from stored entries,
 //!   what reopening a store costs.
-//! - `ed25519_verify/ring`: one signature check, the floor under the above;
-//!   `zip215_single` and `zip215_batch_*` (per signature; `_warm_keys`
+//! - `ed25519_verify/rfc8032`: one signature check as consensus messages
+//!   and certificates get it (`itc_chain::rfc8032`), against `ring`'s
+//!   (`ed25519_verify/ring`), whose verdicts it reproduces; `zip215_single` and `zip215_batch_*` (per signature; `_warm_keys`
 //!   with the keys already decoded in a `KeyCache`) the rule
 //!   transaction signatures are checked under, alone and in a batch.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
@@ -67,12 +68,21 @@ fn execute_block(c: &mut Criterion) {
     group.finish();
 }
 
-/// The floor under `execute_block`: one Ed25519 verification with `ring`.
+/// One Ed25519 verification, by each rule and implementation.
 fn ed25519_verify(c: &mut Criterion) {
     let key = itc_chain::Keypair::from_seed([5; 32]);
     let message = [7u8; 120];
     let sig = key.sign(itc_chain::crypto::Domain::Transaction, &message);
+    let signed =
+        itc_chain::crypto::signing_message(itc_chain::crypto::Domain::Transaction, &message);
     c.bench_function("ed25519_verify/ring", |b| {
+        b.iter(|| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key.public().0)
+                .verify(&signed, &sig.0)
+                .unwrap()
+        })
+    });
+    c.bench_function("ed25519_verify/rfc8032", |b| {
         b.iter(|| {
             key.public()
                 .verify(itc_chain::crypto::Domain::Transaction, &message, &sig)

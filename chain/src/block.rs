@@ -15,7 +15,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{encode, BoundedVec};
-use crate::crypto::{Domain, Hash, Keypair, PublicKey, Ring, Signature};
+use crate::crypto::{Domain, Hash, Host, Keypair, PublicKey, Signature};
 use crate::merkle::{self, InclusionProof};
 use crate::tx::{ChainId, SignedTx, TxBody};
 use crate::types::{Height, TimestampMs};
@@ -180,7 +180,7 @@ impl CommitCertificate {
                 given: set_hash,
             });
         }
-        itc_verify::quorum::check_commit::<Ring>(
+        itc_verify::quorum::check_commit::<Host>(
             &header_hash.0,
             |key| set.contains(&PublicKey(*key)),
             set.quorum(),

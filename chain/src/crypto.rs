@@ -1,4 +1,7 @@
-//! Identities and hashes: Ed25519 keys and signatures (via `ring`) and SHA-256.
+//! Identities and hashes: Ed25519 keys and signatures and SHA-256.
+//!
+//! Keys, signing and hashing are `ring`'s. A signature is checked by
+//! [`crate::rfc8032`]: `ring`'s rule, computed faster (why is there).
 //!
 //! Every actor on the chain — user, gateway, device, manufacturer — is an
 //! account named by its Ed25519 public key. There is no separate address
@@ -12,7 +15,7 @@
 //! caller provides (the gateway draws it from the OS).
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 /// A SHA-256 digest.
 #[derive(
@@ -46,21 +49,19 @@ impl Hash {
     }
 }
 
-/// `ring` as the verifier's [`itc_verify::Backend`]: the checks `itc-chain`
-/// shares with the microcontroller verifier run on the same library as the
-/// rest of the gateway.
+/// The gateway's [`itc_verify::Backend`]: the checks `itc-chain` shares
+/// with the microcontroller verifier run on the same primitives as the rest
+/// of the gateway (`ring`'s SHA-256, [`crate::rfc8032`]'s signature check).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Ring;
+pub struct Host;
 
-impl itc_verify::Backend for Ring {
+impl itc_verify::Backend for Host {
     fn sha256(parts: &[&[u8]]) -> [u8; 32] {
         Hash::digest_parts(parts).0
     }
 
     fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        UnparsedPublicKey::new(&ED25519, public_key)
-            .verify(message, signature)
-            .is_ok()
+        crate::rfc8032::verify(public_key, message, signature)
     }
 }
 
@@ -94,9 +95,11 @@ impl PublicKey {
         signature: &Signature,
     ) -> Result<(), CryptoError> {
         let message = signing_message(domain, payload);
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(&message, &signature.0)
-            .map_err(|_| CryptoError::BadSignature { key: *self })
+        if crate::rfc8032::verify(&self.0, &message, &signature.0) {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature { key: *self })
+        }
     }
 }
 

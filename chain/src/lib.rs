@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod light;
 pub mod merkle;
 pub mod pbft;
+pub mod rfc8032;
 pub mod sim;
 pub mod state;
 pub mod store;

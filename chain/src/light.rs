@@ -30,7 +30,7 @@
 
 use crate::block::{CommitCertificate, Header};
 use crate::codec::encode;
-use crate::crypto::{Hash, Ring};
+use crate::crypto::{Hash, Host};
 use crate::merkle::InclusionProof;
 use crate::state::{ProofError, StateProof};
 use crate::types::TimestampMs;
@@ -52,7 +52,7 @@ pub enum LightError {
 /// it has verified.
 #[derive(Clone, Debug)]
 pub struct LightClient {
-    verifier: itc_verify::Verifier<Ring>,
+    verifier: itc_verify::Verifier<Host>,
     tip: Header,
     set: ValidatorSet,
 }

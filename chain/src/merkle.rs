@@ -18,18 +18,18 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::BoundedVec;
-use crate::crypto::{Hash, Ring};
+use crate::crypto::{Hash, Host};
 
 pub use itc_verify::merkle::{MerkleError, MAX_PATH};
 
 /// RFC 6962 leaf hash: SHA-256(0x00 ‖ item).
 pub fn leaf_hash(item: &Hash) -> Hash {
-    Hash(itc_verify::merkle::leaf_hash::<Ring>(&item.0))
+    Hash(itc_verify::merkle::leaf_hash::<Host>(&item.0))
 }
 
 /// RFC 6962 inner node hash: SHA-256(0x01 ‖ left ‖ right).
 fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Hash(itc_verify::merkle::node_hash::<Ring>(&left.0, &right.0))
+    Hash(itc_verify::merkle::node_hash::<Host>(&left.0, &right.0))
 }
 
 /// The largest power of two strictly smaller than `n` (n ≥ 2).
@@ -107,7 +107,7 @@ impl InclusionProof {
     /// (RFC 9162 §2.1.3.2).
     pub fn verify(&self, item: &Hash, expected_root: &Hash) -> Result<(), MerkleError> {
         let path: Vec<[u8; 32]> = self.path.as_slice().iter().map(|h| h.0).collect();
-        itc_verify::merkle::verify_inclusion::<Ring>(
+        itc_verify::merkle::verify_inclusion::<Host>(
             &item.0,
             self.index,
             self.leaf_count,
