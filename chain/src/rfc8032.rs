@@ -4,65 +4,38 @@
 //! Why not `ring` itself. Consensus messages (pre-prepares, prepares,
 //! commit votes, checkpoints, view changes) and commit certificates are
 //! checked one signature at a time, several per block on every replica. At
-//! 1,000 tx/s offered to four replicas that was 15 % of all CPU, at about
-//! 66 µs per check: `ring` does the double scalar multiplication with
-//! portable 64-bit field arithmetic. `curve25519-dalek`'s AVX2 backend
-//! (already here for [`crate::zip215`]) does the same check in about
-//! 39 µs on this machine (`cargo bench -p itc-chain --bench ledger --
-//! ed25519`; figures in `BENCHMARKS.md`).
+//! 1,000 tx/s offered to four replicas that was 15 % of all CPU: `ring`
+//! does the double scalar multiplication with portable 64-bit field
+//! arithmetic. `ed25519-dalek` (on `curve25519-dalek`, already here for
+//! [`crate::zip215`]) uses AVX2 where the CPU has it, and checks a
+//! signature in about three quarters of the time (`cargo bench -p
+//! itc-chain --bench ledger -- ed25519_verify`; figures in
+//! `BENCHMARKS.md`).
 //!
-//! Why the verdicts are `ring`'s, bit for bit. A commit certificate a
-//! replica forms must verify for every light client and for the
-//! microcontroller verifier, which check RFC 8032 without the cofactor; a
-//! batch-friendly (cofactored) rule could accept a crafted signature they
-//! refuse (Chalkias et al., "Taming the many EdDSAs", 2020). So this is
-//! `ring`'s procedure step by step (ring 0.17, `ed25519/verification.rs`):
-//! `s` must be below ℓ; `A` must decode (any encoding that decodes, the top
-//! bit choosing the sign of `x`, as BoringSSL's `ge_frombytes_vartime`
-//! reads it); `k = SHA-512(R ‖ A ‖ M) mod ℓ` over the bytes as given; and
-//! the encoding of `s·B − k·A` must equal `R`'s bytes. `R` is never
-//! decoded, so a non-canonical `R` can never match. The tests below check
-//! the two against each other on valid, tampered and malformed signatures,
-//! small-order and non-canonical keys, and random bytes.
+//! Why its verdicts are `ring`'s. A commit certificate a replica forms
+//! must verify for every light client and for the microcontroller
+//! verifier, which check RFC 8032 without the cofactor; a cofactored rule
+//! could accept a crafted signature they refuse (Chalkias et al., "Taming
+//! the many EdDSAs", 2020). `ed25519-dalek`'s `verify` (not
+//! `verify_strict`, which refuses more, and without its
+//! `legacy_compatibility` feature, which accepts non-canonical `s`) takes
+//! `ring`'s steps (ring 0.17, `ed25519/verification.rs`): `s` must be below
+//! ℓ; `A` must decode, any encoding that does, the top bit choosing the
+//! sign of `x`; `k = SHA-512(R ‖ A ‖ M) mod ℓ` over the bytes as given; and
+//! the encoding of `s·B − k·A` must equal `R`'s bytes, so `R` is never
+//! decoded. The tests below hold the two to the same verdicts on valid,
+//! tampered and malformed signatures, small-order and non-canonical keys,
+//! and random bytes.
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 /// Whether `signature` is `key`'s signature of `message` under RFC 8032
 /// (cofactorless), as `ring` decides it.
 pub fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let (r_bytes, s_bytes) = split(signature);
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-        return false;
-    };
-    let Some(a) = CompressedEdwardsY(*key).decompress() else {
-        return false;
-    };
-    let k = challenge(&r_bytes, key, message);
-    EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s)
-        .compress()
-        .0
-        == r_bytes
-}
-
-/// A signature's two halves: `R`'s encoding and `s`'s.
-pub(crate) fn split(signature: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
-    let mut r = [0u8; 32];
-    let mut s = [0u8; 32];
-    r.copy_from_slice(&signature[..32]);
-    s.copy_from_slice(&signature[32..]);
-    (r, s)
-}
-
-/// `k = SHA-512(R ‖ A ‖ M) mod ℓ` (RFC 8032 §5.1.7).
-pub(crate) fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA512);
-    hash.update(r);
-    hash.update(key);
-    hash.update(message);
-    let mut wide = [0u8; 64];
-    wide.copy_from_slice(hash.finish().as_ref());
-    Scalar::from_bytes_mod_order_wide(&wide)
+    VerifyingKey::from_bytes(key).is_ok_and(|key| {
+        key.verify(message, &Signature::from_bytes(signature))
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -155,7 +128,7 @@ mod tests {
     fn s_at_or_above_the_group_order_is_refused_by_both() {
         let (key, pair) = pair(3);
         let signature = sign(&pair, b"m");
-        let (r, s) = split(&signature);
+        let (r, s) = signature.split_at(32);
         // s + ℓ satisfies the same equation, and both refuse it.
         let order: [u8; 32] =
             hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
@@ -167,7 +140,7 @@ mod tests {
             carry = sum >> 8;
         }
         let mut forged = [0u8; 64];
-        forged[..32].copy_from_slice(&r);
+        forged[..32].copy_from_slice(r);
         forged[32..].copy_from_slice(&wide);
         assert!(!agree(&key, b"m", &forged));
     }

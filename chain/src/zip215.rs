@@ -53,7 +53,6 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{signing_message, CryptoError, Domain, PublicKey, Signature};
-use crate::rfc8032::{challenge, split};
 
 /// Below this many, single checks are as cheap as a batch.
 const BATCH_FROM: usize = 4;
@@ -226,11 +225,25 @@ fn batch_seed(items: &[Signed<'_>], messages: &[Vec<u8>]) -> [u8; 32] {
     digest
 }
 
+/// `k = SHA-512(R ‖ A ‖ M) mod ℓ` (RFC 8032 §5.1.7).
+fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA512);
+    hash.update(r);
+    hash.update(key);
+    hash.update(message);
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(hash.finish().as_ref());
+    Scalar::from_bytes_mod_order_wide(&wide)
+}
+
 /// A signature as both equations read it, by one rule: `R`'s encoding, the
 /// point it decodes to (any encoding that decodes), and `s` when it is
 /// canonical (below ℓ). `None` when either fails.
 fn decode_signature(signature: &Signature) -> Option<([u8; 32], EdwardsPoint, Scalar)> {
-    let (r_bytes, s_bytes) = split(&signature.0);
+    let mut r_bytes = [0u8; 32];
+    let mut s_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&signature.0[..32]);
+    s_bytes.copy_from_slice(&signature.0[32..]);
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
     let r = CompressedEdwardsY(r_bytes).decompress()?;
     Some((r_bytes, r, s))
