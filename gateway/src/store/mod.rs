@@ -58,6 +58,9 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 /// for a Raspberry Pi, large enough to keep the hot index pages.
 const CACHE_SIZE: &str = "-16384";
 
+/// The bytes a WAL keeps on disk once it starts over (16 MiB).
+const WAL_SIZE_LIMIT: &str = "16777216";
+
 /// A stored pair of blobs: (encoded key, encoded value).
 type BlobPair = (Vec<u8>, Vec<u8>);
 
@@ -127,6 +130,7 @@ impl SqliteStore {
         let (store, wake) = SqliteStore::open_inner(path).await?;
         tokio::spawn(indexer::maintain(
             store.pool.clone(),
+            store.writer.clone(),
             store.index.clone(),
             wake,
         ));
@@ -153,7 +157,10 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("cache_size", CACHE_SIZE)
             // Checkpoints are the maintainer's job, off the commit path.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // A WAL that grew (a reader held frames back) is cut back to
+            // this when it starts over.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
@@ -231,7 +238,7 @@ impl SqliteStore {
     /// and checkpoints the WAL.
     pub async fn maintain_now(&self) -> Result<(), StoreError> {
         while indexer::index_batch(&self.pool, &self.index).await? > 0 {}
-        indexer::checkpoint(&self.pool).await
+        indexer::checkpoint(&self.pool, &self.writer).await
     }
 
     /// Up to `limit` committed transactions concerning `account` (as sender
