@@ -1,7 +1,8 @@
 //! Identities and hashes: Ed25519 keys and signatures and SHA-256.
 //!
 //! Keys, signing and hashing are `ring`'s. A signature is checked by
-//! [`crate::rfc8032`]: `ring`'s rule, computed faster (why is there).
+//! [`crate::rfc8032`]: `ring`'s rule, computed faster (that module says
+//! why).
 //!
 //! Every actor on the chain — user, gateway, device, manufacturer — is an
 //! account named by its Ed25519 public key. There is no separate address

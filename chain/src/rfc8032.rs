@@ -1,5 +1,5 @@
 //! Ed25519 verification by RFC 8032's cofactorless equation, exactly as
-//! `ring` decides it, computed with `curve25519-dalek`.
+//! `ring` decides it, computed by `ed25519-dalek`.
 //!
 //! Why not `ring` itself. Consensus messages (pre-prepares, prepares,
 //! commit votes, checkpoints, view changes) and commit certificates are
