@@ -9,9 +9,10 @@
 //!   what reopening a store costs.
 //! - `ed25519_verify/rfc8032`: one signature check as consensus messages
 //!   and certificates get it (`itc_chain::rfc8032`), against `ring`'s
-//!   (`ed25519_verify/ring`), whose verdicts it reproduces; `zip215_single` and `zip215_batch_*` (per signature; `_warm_keys`
-//!   with the keys already decoded in a `KeyCache`) the rule
-//!   transaction signatures are checked under, alone and in a batch.
+//!   (`ed25519_verify/ring`), whose verdicts it reproduces;
+//!   `zip215_single` and `zip215_batch_*` (per signature; `_warm_keys` with
+//!   the keys already decoded in a `KeyCache`) the rule transaction
+//!   signatures are checked under, alone and in a batch.
 //! - `state_proof/100k_accounts/{prove,verify}`: a state proof of one
 //!   account among 100,000; its encoded size is printed.
 //!   `verify_device` is the same check as a device makes it: `itc-verify`
