@@ -207,6 +207,16 @@ impl Workload {
             key,
             addr: Text::new(addr).ok()?,
         });
+        self.changing_validators(ledger, change)
+    }
+
+    /// A transaction removing `key` from the validators on top of
+    /// `ledger`, sent and approved as in [`Workload::adding_validator`].
+    pub fn removing_validator(&self, ledger: &Ledger, key: PublicKey) -> Option<SignedTx> {
+        self.changing_validators(ledger, ValidatorChange::Remove { key })
+    }
+
+    fn changing_validators(&self, ledger: &Ledger, change: ValidatorChange) -> Option<SignedTx> {
         let sender = self.validators.first()?;
         let sets = ledger.validator_sets();
         let payload =

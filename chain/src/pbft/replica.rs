@@ -1166,7 +1166,13 @@ impl Replica {
         if self.mempool.is_empty() {
             self.pending_since = None;
         }
-        self.set = self.ledger.validator_sets().active;
+        let set = self.ledger.validator_sets().active;
+        if set != self.set {
+            // An epoch changed the set: what validators that left last
+            // reported is kept no longer.
+            self.peer_heights.retain(|key, _| set.contains(key));
+            self.set = set;
+        }
         // The slot stays until the next stable checkpoint: its prepared
         // certificate must go into any view change before then (§4.4).
         if let Some(accepted) = self
@@ -1384,6 +1390,13 @@ impl Replica {
                 message: self.status(),
             });
         }
+    }
+
+    /// Whether a status from `key` is on record (tests: the record of
+    /// validators that left is dropped).
+    #[cfg(test)]
+    pub(super) fn has_status_of(&self, key: &PublicKey) -> bool {
+        self.peer_heights.contains_key(key)
     }
 
     /// State transfer: a committed block, trusted only through its

@@ -606,6 +606,54 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
     }
 }
 
+#[test]
+fn a_validator_removed_on_chain_is_forgotten_from_the_epoch_boundary() {
+    let mut work = Workload::new(4, 4, 32);
+    work.genesis.epoch_length = 10;
+    let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
+    let mut replicas = cluster_of(&work, &ledger);
+    let leaving = replicas
+        .iter()
+        .rposition(|r| !r.is_primary())
+        .expect("a backup");
+    let key = replicas[leaving].public();
+    let tx = work
+        .removing_validator(replicas[0].ledger(), key)
+        .expect("change");
+    let primary = role(&replicas, true);
+    commit_round(&mut replicas, primary, vec![tx]);
+    // Everyone reports its height; the others keep the leaving one's.
+    for replica in replicas.iter_mut() {
+        replica.handle_timer(1, Timer::Tick);
+    }
+    settle(&mut replicas);
+    let staying = (leaving + 1) % replicas.len();
+    assert!(replicas[staying].has_status_of(&key));
+
+    while replicas[staying].ledger().height() < 10 {
+        let at = role(&replicas, true);
+        let txs = work.transfers(replicas[at].ledger(), 1);
+        commit_round(&mut replicas, at, txs);
+    }
+    assert!(!replicas[staying]
+        .ledger()
+        .validator_sets()
+        .active
+        .contains(&key));
+    assert!(!replicas[staying].has_status_of(&key));
+    // A status it sends later is not kept either; the others' are.
+    for replica in replicas.iter_mut() {
+        replica.handle_timer(2, Timer::Tick);
+    }
+    settle(&mut replicas);
+    assert!(!replicas[staying].has_status_of(&key));
+    let other = (staying + 1..)
+        .map(|i| i % replicas.len())
+        .find(|i| *i != leaving)
+        .expect("a third replica");
+    assert!(replicas[staying].has_status_of(&replicas[other].public()));
+}
+
 /// A test's DAG: the tips a replica holds solid.
 #[derive(Default)]
 struct Held(std::sync::Mutex<std::collections::HashSet<crate::crypto::Hash>>);
