@@ -198,6 +198,10 @@ async fn four_nodes_commit_and_shrug_off_garbage() {
                     assert_ne!(record.reporter, primary_key);
                     assert!(nodes.iter().any(|n| n.public == record.reporter));
                     assert_ne!(record.first, record.second);
+                    // Whoever reported, one of the two blocks is one the
+                    // victim was sent: the slot is the victim's.
+                    let sent = [evidence[0].first.digest, evidence[0].second.digest];
+                    assert!(sent.contains(&record.first) || sent.contains(&record.second));
                     if record.reporter == nodes[victim].public {
                         assert_eq!(record.first, evidence[0].first.digest);
                     }

@@ -1223,10 +1223,18 @@ impl Replica {
         self.on_checkpoint(now, signed);
     }
 
+    /// §4.3: checkpoint messages are kept for heights above the low
+    /// watermark, within twice the log window of where this replica is:
+    /// of its stable checkpoint, or of its tip if state transfer took it
+    /// further. Counted from the stable checkpoint alone, a replica that
+    /// caught up past its window by certified blocks would refuse every
+    /// later checkpoint (the others retransmit only their latest), and so
+    /// every later pre-prepare, until a view change brought it one.
     fn on_checkpoint(&mut self, now: TimestampMs, signed: Signed<Checkpoint>) {
         let height = signed.body.height;
+        let here = self.low_mark().max(self.ledger.height());
         if height <= self.low_mark()
-            || height > self.low_mark() + 2 * self.params.log_window
+            || height.abs_diff(here) > 2 * self.params.log_window
             || height % self.params.checkpoint_interval != 0
             || signed.verify(&self.chain, &self.set).is_err()
         {

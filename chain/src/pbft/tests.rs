@@ -840,3 +840,67 @@ fn blocks_go_to_a_peer_that_is_stuck_or_far_behind_not_to_one_still_progressing(
         vec![(far_behind, 2, 2)]
     );
 }
+
+/// A backup cut off for longer than the log window catches up by certified
+/// blocks, and then the latest stable checkpoint, which lies beyond its
+/// old window, reaches it as well: it votes again in the current view
+/// without waiting for a view change to bring it a checkpoint.
+#[test]
+fn a_backup_that_caught_up_past_its_window_votes_again_without_a_view_change() {
+    let work = Workload::new(4, 4, 25);
+    let mut replicas = cluster(&work);
+    let laggard = role(&replicas, false);
+    let last = replicas.len() - 1;
+    replicas.swap(laggard, last);
+    let params = Params::default();
+    let behind = 2 * params.log_window + params.checkpoint_interval;
+    // The others commit `behind` blocks without it (a quorum of three).
+    let mut blocks = Vec::new();
+    for _ in 0..behind {
+        let txs = work.transfers(replicas[0].ledger(), 1);
+        replicas[0].handle_transactions(1, txs);
+        let outputs = settle(&mut replicas[..last]);
+        blocks.extend(outputs[0].iter().filter_map(|o| match o {
+            Output::Committed {
+                executed,
+                certificate,
+            } => Some((executed.block.clone(), certificate.clone())),
+            _ => None,
+        }));
+    }
+    assert_eq!(blocks.len() as u64, behind);
+    // State transfer: the blocks, trusted through their certificates.
+    let source = replicas[0].public();
+    for (block, certificate) in blocks {
+        replicas[last].handle_message(2, source, Message::Block { block, certificate });
+    }
+    assert_eq!(replicas[last].ledger().height(), behind);
+    assert_eq!(replicas[last].low_mark(), 0);
+    // The others retransmit their latest checkpoints on their ticks.
+    for i in 0..last {
+        replicas[i].handle_timer(3, Timer::Tick);
+        let from = replicas[i].public();
+        let checkpoints: Vec<Message> = std::iter::from_fn(|| replicas[i].poll_output())
+            .filter_map(|o| match o {
+                Output::Broadcast(m @ Message::Checkpoint(_)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        for message in checkpoints {
+            replicas[last].handle_message(3, from, message);
+        }
+    }
+    assert_eq!(replicas[last].low_mark(), behind);
+    // The next block commits at every replica through the normal case,
+    // the laggard's prepare and commit among the votes.
+    settle(&mut replicas);
+    let txs = work.transfers(replicas[0].ledger(), 1);
+    let certificates = commit_round(&mut replicas, 0, txs);
+    assert!(replicas.iter().all(|r| r.ledger().height() == behind + 1));
+    let laggard_key = replicas[last].public();
+    assert!(certificates.iter().any(|c| c
+        .signatures
+        .as_slice()
+        .iter()
+        .any(|v| v.validator == laggard_key)));
+}
