@@ -66,11 +66,13 @@ fn check(nodes: usize) {
     let detected = detected.count();
     let lost: usize = reports.iter().map(|r| r.blocks_lost).sum();
     let losing = reports.iter().filter(|r| r.blocks_lost > 0).count();
+    let rejoined = reports.iter().filter(|r| r.stable_past_window > 0).count();
     eprintln!(
         "n = {nodes}: {} runs passed, {} failed; {heights} blocks committed in all; \
          power cuts took {lost} committed blocks from replicas in {losing} runs; \
          slowest recovery after the heal {worst:?} ms; an equivocation was detected in \
-         {detected} runs and put on chain in {reported} of them",
+         {detected} runs and put on chain in {reported} of them; a replica beyond its \
+         log window became stable by checkpoints in {rejoined} runs",
         reports.len(),
         failures.len()
     );
@@ -80,6 +82,15 @@ fn check(nodes: usize) {
         assert!(
             losing > 0,
             "no power cut lost a block in {} runs",
+            reports.len()
+        );
+    }
+    // Replicas cut off for long (one run in eight) come back by blocks and
+    // then by checkpoints beyond their old window.
+    if reports.len() >= 100 {
+        assert!(
+            rejoined > 0,
+            "no replica became stable past its window in {} runs",
             reports.len()
         );
     }

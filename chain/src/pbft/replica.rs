@@ -610,8 +610,9 @@ impl Replica {
         self.slots.entry(height).or_default()
     }
 
-    /// The stable checkpoint's height: the low watermark h.
-    pub(super) fn low_mark(&self) -> Height {
+    /// The stable checkpoint's height: the low watermark h (0 at the
+    /// genesis).
+    pub fn low_mark(&self) -> Height {
         self.stable.as_ref().map_or(0, |c| c.height())
     }
 
@@ -1383,8 +1384,10 @@ impl Replica {
                 to_height: height.min(status.height + TRANSFER_BATCH),
             });
         }
-        // A replica in an older view missed the NEW-VIEW that started ours.
-        if !self.changing && status.view < self.view {
+        // A replica in an older view, or still changing to ours, missed
+        // the NEW-VIEW that started ours.
+        let missed = status.view < self.view || (status.view == self.view && status.changing_view);
+        if !self.changing && missed {
             if let Some(new_view) = &self.new_view {
                 self.outputs.push_back(Output::Send {
                     to: from,

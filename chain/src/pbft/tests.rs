@@ -904,3 +904,54 @@ fn a_backup_that_caught_up_past_its_window_votes_again_without_a_view_change() {
         .iter()
         .any(|v| v.validator == laggard_key)));
 }
+
+/// A backup that asked for view v alone while cut off, and missed the
+/// NEW-VIEW with which the others entered v, gets that NEW-VIEW when its
+/// status shows it still changing to v (§4.4): it does not wait for the
+/// next view change to vote again.
+#[test]
+fn a_backup_changing_to_the_current_view_is_sent_its_new_view() {
+    let work = Workload::new(4, 4, 26);
+    let mut replicas = cluster(&work);
+    let set = replicas[0].ledger().validator_sets().active;
+    let laggard = replicas
+        .iter()
+        .position(|r| r.public() != set.primary(0).key && r.public() != set.primary(1).key)
+        .expect("a backup of both views");
+    let last = replicas.len() - 1;
+    replicas.swap(laggard, last);
+    // Cut off, it suspects the primary alone; what it says is lost.
+    replicas[last].start_view_change(10_000, 1);
+    while replicas[last].poll_output().is_some() {}
+    // The others move to view 1 without it.
+    for replica in &mut replicas[..last] {
+        replica.start_view_change(10_000, 1);
+    }
+    settle(&mut replicas[..last]);
+    assert!(replicas[..last]
+        .iter()
+        .all(|r| r.view() == 1 && !r.is_changing_view()));
+    assert!(replicas[last].is_changing_view());
+    // Reconnected, it reports its status; a peer answers with the NEW-VIEW.
+    replicas[last].handle_timer(10_100, Timer::Tick);
+    let status = std::iter::from_fn(|| replicas[last].poll_output())
+        .find_map(|o| match o {
+            Output::Broadcast(m @ Message::Status(_)) => Some(m),
+            _ => None,
+        })
+        .expect("a status");
+    let laggard_key = replicas[last].public();
+    let from = replicas[0].public();
+    replicas[0].handle_message(10_100, laggard_key, status);
+    let answers: Vec<Message> = std::iter::from_fn(|| replicas[0].poll_output())
+        .filter_map(|o| match o {
+            Output::Send { to, message } if to == laggard_key => Some(message),
+            _ => None,
+        })
+        .collect();
+    for message in answers {
+        replicas[last].handle_message(10_100, from, message);
+    }
+    assert_eq!(replicas[last].view(), 1);
+    assert!(!replicas[last].is_changing_view());
+}
