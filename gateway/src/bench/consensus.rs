@@ -40,6 +40,12 @@ pub struct ConsensusReport {
     pub mean_block_txs: f64,
     /// The highest view any node reached (0: no view change).
     pub max_view: u64,
+    /// The process's CPU time during the timed run over its length: how
+    /// many of the machine's cores the cluster kept busy (signing and
+    /// setup excluded).
+    pub cpu_cores: f64,
+    /// That CPU time per committed block, summed over all the replicas.
+    pub cpu_ms_per_block: f64,
 }
 
 const USERS: usize = 2_000;
@@ -88,6 +94,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
     let txs = sign_transfers(&work, total);
 
     let mut commits = handles[0].commits();
+    let cpu_before = super::cpu_seconds();
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut submitted_at: HashMap<Hash, Instant> = HashMap::with_capacity(total);
@@ -139,6 +146,10 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, super::cpu_seconds()) {
+        (Some(before), Some(after)) => after - before,
+        _ => f64::NAN,
+    };
     let max_view = handles.iter().map(|h| h.status().view).max().unwrap_or(0);
     for handle in &handles {
         handle.shutdown();
@@ -161,6 +172,8 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
             committed as f64 / blocks as f64
         },
         max_view,
+        cpu_cores: cpu / elapsed,
+        cpu_ms_per_block: cpu * 1_000.0 / blocks.max(1) as f64,
     })
 }
 
