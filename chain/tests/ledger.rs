@@ -965,3 +965,61 @@ fn equivocation_evidence_is_recorded_once_and_only_when_it_proves_something() {
         TxError::EvidenceKnown { .. }
     ));
 }
+
+/// Pipelining: a block proposed and executed over a parent that is not
+/// committed yet sees the parent's writes (its nonces), and commits after
+/// it to the same state a replica that went block by block reaches.
+#[test]
+fn a_block_built_over_an_uncommitted_parent_commits_after_it() {
+    let env = Env::new();
+    let ledger = &env.ledger;
+    let proposer = env.work.proposer(ledger).public();
+    let mut txs = env.work.transfers(ledger, 40);
+    let second = txs.split_off(20);
+    let time = ledger.tip().time_ms + 10;
+    let first = ledger.propose(txs, time, proposer).unwrap().executed;
+    // Against the committed tip alone, the second half's nonces are early.
+    let alone = ledger.propose(second.clone(), time, proposer).unwrap();
+    assert!(alone.executed.block.txs.len() < second.len());
+    let child = ledger
+        .propose_on(&[&first], second.clone(), time + 1, proposer, &|_| false)
+        .unwrap();
+    assert!(child.rejected.is_empty(), "{:?}", child.rejected);
+    assert_eq!(
+        child.executed.block.header.prev_hash,
+        first.block.header.hash()
+    );
+    // Another replica executes it over the same uncommitted parent.
+    let backup = Ledger::genesis(&env.work.genesis).unwrap().0;
+    let parent = backup.execute(&first.block).unwrap();
+    let piped = backup
+        .execute_on(&[&parent], &child.executed.block, &|_| false)
+        .unwrap();
+    // A parent that is not the block's refuses it.
+    let other = backup.execute(&alone.executed.block).unwrap();
+    assert!(matches!(
+        backup.execute_on(&[&other], &child.executed.block, &|_| false),
+        Err(BlockError::WrongParent { .. })
+    ));
+    // Committed in order, both end where block-by-block execution does.
+    let mut in_order = Ledger::genesis(&env.work.genesis).unwrap().0;
+    for block in [&first.block, &child.executed.block] {
+        let executed = in_order.execute(block).unwrap();
+        in_order.commit(&executed).unwrap();
+    }
+    let mut proposer_ledger = env.ledger.clone();
+    proposer_ledger.commit(&first).unwrap();
+    proposer_ledger.commit(&child.executed).unwrap();
+    let mut backup = backup;
+    backup.commit(&parent).unwrap();
+    backup.commit(&piped).unwrap();
+    for ledger in [&proposer_ledger, &backup] {
+        assert_eq!(ledger.state_root(), in_order.state_root());
+        assert_eq!(ledger.tip(), in_order.tip());
+    }
+    // Out of order, the child is refused and nothing changes.
+    let mut wrong = Ledger::genesis(&env.work.genesis).unwrap().0;
+    let root = wrong.state_root();
+    assert!(wrong.commit(&child.executed).is_err());
+    assert_eq!(wrong.state_root(), root);
+}

@@ -9,8 +9,8 @@
 use itc_chain::block::{Block, CommitCertificate, Header};
 use itc_chain::codec::{decode, encode, Text};
 use itc_chain::crypto::{Domain, Hash, Keypair};
-use itc_chain::ledger::Ledger;
 use itc_chain::ledger::StateRead;
+use itc_chain::ledger::{Executed, Ledger};
 use itc_chain::state::{StateKey, StateProof, StateValue};
 use itc_chain::testkit::Workload;
 use itc_chain::tx::{
@@ -224,6 +224,10 @@ fn run(ops: &[Op]) -> (Workload, Ledger) {
     let work = Workload::new(4, USERS, 7);
     let (mut proposer, _) = Ledger::genesis(&work.genesis).unwrap();
     let (mut replica, _) = Ledger::genesis(&work.genesis).unwrap();
+    // A pipelining replica: it executes each block over up to two parents
+    // it has not committed yet.
+    let (mut piped, _) = Ledger::genesis(&work.genesis).unwrap();
+    let mut uncommitted: std::collections::VecDeque<Executed> = Default::default();
     let mut blocks = ops.split(|op| matches!(op, Op::Cut)).peekable();
     while let Some(chunk) = blocks.next() {
         let mut builder = Builder {
@@ -242,6 +246,12 @@ fn run(ops: &[Op]) -> (Workload, Ledger) {
         let block: Block = decode(&encode(&proposal.executed.block)).unwrap();
         let executed = replica.execute(&block).unwrap();
         replica.commit(&executed).unwrap();
+        let parents: Vec<&Executed> = uncommitted.iter().collect();
+        let pipelined = piped.execute_on(&parents, &block, &|_| false).unwrap();
+        uncommitted.push_back(pipelined);
+        if uncommitted.len() > 2 {
+            piped.commit(&uncommitted.pop_front().unwrap()).unwrap();
+        }
         proposer.commit(&proposal.executed).unwrap();
         assert_eq!(proposer.state_root(), replica.state_root());
         assert_eq!(proposer.tip(), replica.tip());
@@ -249,6 +259,11 @@ fn run(ops: &[Op]) -> (Workload, Ledger) {
             break;
         }
     }
+    for executed in uncommitted {
+        piped.commit(&executed).unwrap();
+    }
+    assert_eq!(proposer.state_root(), piped.state_root());
+    assert_eq!(proposer.tip(), piped.tip());
     (work, proposer)
 }
 

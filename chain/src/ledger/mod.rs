@@ -25,7 +25,8 @@ use crate::codec::BoundedVec;
 use crate::crypto::{Hash, PublicKey};
 use crate::genesis::{Genesis, GenesisError};
 use crate::state::{
-    Account, State, StateChanges, StateError, StateKey, StateProof, StateValue, ValidatorSets,
+    Account, Overlay, State, StateChanges, StateError, StateKey, StateProof, StateValue,
+    ValidatorSets,
 };
 use crate::tx::{ChainId, SignedTx};
 use crate::types::{Height, TimestampMs};
@@ -202,10 +203,25 @@ impl Ledger {
         proposer: PublicKey,
         verified: &dyn Fn(&Hash) -> bool,
     ) -> Result<Proposal, BlockError> {
-        let height = self.tip.height + 1;
-        let time_ms = time_ms.max(self.tip.time_ms);
-        let active = self.active_set_with(&proposer)?;
-        let mut block = BlockWrites::new(&self.state, &self.params.chain_id, height, time_ms);
+        self.propose_on(&[], candidates, time_ms, proposer, verified)
+    }
+
+    /// [`Ledger::propose_verified`] for the block after `parents`: blocks
+    /// executed but not committed, in height order, the first extending
+    /// the tip (pipelining). The proposal commits once they have.
+    pub fn propose_on(
+        &self,
+        parents: &[&Executed],
+        candidates: impl IntoIterator<Item = SignedTx>,
+        time_ms: TimestampMs,
+        proposer: PublicKey,
+        verified: &dyn Fn(&Hash) -> bool,
+    ) -> Result<Proposal, BlockError> {
+        let (tip, state) = self.pending(parents)?;
+        let height = tip.height + 1;
+        let time_ms = time_ms.max(tip.time_ms);
+        let active = active_set_with(&state, &proposer)?;
+        let mut block = BlockWrites::new(&state, &self.params.chain_id, height, time_ms);
         block.verified = verified;
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
@@ -223,8 +239,9 @@ impl Ledger {
                 Err(error) => rejected.push((id, error)),
             }
         }
-        let (changes, header) =
-            self.finish(block, &accepted, &tx_ids, time_ms, proposer, active)?;
+        let (changes, header) = self.finish(
+            &state, tip, block, &accepted, &tx_ids, time_ms, proposer, active,
+        )?;
         let txs = BoundedVec::new(accepted).map_err(|_| BlockError::TooManyTxs {
             count: MAX_BLOCK_TXS + 1,
             max: MAX_BLOCK_TXS,
@@ -252,6 +269,19 @@ impl Ledger {
         block: &Block,
         verified: &dyn Fn(&Hash) -> bool,
     ) -> Result<Executed, BlockError> {
+        self.execute_on(&[], block, verified)
+    }
+
+    /// [`Ledger::execute_verified`] for a block after `parents`: blocks
+    /// executed but not committed, in height order, the first extending
+    /// the tip (pipelining). The result commits once they have.
+    pub fn execute_on(
+        &self,
+        parents: &[&Executed],
+        block: &Block,
+        verified: &dyn Fn(&Hash) -> bool,
+    ) -> Result<Executed, BlockError> {
+        let (tip, state) = self.pending(parents)?;
         let header = &block.header;
         if header.chain_id != self.params.chain_id {
             return Err(BlockError::WrongChain {
@@ -259,31 +289,27 @@ impl Ledger {
                 found: header.chain_id.to_string(),
             });
         }
-        if header.height != self.tip.height + 1 {
+        if header.height != tip.height + 1 {
             return Err(BlockError::WrongHeight {
-                expected: self.tip.height + 1,
+                expected: tip.height + 1,
                 found: header.height,
             });
         }
-        let parent = self.tip.hash();
+        let parent = tip.hash();
         if header.prev_hash != parent {
             return Err(BlockError::WrongParent {
                 expected: parent,
                 found: header.prev_hash,
             });
         }
-        if header.time_ms < self.tip.time_ms {
+        if header.time_ms < tip.time_ms {
             return Err(BlockError::TimeWentBackwards {
-                parent: self.tip.time_ms,
+                parent: tip.time_ms,
                 time: header.time_ms,
             });
         }
-        let mut writes = BlockWrites::new(
-            &self.state,
-            &self.params.chain_id,
-            header.height,
-            header.time_ms,
-        );
+        let mut writes =
+            BlockWrites::new(&state, &self.params.chain_id, header.height, header.time_ms);
         // The signatures not checked here before are checked in one batch
         // (a peer's block, state transfer); each verdict is the single
         // check's, and a bad one still fails below, by its index.
@@ -306,7 +332,7 @@ impl Ledger {
             .collect();
         let verified = |id: &Hash| verified(id) || good.contains(id);
         writes.verified = &verified;
-        let active = self.active_set_with(&header.proposer)?;
+        let active = active_set_with(&state, &header.proposer)?;
         for (index, (signed, id)) in block.txs.as_slice().iter().zip(&tx_ids).enumerate() {
             writes
                 .apply(signed, id)
@@ -317,6 +343,8 @@ impl Ledger {
                 })?;
         }
         let (changes, computed) = self.finish(
+            &state,
+            tip,
             writes,
             block.txs.as_slice(),
             &tx_ids,
@@ -354,21 +382,35 @@ impl Ledger {
         })
     }
 
-    /// The active validator set at the tip, if `proposer` is in it.
-    fn active_set_with(&self, proposer: &PublicKey) -> Result<ValidatorSet, BlockError> {
-        let active = self.validator_sets().active;
-        if !active.contains(proposer) {
-            return Err(BlockError::UnknownProposer {
-                proposer: *proposer,
-            });
+    /// The header a block after `parents` extends, and the state it runs
+    /// against: the tip's, with the parents' changes on top.
+    fn pending<'a>(
+        &'a self,
+        parents: &[&'a Executed],
+    ) -> Result<(&'a Header, Overlay<'a>), BlockError> {
+        let mut tip = &self.tip;
+        for parent in parents {
+            let header = &parent.block.header;
+            let expected = tip.hash();
+            if header.height != tip.height + 1 || header.prev_hash != expected {
+                return Err(BlockError::WrongParent {
+                    expected,
+                    found: header.prev_hash,
+                });
+            }
+            tip = header;
         }
-        Ok(active)
+        let layers = parents.iter().map(|p| &p.changes).collect();
+        Ok((tip, Overlay::new(&self.state, layers)?))
     }
 
     /// End of block: the epoch rule, then the header. `before` is the active
     /// set at the tip, which signs this block.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
+        state: &Overlay<'_>,
+        tip: &Header,
         mut writes: BlockWrites<'_>,
         txs: &[SignedTx],
         tx_ids: &[Hash],
@@ -386,11 +428,11 @@ impl Ledger {
             }
         }
         let after = writes.validator_sets().active;
-        let changes = self.state.prepare(writes.writes)?;
+        let changes = state.prepare(writes.writes)?;
         let header = Header {
             chain_id: self.params.chain_id.clone(),
             height,
-            prev_hash: self.tip.hash(),
+            prev_hash: tip.hash(),
             time_ms,
             tx_root: tx_root(tx_ids),
             state_root: changes.root,
@@ -433,6 +475,20 @@ impl Ledger {
 /// committed state at `tip`), at `now`? For readers that hold a copy of the
 /// committed entries rather than the ledger, such as the gateway's API
 /// checking a transaction before it submits it.
+/// The active validator set in `state`, if `proposer` is in it.
+fn active_set_with(
+    state: &dyn StateRead,
+    proposer: &PublicKey,
+) -> Result<ValidatorSet, BlockError> {
+    let active = state.validator_sets().active;
+    if !active.contains(proposer) {
+        return Err(BlockError::UnknownProposer {
+            proposer: *proposer,
+        });
+    }
+    Ok(active)
+}
+
 pub fn check_tx(
     state: &dyn StateRead,
     chain_id: &ChainId,

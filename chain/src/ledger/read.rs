@@ -9,8 +9,8 @@
 
 use crate::crypto::{AccountId, PublicKey};
 use crate::state::{
-    Account, DeviceRecord, Entries, GrantRecord, ManifestRecord, State, StateKey, StateValue,
-    ValidatorSets,
+    Account, DeviceRecord, Entries, GrantRecord, ManifestRecord, Overlay, State, StateKey,
+    StateValue, ValidatorSets,
 };
 use crate::types::{DeviceId, FirmwareVersion, Model, Rights, TimestampMs};
 
@@ -144,6 +144,19 @@ pub trait StateRead {
 impl StateRead for State {
     fn get(&self, key: &StateKey) -> Option<&StateValue> {
         State::get(self, key)
+    }
+
+    fn entries_from<'a>(
+        &'a self,
+        from: &StateKey,
+    ) -> Box<dyn Iterator<Item = (&'a StateKey, &'a StateValue)> + 'a> {
+        Box::new(self.range_from(from))
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    fn get(&self, key: &StateKey) -> Option<&StateValue> {
+        Overlay::get(self, key)
     }
 
     fn entries_from<'a>(

@@ -19,6 +19,7 @@
 //! BENCHMARKS.md). The tree's internal version counter is therefore its own,
 //! not the block height; roots do not depend on it.
 
+mod overlay;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use crate::types::{
 };
 use crate::validators::ValidatorSet;
 
+pub use overlay::Overlay;
 use tree::NodeStore;
 pub use tree::TreeHasher;
 
@@ -207,6 +209,8 @@ pub enum StateError {
     },
     #[error("the stored state's root {computed} is not the expected {expected}")]
     RootMismatch { computed: Hash, expected: Hash },
+    #[error("changes of tree version {found} do not follow the state, whose next is {expected}")]
+    NotNext { expected: Version, found: Version },
 }
 
 fn tree_error(err: anyhow::Error) -> StateError {
@@ -335,61 +339,7 @@ impl State {
         &self,
         writes: BTreeMap<StateKey, Option<StateValue>>,
     ) -> Result<StateChanges, StateError> {
-        self.prepare_by(writes, TreePath::Batch)
-    }
-
-    fn prepare_by(
-        &self,
-        writes: BTreeMap<StateKey, Option<StateValue>>,
-        path: TreePath,
-    ) -> Result<StateChanges, StateError> {
-        let version = self.next_version();
-        let tree_writes: Vec<(KeyHash, Option<Vec<u8>>)> = writes
-            .iter()
-            .map(|(key, value)| (key.key_hash(), value.as_ref().map(encode)))
-            .collect();
-        let (root, batch) = self.put_tree_writes(tree_writes, version, path)?;
-        Ok(StateChanges {
-            version,
-            writes: writes.into_iter().collect(),
-            root: Hash(root.0),
-            batch,
-        })
-    }
-
-    /// One version of the tree from `writes`.
-    ///
-    /// jmt's per-key `put_value_set` walks and rehashes the root-to-leaf
-    /// path once per key, so a block touching k keys hashes the upper nodes
-    /// k times; its `batch_put_value_sets` sorts the keys and rebuilds each
-    /// touched node once. The batch path takes no deletions, so a write set
-    /// with one goes the per-key way. Both build the same tree (its shape is
-    /// a function of its keys alone), which
-    /// `tests::both_tree_paths_give_the_same_roots_and_proofs` checks.
-    fn put_tree_writes(
-        &self,
-        writes: Vec<(KeyHash, Option<Vec<u8>>)>,
-        version: Version,
-        path: TreePath,
-    ) -> Result<(RootHash, TreeUpdateBatch), StateError> {
-        let tree = self.tree();
-        if path == TreePath::PerKey
-            || writes.is_empty()
-            || writes.iter().any(|(_, value)| value.is_none())
-        {
-            return tree.put_value_set(writes, version).map_err(tree_error);
-        }
-        let inserts: Vec<(KeyHash, Vec<u8>)> = writes
-            .into_iter()
-            .filter_map(|(key, value)| value.map(|value| (key, value)))
-            .collect();
-        let (mut roots, batch) = tree
-            .batch_put_value_sets(vec![inserts], None, version)
-            .map_err(tree_error)?;
-        let root = roots.pop().ok_or_else(|| StateError::Tree {
-            reason: "the tree returned no root for the version".into(),
-        })?;
-        Ok((root, batch))
+        prepare_by(&Overlay::new(self, Vec::new())?, writes, TreePath::Batch)
     }
 
     /// Applies changes made by [`State::prepare`] on this very state.
@@ -445,6 +395,61 @@ impl State {
         }
         Ok(state)
     }
+}
+
+/// The changes `writes` make on top of `over`.
+fn prepare_by(
+    over: &Overlay<'_>,
+    writes: BTreeMap<StateKey, Option<StateValue>>,
+    path: TreePath,
+) -> Result<StateChanges, StateError> {
+    let version = over.next_version();
+    let tree_writes: Vec<(KeyHash, Option<Vec<u8>>)> = writes
+        .iter()
+        .map(|(key, value)| (key.key_hash(), value.as_ref().map(encode)))
+        .collect();
+    let (root, batch) = put_tree_writes(over, tree_writes, version, path)?;
+    Ok(StateChanges {
+        version,
+        writes: writes.into_iter().collect(),
+        root: Hash(root.0),
+        batch,
+    })
+}
+
+/// One version of the tree from `writes`.
+///
+/// jmt's per-key `put_value_set` walks and rehashes the root-to-leaf
+/// path once per key, so a block touching k keys hashes the upper nodes
+/// k times; its `batch_put_value_sets` sorts the keys and rebuilds each
+/// touched node once. The batch path takes no deletions, so a write set
+/// with one goes the per-key way. Both build the same tree (its shape is
+/// a function of its keys alone), which
+/// `tests::both_tree_paths_give_the_same_roots_and_proofs` checks.
+fn put_tree_writes(
+    over: &Overlay<'_>,
+    writes: Vec<(KeyHash, Option<Vec<u8>>)>,
+    version: Version,
+    path: TreePath,
+) -> Result<(RootHash, TreeUpdateBatch), StateError> {
+    let tree: JellyfishMerkleTree<'_, Overlay<'_>, TreeHasher> = JellyfishMerkleTree::new(over);
+    if path == TreePath::PerKey
+        || writes.is_empty()
+        || writes.iter().any(|(_, value)| value.is_none())
+    {
+        return tree.put_value_set(writes, version).map_err(tree_error);
+    }
+    let inserts: Vec<(KeyHash, Vec<u8>)> = writes
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| (key, value)))
+        .collect();
+    let (mut roots, batch) = tree
+        .batch_put_value_sets(vec![inserts], None, version)
+        .map_err(tree_error)?;
+    let root = roots.pop().ok_or_else(|| StateError::Tree {
+        reason: "the tree returned no root for the version".into(),
+    })?;
+    Ok((root, batch))
 }
 
 /// How [`State::prepare`] has jmt build a version.
@@ -607,8 +612,8 @@ mod tests {
                 for i in deletes.unwrap_or_default() {
                     writes.insert(account(i), None);
                 }
-                let a = batch.prepare_by(writes.clone(), TreePath::Batch).unwrap();
-                let b = per_key.prepare_by(writes.clone(), TreePath::PerKey).unwrap();
+                let a = prepare_by(&Overlay::new(&batch, Vec::new()).unwrap(), writes.clone(), TreePath::Batch).unwrap();
+                let b = prepare_by(&Overlay::new(&per_key, Vec::new()).unwrap(), writes.clone(), TreePath::PerKey).unwrap();
                 proptest::prop_assert_eq!(a.root, b.root);
                 batch.apply(&a);
                 per_key.apply(&b);
