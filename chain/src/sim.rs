@@ -79,6 +79,8 @@ pub struct Scenario {
     pub liveness_bound_ms: u64,
     /// A client submits a transfer this often.
     pub submit_every_ms: u64,
+    /// The replicas' [`Params::pipeline_depth`].
+    pub pipeline_depth: u64,
     /// Print every view change, new view and commit as it happens.
     pub trace: bool,
 }
@@ -128,6 +130,7 @@ impl Scenario {
             heal_at,
             liveness_bound_ms: 12_000,
             submit_every_ms: 40 + rng.below(80),
+            pipeline_depth: 1,
             trace: false,
         };
         // In one run of eight (drawn last, so the other runs are as they
@@ -140,6 +143,9 @@ impl Scenario {
             scenario.partitions.push((0, scenario.heal_at, vec![node]));
             scenario.submit_every_ms = 10 + rng.below(20);
         }
+        // Drawn after everything else, like the cut-off replica: 1 (no
+        // pipelining) to 3 blocks in flight.
+        scenario.pipeline_depth = 1 + rng.below(3);
         scenario
     }
 }
@@ -165,6 +171,8 @@ pub struct Report {
     /// the log window above the receiver's last one: a replica that had
     /// fallen behind its window rejoining without a view change.
     pub stable_past_window: usize,
+    /// Pre-prepares a primary sent above a block it had not committed.
+    pub pipelined: usize,
 }
 
 /// Why a run failed.
@@ -271,6 +279,7 @@ impl Sim {
             view_timeout_ms: 300,
             max_view_timeout_ms: 2_400,
             tick_ms: 60,
+            pipeline_depth: scenario.pipeline_depth,
         };
         let (ledger, _) = Ledger::genesis(&work.genesis).map_err(|e| broken(e.to_string()))?;
         let set = ledger.validator_sets().active;
@@ -421,6 +430,11 @@ impl Sim {
                     }
                 }
                 Output::Broadcast(message) => {
+                    if let Message::PrePrepare(pp) = &message {
+                        if pp.body.block.header.height > replica.ledger().height() + 1 {
+                            self.report.pipelined += 1;
+                        }
+                    }
                     for (to, message) in self.misbehave(i, None, message) {
                         self.send(i, to, message);
                     }

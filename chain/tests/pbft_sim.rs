@@ -67,12 +67,14 @@ fn check(nodes: usize) {
     let lost: usize = reports.iter().map(|r| r.blocks_lost).sum();
     let losing = reports.iter().filter(|r| r.blocks_lost > 0).count();
     let rejoined = reports.iter().filter(|r| r.stable_past_window > 0).count();
+    let pipelined = reports.iter().filter(|r| r.pipelined > 0).count();
     eprintln!(
         "n = {nodes}: {} runs passed, {} failed; {heights} blocks committed in all; \
          power cuts took {lost} committed blocks from replicas in {losing} runs; \
          slowest recovery after the heal {worst:?} ms; an equivocation was detected in \
          {detected} runs and put on chain in {reported} of them; a replica beyond its \
-         log window became stable by checkpoints in {rejoined} runs",
+         log window became stable by checkpoints in {rejoined} runs; a primary proposed \
+         above an uncommitted block in {pipelined} runs",
         reports.len(),
         failures.len()
     );
@@ -91,6 +93,14 @@ fn check(nodes: usize) {
         assert!(
             rejoined > 0,
             "no replica became stable past its window in {} runs",
+            reports.len()
+        );
+    }
+    // Two in three runs pipeline, and under load their primaries do.
+    if reports.len() >= 100 {
+        assert!(
+            pipelined * 3 >= reports.len(),
+            "a primary proposed above an uncommitted block in only {pipelined} of {} runs",
             reports.len()
         );
     }

@@ -152,10 +152,12 @@ impl Mempool {
         Ok(())
     }
 
-    /// Up to `max` pending transactions, oldest first.
-    pub fn batch(&self, max: usize) -> Vec<SignedTx> {
+    /// Up to `max` pending transactions, oldest first, less those `skip`
+    /// names.
+    pub fn batch(&self, max: usize, skip: &dyn Fn(&Hash) -> bool) -> Vec<SignedTx> {
         self.order
             .iter()
+            .filter(|id| !skip(id))
             .filter_map(|id| self.txs.get(id))
             .take(max)
             .cloned()

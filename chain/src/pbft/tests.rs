@@ -6,23 +6,28 @@ use crate::ledger::StateRead;
 use std::collections::VecDeque;
 
 use super::*;
-use crate::ledger::Ledger;
+use crate::ledger::{Executed, Ledger};
 use crate::testkit::Workload;
 use crate::tx::SignedTx;
+use crate::types::Height;
 
 fn cluster(work: &Workload) -> Vec<Replica> {
+    cluster_with(work, Params::default())
+}
+
+fn cluster_with(work: &Workload, params: Params) -> Vec<Replica> {
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
-    cluster_of(work, &ledger)
+    cluster_of(work, &ledger, &params)
 }
 
 /// A replica per validator of `ledger`'s active set, all at `ledger`.
-fn cluster_of(work: &Workload, ledger: &Ledger) -> Vec<Replica> {
+fn cluster_of(work: &Workload, ledger: &Ledger, params: &Params) -> Vec<Replica> {
     let set = ledger.validator_sets().active;
     set.validators()
         .iter()
         .map(|v| {
             let key = work.validator_keypair(&v.key).expect("a key per validator");
-            Replica::new(key, Params::default(), ledger.clone(), Vec::new(), 0).expect("params")
+            Replica::new(key, params.clone(), ledger.clone(), Vec::new(), 0).expect("params")
         })
         .collect()
 }
@@ -532,7 +537,7 @@ fn a_validator_added_on_chain_votes_from_the_epoch_boundary() {
     work.genesis.epoch_length = 10;
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
     let newcomer = Keypair::from_seed([77; 32]);
-    let mut replicas = cluster_of(&work, &ledger);
+    let mut replicas = cluster_of(&work, &ledger, &Params::default());
     // The newcomer follows from the genesis, as a gateway that is about to
     // join does; its votes count for nothing yet.
     let learner = Keypair::from_seed([77; 32]);
@@ -611,7 +616,7 @@ fn a_validator_removed_on_chain_is_forgotten_from_the_epoch_boundary() {
     let mut work = Workload::new(4, 4, 32);
     work.genesis.epoch_length = 10;
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
-    let mut replicas = cluster_of(&work, &ledger);
+    let mut replicas = cluster_of(&work, &ledger, &Params::default());
     let leaving = replicas
         .iter()
         .rposition(|r| !r.is_primary())
@@ -682,7 +687,7 @@ fn anchoring(seed: u64, tip: crate::crypto::Hash) -> Anchoring {
     let work = Workload::new(4, 4, seed);
     let (ledger, _) = Ledger::genesis(&work.genesis).expect("genesis");
     let held: Vec<Arc<Held>> = (0..4).map(|_| Arc::new(Held::default())).collect();
-    let replicas: Vec<Replica> = cluster_of(&work, &ledger)
+    let replicas: Vec<Replica> = cluster_of(&work, &ledger, &Params::default())
         .into_iter()
         .zip(&held)
         .map(|(r, h)| r.with_availability(h.clone()))
@@ -912,7 +917,7 @@ fn a_backup_that_caught_up_past_its_window_votes_again_without_a_view_change() {
 #[test]
 fn a_backup_changing_to_the_current_view_is_sent_its_new_view() {
     let work = Workload::new(4, 4, 26);
-    let mut replicas = cluster(&work);
+    let mut replicas = cluster_with(&work, pipelined());
     let set = replicas[0].ledger().validator_sets().active;
     let laggard = replicas
         .iter()
@@ -954,4 +959,149 @@ fn a_backup_changing_to_the_current_view_is_sent_its_new_view() {
     }
     assert_eq!(replicas[last].view(), 1);
     assert!(!replicas[last].is_changing_view());
+}
+
+/// What [`deliver`] did: messages it held back (from, to, message), every
+/// message a replica sent (from, message), and the other outputs.
+#[derive(Default)]
+struct Delivery {
+    held: Vec<(usize, usize, Message)>,
+    sent: Vec<(usize, Message)>,
+    other: Vec<Vec<Output>>,
+}
+
+/// Delivers `wire` and all that follows until quiet, each message to each
+/// recipient only if `pass` lets it through; the rest are held.
+fn deliver(
+    replicas: &mut [Replica],
+    wire: Vec<(usize, usize, Message)>,
+    pass: impl Fn(usize, usize, &Message) -> bool,
+) -> Delivery {
+    let mut wire: VecDeque<(usize, usize, Message)> = wire.into();
+    let mut done = Delivery {
+        other: replicas.iter().map(|_| Vec::new()).collect(),
+        ..Delivery::default()
+    };
+    let n = replicas.len();
+    loop {
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            while let Some(output) = replica.poll_output() {
+                match output {
+                    Output::Broadcast(m) => {
+                        done.sent.push((i, m.clone()));
+                        for to in (0..n).filter(|&to| to != i) {
+                            wire.push_back((i, to, m.clone()));
+                        }
+                    }
+                    o => done.other[i].push(o),
+                }
+            }
+        }
+        let Some((from, to, message)) = wire.pop_front() else {
+            return done;
+        };
+        if pass(from, to, &message) {
+            let from_key = replicas[from].public();
+            replicas[to].handle_message(1, from_key, message);
+        } else {
+            done.held.push((from, to, message));
+        }
+    }
+}
+
+fn pipelined() -> Params {
+    Params {
+        pipeline_depth: 2,
+        ..Params::default()
+    }
+}
+
+fn is_commit(message: &Message, at: Height) -> bool {
+    matches!(message, Message::Commit(c) if c.height == at)
+}
+
+fn is_prepare(message: &Message, at: Height) -> bool {
+    matches!(message, Message::Prepare(p) if p.body.height == at)
+}
+
+/// Pipelining: once block 1 is prepared, the primary proposes block 2 on
+/// top of it before it commits; every replica prepares and commit-votes
+/// block 2 while neither is committed, and then both commit, in order.
+#[test]
+fn a_primary_proposes_above_a_prepared_block_and_both_commit_in_order() {
+    let work = Workload::new(4, 4, 26);
+    let mut replicas = cluster_with(&work, pipelined());
+    let primary = role(&replicas, true);
+    let mut txs = work.transfers(replicas[0].ledger(), 4);
+    let later = txs.split_off(2);
+    let no_commits = |_: usize, _: usize, m: &Message| !matches!(m, Message::Commit(_));
+    replicas[primary].handle_transactions(1, txs);
+    let first = deliver(&mut replicas, Vec::new(), no_commits);
+    replicas[primary].handle_transactions(2, later.clone());
+    let second = deliver(&mut replicas, Vec::new(), no_commits);
+    assert!(replicas.iter().all(|r| r.ledger().height() == 0));
+    for i in 0..replicas.len() {
+        assert!(first.sent.iter().any(|(f, m)| *f == i && is_commit(m, 1)));
+        assert!(second.sent.iter().any(|(f, m)| *f == i && is_commit(m, 2)));
+    }
+    let held = first.held.into_iter().chain(second.held).collect();
+    let last = deliver(&mut replicas, held, |_, _, _| true);
+    let mut heads = Vec::new();
+    for (replica, other) in replicas.iter().zip(&last.other) {
+        assert_eq!(replica.ledger().height(), 2);
+        let committed: Vec<&Executed> = other
+            .iter()
+            .filter_map(|o| match o {
+                Output::Committed { executed, .. } => Some(&**executed),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(committed.len(), 2);
+        assert_eq!(committed[1].block.txs.as_slice(), later.as_slice());
+        heads.push(replica.ledger().tip().hash());
+    }
+    assert!(heads.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// Pipelining's one rule: a backup that accepted block 2 over block 1
+/// sends no PREPARE for it until block 1 is prepared here too; then it
+/// does, and both commit.
+#[test]
+fn a_backup_prepares_above_a_block_only_once_that_block_is_prepared_here() {
+    let work = Workload::new(4, 4, 27);
+    let mut replicas = cluster_with(&work, pipelined());
+    let primary = role(&replicas, true);
+    let slow = role(&replicas, false);
+    let mut txs = work.transfers(replicas[0].ledger(), 4);
+    let later = txs.split_off(2);
+    // The slow backup gets no prepares, and nobody gets commits.
+    let pass = |_: usize, to: usize, m: &Message| {
+        let held = match m {
+            Message::Commit(_) => true,
+            Message::Prepare(_) => to == slow,
+            _ => false,
+        };
+        !held
+    };
+    replicas[primary].handle_transactions(1, txs);
+    let first = deliver(&mut replicas, Vec::new(), pass);
+    replicas[primary].handle_transactions(2, later);
+    let second = deliver(&mut replicas, Vec::new(), pass);
+    // Block 2 was proposed, and the other backups prepared it.
+    assert!(second
+        .sent
+        .iter()
+        .any(|(f, m)| *f == primary && matches!(m, Message::PrePrepare(_))));
+    let prepared_2 = |sent: &[(usize, Message)], who: usize| {
+        sent.iter().any(|(f, m)| *f == who && is_prepare(m, 2))
+    };
+    for i in (0..replicas.len()).filter(|&i| i != primary && i != slow) {
+        assert!(prepared_2(&second.sent, i));
+    }
+    assert!(!prepared_2(&second.sent, slow));
+    // The prepares for block 1 reach it: it prepares block 2 as well.
+    let held = first.held.into_iter().chain(second.held).collect();
+    let last = deliver(&mut replicas, held, |_, _, _| true);
+    assert!(prepared_2(&last.sent, slow));
+    assert!(replicas.iter().all(|r| r.ledger().height() == 2));
 }

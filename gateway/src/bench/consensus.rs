@@ -29,6 +29,7 @@ use crate::SqliteStore;
 pub struct ConsensusReport {
     pub nodes: usize,
     pub seconds: u64,
+    pub pipeline_depth: u64,
     /// 0 when offering as fast as the cluster takes them.
     pub offered_tx_per_s: f64,
     pub submitted: usize,
@@ -52,7 +53,12 @@ const USERS: usize = 2_000;
 
 /// Runs the consensus benchmark: `rate` transfers per second offered (0 =
 /// saturation: keep `window` transfers in flight).
-pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<ConsensusReport> {
+pub async fn consensus(
+    nodes: usize,
+    seconds: u64,
+    rate: u64,
+    pipeline_depth: u64,
+) -> anyhow::Result<ConsensusReport> {
     let dir = tempfile::tempdir()?;
     let mut work = Workload::new(nodes, USERS, 0xbe7c);
     let mut listeners = Vec::new();
@@ -69,6 +75,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
         let store = SqliteStore::open(&dir.path().join(format!("gw{i}.sqlite"))).await?;
         let params = Params {
             max_batch: 1_000,
+            pipeline_depth,
             ..Params::default()
         };
         let (handle, _task) = node::start(NodeConfig {
@@ -159,6 +166,7 @@ pub async fn consensus(nodes: usize, seconds: u64, rate: u64) -> anyhow::Result<
     Ok(ConsensusReport {
         nodes,
         seconds,
+        pipeline_depth,
         offered_tx_per_s: rate as f64,
         submitted: next,
         committed,

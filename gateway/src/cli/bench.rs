@@ -15,6 +15,10 @@ pub enum BenchCommand {
         /// Offered transfers per second; 0 saturates.
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Blocks in flight (the replicas' pipeline depth); 1 waits for
+        /// each block to commit before the next.
+        #[arg(long, default_value_t = itc_chain::pbft::Params::default().pipeline_depth)]
+        pipeline_depth: u64,
     },
     /// The DAG side chain on a loopback cluster: transactions one gateway
     /// takes per second (signature, work, attach), and the latency from
@@ -91,8 +95,10 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             nodes,
             seconds,
             rate,
+            pipeline_depth,
         } => {
-            let report = itc_gateway::bench::consensus(nodes, seconds, rate).await?;
+            let report =
+                itc_gateway::bench::consensus(nodes, seconds, rate, pipeline_depth).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Dag {
