@@ -217,11 +217,12 @@ impl Ledger {
         proposer: PublicKey,
         verified: &dyn Fn(&Hash) -> bool,
     ) -> Result<Proposal, BlockError> {
-        let (tip, state) = self.pending(parents)?;
+        let pending = self.pending(parents)?;
+        let (tip, state) = (pending.tip, &pending.state);
         let height = tip.height + 1;
         let time_ms = time_ms.max(tip.time_ms);
-        let active = active_set_with(&state, &proposer)?;
-        let mut block = BlockWrites::new(&state, &self.params.chain_id, height, time_ms);
+        let active = active_set_with(state, &proposer)?;
+        let mut block = BlockWrites::new(state, &self.params.chain_id, height, time_ms);
         block.verified = verified;
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
@@ -239,9 +240,8 @@ impl Ledger {
                 Err(error) => rejected.push((id, error)),
             }
         }
-        let (changes, header) = self.finish(
-            &state, tip, block, &accepted, &tx_ids, time_ms, proposer, active,
-        )?;
+        let (changes, header) =
+            self.finish(&pending, block, &accepted, &tx_ids, proposer, active)?;
         let txs = BoundedVec::new(accepted).map_err(|_| BlockError::TooManyTxs {
             count: MAX_BLOCK_TXS + 1,
             max: MAX_BLOCK_TXS,
@@ -281,7 +281,8 @@ impl Ledger {
         block: &Block,
         verified: &dyn Fn(&Hash) -> bool,
     ) -> Result<Executed, BlockError> {
-        let (tip, state) = self.pending(parents)?;
+        let pending = self.pending(parents)?;
+        let (tip, state) = (pending.tip, &pending.state);
         let header = &block.header;
         if header.chain_id != self.params.chain_id {
             return Err(BlockError::WrongChain {
@@ -309,7 +310,7 @@ impl Ledger {
             });
         }
         let mut writes =
-            BlockWrites::new(&state, &self.params.chain_id, header.height, header.time_ms);
+            BlockWrites::new(state, &self.params.chain_id, header.height, header.time_ms);
         // The signatures not checked here before are checked in one batch
         // (a peer's block, state transfer); each verdict is the single
         // check's, and a bad one still fails below, by its index.
@@ -332,7 +333,7 @@ impl Ledger {
             .collect();
         let verified = |id: &Hash| verified(id) || good.contains(id);
         writes.verified = &verified;
-        let active = active_set_with(&state, &header.proposer)?;
+        let active = active_set_with(state, &header.proposer)?;
         for (index, (signed, id)) in block.txs.as_slice().iter().zip(&tx_ids).enumerate() {
             writes
                 .apply(signed, id)
@@ -343,12 +344,10 @@ impl Ledger {
                 })?;
         }
         let (changes, computed) = self.finish(
-            &state,
-            tip,
+            &pending,
             writes,
             block.txs.as_slice(),
             &tx_ids,
-            header.time_ms,
             header.proposer,
             active,
         )?;
@@ -384,10 +383,7 @@ impl Ledger {
 
     /// The header a block after `parents` extends, and the state it runs
     /// against: the tip's, with the parents' changes on top.
-    fn pending<'a>(
-        &'a self,
-        parents: &[&'a Executed],
-    ) -> Result<(&'a Header, Overlay<'a>), BlockError> {
+    fn pending<'a>(&'a self, parents: &[&'a Executed]) -> Result<Pending<'a>, BlockError> {
         let mut tip = &self.tip;
         for parent in parents {
             let header = &parent.block.header;
@@ -401,20 +397,20 @@ impl Ledger {
             tip = header;
         }
         let layers = parents.iter().map(|p| &p.changes).collect();
-        Ok((tip, Overlay::new(&self.state, layers)?))
+        Ok(Pending {
+            tip,
+            state: Overlay::new(&self.state, layers)?,
+        })
     }
 
     /// End of block: the epoch rule, then the header. `before` is the active
     /// set at the tip, which signs this block.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        state: &Overlay<'_>,
-        tip: &Header,
+        pending: &Pending<'_>,
         mut writes: BlockWrites<'_>,
         txs: &[SignedTx],
         tx_ids: &[Hash],
-        time_ms: TimestampMs,
         proposer: PublicKey,
         before: ValidatorSet,
     ) -> Result<(StateChanges, Header), BlockError> {
@@ -428,11 +424,12 @@ impl Ledger {
             }
         }
         let after = writes.validator_sets().active;
-        let changes = state.prepare(writes.writes)?;
+        let time_ms = writes.time_ms;
+        let changes = pending.state.prepare(writes.writes)?;
         let header = Header {
             chain_id: self.params.chain_id.clone(),
             height,
-            prev_hash: tip.hash(),
+            prev_hash: pending.tip.hash(),
             time_ms,
             tx_root: tx_root(tx_ids),
             state_root: changes.root,
@@ -475,6 +472,13 @@ impl Ledger {
 /// committed state at `tip`), at `now`? For readers that hold a copy of the
 /// committed entries rather than the ledger, such as the gateway's API
 /// checking a transaction before it submits it.
+/// What a block is built on: the header it extends and the state it runs
+/// against (the committed state, with any uncommitted parents on top).
+struct Pending<'a> {
+    tip: &'a Header,
+    state: Overlay<'a>,
+}
+
 /// The active validator set in `state`, if `proposer` is in it.
 fn active_set_with(
     state: &dyn StateRead,

@@ -181,7 +181,7 @@ pub enum Output {
 }
 
 /// A pre-prepare this replica accepted in `view`, executed against its
-/// ledger.
+/// ledger (and, pipelining, the uncommitted blocks below it).
 #[derive(Clone, Debug)]
 pub(super) struct Accepted {
     pub view: View,
@@ -195,7 +195,8 @@ pub(super) struct Accepted {
 pub(super) struct Slot {
     /// The pre-prepare for the current view, once accepted.
     pub accepted: Option<Accepted>,
-    /// A pre-prepare that arrived before the parent committed; checked then.
+    /// A pre-prepare that arrived before its parent was committed (or,
+    /// pipelining, accepted in its view); checked then.
     pub waiting: Option<Signed<PrePrepare>>,
     pub prepares: BTreeMap<View, BTreeMap<PublicKey, Signed<Prepare>>>,
     pub commits: BTreeMap<View, BTreeMap<PublicKey, (Hash, CommitSig)>>,
@@ -1159,6 +1160,16 @@ impl Replica {
         // §4.2 accepts commits for the current view only; a replica still
         // changing view keeps them too, since they carry the same votes.
         if view != self.view {
+            return;
+        }
+        // A block waiting for its parent to commit (pipelining) may hold a
+        // quorum of commits already: more add nothing and are not checked.
+        let matching = self
+            .slots
+            .get(&height)
+            .and_then(|s| s.commits.get(&view))
+            .map_or(0, |by| by.values().filter(|(d, _)| *d == digest).count());
+        if matching >= self.set.quorum() {
             return;
         }
         if from
