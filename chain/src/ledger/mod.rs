@@ -296,10 +296,9 @@ impl Ledger {
                 found: header.height,
             });
         }
-        let parent = tip.hash();
-        if header.prev_hash != parent {
+        if header.prev_hash != pending.tip_hash {
             return Err(BlockError::WrongParent {
-                expected: parent,
+                expected: pending.tip_hash,
                 found: header.prev_hash,
             });
         }
@@ -385,20 +384,22 @@ impl Ledger {
     /// against: the tip's, with the parents' changes on top.
     fn pending<'a>(&'a self, parents: &[&'a Executed]) -> Result<Pending<'a>, BlockError> {
         let mut tip = &self.tip;
+        let mut tip_hash = tip.hash();
         for parent in parents {
             let header = &parent.block.header;
-            let expected = tip.hash();
-            if header.height != tip.height + 1 || header.prev_hash != expected {
+            if header.height != tip.height + 1 || header.prev_hash != tip_hash {
                 return Err(BlockError::WrongParent {
-                    expected,
+                    expected: tip_hash,
                     found: header.prev_hash,
                 });
             }
             tip = header;
+            tip_hash = tip.hash();
         }
         let layers = parents.iter().map(|p| &p.changes).collect();
         Ok(Pending {
             tip,
+            tip_hash,
             state: Overlay::new(&self.state, layers)?,
         })
     }
@@ -429,7 +430,7 @@ impl Ledger {
         let header = Header {
             chain_id: self.params.chain_id.clone(),
             height,
-            prev_hash: pending.tip.hash(),
+            prev_hash: pending.tip_hash,
             time_ms,
             tx_root: tx_root(tx_ids),
             state_root: changes.root,
@@ -468,14 +469,12 @@ impl Ledger {
     }
 }
 
-/// Would `signed` be accepted in the block after `tip`, on `state` (the
-/// committed state at `tip`), at `now`? For readers that hold a copy of the
-/// committed entries rather than the ledger, such as the gateway's API
-/// checking a transaction before it submits it.
 /// What a block is built on: the header it extends and the state it runs
 /// against (the committed state, with any uncommitted parents on top).
 struct Pending<'a> {
     tip: &'a Header,
+    /// `tip`'s hash, the new block's parent hash: hashed once.
+    tip_hash: Hash,
     state: Overlay<'a>,
 }
 
@@ -493,6 +492,10 @@ fn active_set_with(
     Ok(active)
 }
 
+/// Would `signed` be accepted in the block after `tip`, on `state` (the
+/// committed state at `tip`), at `now`? For readers that hold a copy of the
+/// committed entries rather than the ledger, such as the gateway's API
+/// checking a transaction before it submits it.
 pub fn check_tx(
     state: &dyn StateRead,
     chain_id: &ChainId,

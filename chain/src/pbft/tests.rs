@@ -35,30 +35,7 @@ fn cluster_of(work: &Workload, ledger: &Ledger, params: &Params) -> Vec<Replica>
 /// Delivers every message at once until quiet; returns each replica's
 /// other outputs.
 fn settle(replicas: &mut [Replica]) -> Vec<Vec<Output>> {
-    let mut other: Vec<Vec<Output>> = replicas.iter().map(|_| Vec::new()).collect();
-    let mut wire: VecDeque<(usize, Option<usize>, Message)> = VecDeque::new();
-    loop {
-        for (i, replica) in replicas.iter_mut().enumerate() {
-            while let Some(output) = replica.poll_output() {
-                match output {
-                    Output::Broadcast(m) => wire.push_back((i, None, m)),
-                    Output::Send { to, message } => {
-                        wire.push_back((i, Some(to_index(&to)), message));
-                    }
-                    o => other[i].push(o),
-                }
-            }
-        }
-        let Some((from, to, message)) = wire.pop_front() else {
-            return other;
-        };
-        let from_key = replicas[from].public();
-        for (j, replica) in replicas.iter_mut().enumerate() {
-            if j != from && to.is_none_or(|t| t == j) {
-                replica.handle_message(1, from_key, message.clone());
-            }
-        }
-    }
+    deliver(replicas, Vec::new(), |_, _, _| true).other
 }
 
 /// The index of the primary (`true`) or of the first backup (`false`).
@@ -67,10 +44,6 @@ fn role(replicas: &[Replica], primary: bool) -> usize {
         .iter()
         .position(|r| r.is_primary() == primary)
         .expect("a replica in that role")
-}
-
-fn to_index(_: &crate::crypto::PublicKey) -> usize {
-    usize::MAX // unicast is only used for status replies, which these tests drop
 }
 
 #[test]
@@ -971,7 +944,8 @@ struct Delivery {
 }
 
 /// Delivers `wire` and all that follows until quiet, each message to each
-/// recipient only if `pass` lets it through; the rest are held.
+/// recipient only if `pass` lets it through; the rest are held. Unicast is
+/// only used for status replies, which these tests drop.
 fn deliver(
     replicas: &mut [Replica],
     wire: Vec<(usize, usize, Message)>,
@@ -993,6 +967,7 @@ fn deliver(
                             wire.push_back((i, to, m.clone()));
                         }
                     }
+                    Output::Send { .. } => {}
                     o => done.other[i].push(o),
                 }
             }
