@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::crypto::Hash;
 use crate::ledger::{Ledger, TxError};
 use crate::tx::SignedTx;
+use crate::types::TimestampMs;
 use crate::zip215::KeyCache;
 
 /// The mempool's bound: a replica under a flood refuses rather than grows.
@@ -28,7 +29,9 @@ const SENDER_KEYS: usize = 8_192;
 
 /// Pending transactions in arrival order, by id.
 pub struct Mempool {
-    order: VecDeque<Hash>,
+    /// Ids with their arrival time, oldest first; removed ones linger
+    /// until the next compaction (see [`Mempool::remove`]).
+    order: VecDeque<(Hash, TimestampMs)>,
     txs: HashMap<Hash, SignedTx>,
     /// Decoded sender keys, so a returning sender's key is not decoded
     /// again at admission ([`crate::zip215`]).
@@ -69,14 +72,15 @@ impl Mempool {
         self.txs.contains_key(id)
     }
 
-    /// Admits each of `txs` that may still apply on top of `ledger`; the
-    /// outcomes are in order, with each transaction's id. The signatures
-    /// of those that pass the cheap checks are checked in one batch
-    /// ([`SignedTx::verify_signatures`]).
+    /// Admits each of `txs` that may still apply on top of `ledger`, as
+    /// arrived at `now`; the outcomes are in order, with each
+    /// transaction's id. The signatures of those that pass the cheap
+    /// checks are checked in one batch ([`SignedTx::verify_signatures`]).
     pub fn admit_all(
         &mut self,
         ledger: &Ledger,
         txs: Vec<SignedTx>,
+        now: TimestampMs,
     ) -> Vec<(Hash, Result<(), AdmitError>)> {
         let mut seen = HashSet::new();
         let prechecked: Vec<(Hash, SignedTx, Result<(), AdmitError>)> = txs
@@ -98,7 +102,7 @@ impl Mempool {
             .into_iter()
             .map(|(id, tx, outcome)| {
                 let outcome = outcome.and_then(|()| match verdicts.next() {
-                    Some(true) => self.insert(ledger, id, tx),
+                    Some(true) => self.insert(ledger, id, tx, now),
                     _ => Err(TxError::BadSignature.into()),
                 });
                 (id, outcome)
@@ -133,7 +137,13 @@ impl Mempool {
 
     /// After the signature: the nonce is not used yet, and there is still
     /// room (the batch may have filled it).
-    fn insert(&mut self, ledger: &Ledger, id: Hash, tx: SignedTx) -> Result<(), AdmitError> {
+    fn insert(
+        &mut self,
+        ledger: &Ledger,
+        id: Hash,
+        tx: SignedTx,
+        now: TimestampMs,
+    ) -> Result<(), AdmitError> {
         if self.txs.len() >= MAX_PENDING {
             return Err(AdmitError::Full { max: MAX_PENDING });
         }
@@ -147,7 +157,7 @@ impl Mempool {
             }
             .into());
         }
-        self.order.push_back(id);
+        self.order.push_back((id, now));
         self.txs.insert(id, tx);
         Ok(())
     }
@@ -155,13 +165,28 @@ impl Mempool {
     /// Up to `max` pending transactions, oldest first, less those `skip`
     /// names.
     pub fn batch(&self, max: usize, skip: &dyn Fn(&Hash) -> bool) -> Vec<SignedTx> {
+        self.pending(skip)
+            .take(max)
+            .map(|(tx, _)| tx.clone())
+            .collect()
+    }
+
+    /// When the oldest pending transaction `skip` does not name arrived:
+    /// how long the next batch has been waiting to be proposed.
+    pub fn oldest(&self, skip: &dyn Fn(&Hash) -> bool) -> Option<TimestampMs> {
+        self.pending(skip).next().map(|(_, at)| at)
+    }
+
+    /// Pending transactions with their arrival times, oldest first, less
+    /// those `skip` names.
+    fn pending<'a>(
+        &'a self,
+        skip: &'a dyn Fn(&Hash) -> bool,
+    ) -> impl Iterator<Item = (&'a SignedTx, TimestampMs)> + 'a {
         self.order
             .iter()
-            .filter(|id| !skip(id))
-            .filter_map(|id| self.txs.get(id))
-            .take(max)
-            .cloned()
-            .collect()
+            .filter(move |(id, _)| !skip(id))
+            .filter_map(|(id, at)| self.txs.get(id).map(|tx| (tx, *at)))
     }
 
     /// Forgets `ids` (committed, or refused for good).
@@ -171,7 +196,7 @@ impl Mempool {
         }
         if self.order.len() > 2 * self.txs.len() + 64 {
             let txs = &self.txs;
-            self.order.retain(|id| txs.contains_key(id));
+            self.order.retain(|(id, _)| txs.contains_key(id));
         }
     }
 }

@@ -256,8 +256,6 @@ pub struct Replica {
     progress_deadline: Option<TimestampMs>,
     batch_deadline: Option<TimestampMs>,
     pub(super) mempool: Mempool,
-    /// When the oldest pending transaction arrived (for batching).
-    pending_since: Option<TimestampMs>,
     pub(super) slots: BTreeMap<Height, Slot>,
     /// Checkpoint messages by height and author.
     checkpoints: BTreeMap<Height, BTreeMap<PublicKey, Signed<Checkpoint>>>,
@@ -339,7 +337,6 @@ impl Replica {
             progress_deadline: None,
             batch_deadline: None,
             mempool: Mempool::default(),
-            pending_since: None,
             slots: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             stable: None,
@@ -510,7 +507,7 @@ impl Replica {
         // the rest without a copy.
         let mut txs = own.clone();
         txs.extend(relayed);
-        let outcomes = self.mempool.admit_all(&self.ledger, txs);
+        let outcomes = self.mempool.admit_all(&self.ledger, txs, now);
         let admitted = outcomes.iter().any(|(_, outcome)| outcome.is_ok());
         let mut relay = Vec::new();
         for (tx, (id, outcome)) in own.into_iter().zip(outcomes) {
@@ -659,15 +656,9 @@ impl Replica {
             .map(|(id, _)| *id)
             .collect();
         self.mempool.remove(&dropped);
-        if self.mempool.is_empty() {
-            self.pending_since = None;
-        }
     }
 
     fn on_pending(&mut self, now: TimestampMs) {
-        if self.pending_since.is_none() {
-            self.pending_since = Some(now);
-        }
         self.arm_progress(now);
         self.maybe_propose(now);
     }
@@ -707,19 +698,26 @@ impl Replica {
         let Some(parents) = self.uncommitted_parents(view, height) else {
             return;
         };
-        let due = self
-            .pending_since
-            .map_or(now, |since| since + self.params.batch_delay_ms);
-        if self.mempool.len() < self.params.max_batch && now < due {
-            if self.batch_deadline.is_none() {
-                self.batch_deadline = Some(due);
-                self.set_timer(Timer::Batch, due);
-            }
-            return;
-        }
         // What the blocks in flight hold is not proposed again.
         let in_flight: HashSet<&Hash> = parents.iter().flat_map(|p| p.tx_ids()).collect();
-        let candidates = self.candidates(&|id| in_flight.contains(id));
+        let skip = |id: &Hash| in_flight.contains(id);
+        // The batch is due `batch_delay_ms` after the oldest transaction it
+        // would hold arrived (not after the mempool last stood empty, which
+        // under steady load it never does), or once it is full.
+        if self.params.batch_delay_ms > 0 && self.mempool.len() < self.params.max_batch {
+            let due = self
+                .mempool
+                .oldest(&skip)
+                .map_or(now, |at| at + self.params.batch_delay_ms);
+            if now < due {
+                if self.batch_deadline.is_none_or(|at| due < at) {
+                    self.batch_deadline = Some(due);
+                    self.set_timer(Timer::Batch, due);
+                }
+                return;
+            }
+        }
+        let candidates = self.candidates(&skip);
         if candidates.is_empty() {
             return;
         }
@@ -1252,9 +1250,6 @@ impl Replica {
             executed: Box::new(executed),
             certificate,
         });
-        if self.mempool.is_empty() {
-            self.pending_since = None;
-        }
         let set = self.ledger.validator_sets().active;
         if set != self.set {
             // An epoch changed the set: what validators that left last

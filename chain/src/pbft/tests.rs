@@ -9,7 +9,7 @@ use super::*;
 use crate::ledger::{Executed, Ledger};
 use crate::testkit::Workload;
 use crate::tx::SignedTx;
-use crate::types::Height;
+use crate::types::{Height, TimestampMs};
 
 fn cluster(work: &Workload) -> Vec<Replica> {
     cluster_with(work, Params::default())
@@ -35,7 +35,12 @@ fn cluster_of(work: &Workload, ledger: &Ledger, params: &Params) -> Vec<Replica>
 /// Delivers every message at once until quiet; returns each replica's
 /// other outputs.
 fn settle(replicas: &mut [Replica]) -> Vec<Vec<Output>> {
-    deliver(replicas, Vec::new(), |_, _, _| true).other
+    settle_at(replicas, 1)
+}
+
+/// [`settle`], every message handled at `now`.
+fn settle_at(replicas: &mut [Replica], now: TimestampMs) -> Vec<Vec<Output>> {
+    deliver_at(replicas, Vec::new(), |_, _, _| true, now).other
 }
 
 /// The index of the primary (`true`) or of the first backup (`false`).
@@ -951,6 +956,16 @@ fn deliver(
     wire: Vec<(usize, usize, Message)>,
     pass: impl Fn(usize, usize, &Message) -> bool,
 ) -> Delivery {
+    deliver_at(replicas, wire, pass, 1)
+}
+
+/// [`deliver`], every message handled at `now`.
+fn deliver_at(
+    replicas: &mut [Replica],
+    wire: Vec<(usize, usize, Message)>,
+    pass: impl Fn(usize, usize, &Message) -> bool,
+    now: TimestampMs,
+) -> Delivery {
     let mut wire: VecDeque<(usize, usize, Message)> = wire.into();
     let mut done = Delivery {
         other: replicas.iter().map(|_| Vec::new()).collect(),
@@ -977,7 +992,7 @@ fn deliver(
         };
         if pass(from, to, &message) {
             let from_key = replicas[from].public();
-            replicas[to].handle_message(1, from_key, message);
+            replicas[to].handle_message(now, from_key, message);
         } else {
             done.held.push((from, to, message));
         }
@@ -1085,4 +1100,43 @@ fn a_backup_prepares_above_a_block_only_once_that_block_is_prepared_here() {
     let last = deliver(&mut replicas, held, |_, _, _| true);
     assert!(prepared_2(&last.sent, slow));
     assert!(replicas.iter().all(|r| r.ledger().height() == 2));
+}
+
+/// Batching under steady load: the next batch is due `batch_delay_ms`
+/// after its oldest transaction arrived, not after the mempool last stood
+/// empty. A transaction that arrives while block 1 is in flight keeps the
+/// mempool from ever emptying; it still waits out its own delay.
+#[test]
+fn a_batch_waits_its_delay_from_its_own_oldest_transaction() {
+    let work = Workload::new(4, 4, 27);
+    let params = Params {
+        batch_delay_ms: 50,
+        ..Params::default()
+    };
+    let mut replicas = cluster_with(&work, params);
+    let primary = role(&replicas, true);
+    let txs = work.transfers(replicas[0].ledger(), 2);
+    replicas[primary].handle_transactions(0, vec![txs[0].clone()]);
+    settle_at(&mut replicas, 10);
+    assert!(
+        replicas.iter().all(|r| r.ledger().height() == 0),
+        "not due yet"
+    );
+    replicas[primary].handle_timer(50, Timer::Batch);
+    // Proposed; the second arrives before block 1 commits.
+    replicas[primary].handle_transactions(55, vec![txs[1].clone()]);
+    settle_at(&mut replicas, 60);
+    assert!(replicas.iter().all(|r| r.ledger().height() == 1));
+    replicas[primary].handle_timer(104, Timer::Batch);
+    settle_at(&mut replicas, 104);
+    assert!(
+        replicas.iter().all(|r| r.ledger().height() == 1),
+        "block 2 waits for its own transaction's delay"
+    );
+    replicas[primary].handle_timer(105, Timer::Batch);
+    settle_at(&mut replicas, 105);
+    for replica in &replicas {
+        assert_eq!(replica.ledger().height(), 2);
+        assert_eq!(replica.pending(), 0);
+    }
 }

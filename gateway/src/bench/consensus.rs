@@ -30,6 +30,8 @@ pub struct ConsensusReport {
     pub nodes: usize,
     pub seconds: u64,
     pub pipeline_depth: u64,
+    pub checkpoint_interval: u64,
+    pub batch_delay_ms: u64,
     /// 0 when offering as fast as the cluster takes them.
     pub offered_tx_per_s: f64,
     pub submitted: usize,
@@ -51,14 +53,30 @@ pub struct ConsensusReport {
 
 const USERS: usize = 2_000;
 
-/// Runs the consensus benchmark: `rate` transfers per second offered (0 =
-/// saturation: keep `window` transfers in flight).
-pub async fn consensus(
-    nodes: usize,
-    seconds: u64,
-    rate: u64,
-    pipeline_depth: u64,
-) -> anyhow::Result<ConsensusReport> {
+/// What to run: the cluster's size and replica parameters, and the load.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsensusRun {
+    pub nodes: usize,
+    pub seconds: u64,
+    /// Transfers offered per second; 0 = saturation (keep a window of
+    /// transfers in flight).
+    pub rate: u64,
+    pub pipeline_depth: u64,
+    /// The log window is four times this, as in [`Params::default`].
+    pub checkpoint_interval: u64,
+    pub batch_delay_ms: u64,
+}
+
+/// Runs the consensus benchmark.
+pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
+    let ConsensusRun {
+        nodes,
+        seconds,
+        rate,
+        pipeline_depth,
+        checkpoint_interval,
+        batch_delay_ms,
+    } = run;
     let dir = tempfile::tempdir()?;
     let mut work = Workload::new(nodes, USERS, 0xbe7c);
     let mut listeners = Vec::new();
@@ -76,6 +94,9 @@ pub async fn consensus(
         let params = Params {
             max_batch: 1_000,
             pipeline_depth,
+            checkpoint_interval,
+            log_window: 4 * checkpoint_interval,
+            batch_delay_ms,
             ..Params::default()
         };
         let (handle, _task) = node::start(NodeConfig {
@@ -167,6 +188,8 @@ pub async fn consensus(
         nodes,
         seconds,
         pipeline_depth,
+        checkpoint_interval,
+        batch_delay_ms,
         offered_tx_per_s: rate as f64,
         submitted: next,
         committed,

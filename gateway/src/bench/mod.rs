@@ -6,7 +6,7 @@ pub mod dag;
 pub mod light;
 pub mod mqtt;
 
-pub use consensus::consensus;
+pub use consensus::{consensus, ConsensusRun};
 
 /// The `q` quantile of sorted samples (NaN when there are none).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -19,6 +19,13 @@ pub enum BenchCommand {
         /// each block to commit before the next.
         #[arg(long, default_value_t = itc_chain::pbft::Params::default().pipeline_depth)]
         pipeline_depth: u64,
+        /// Blocks between checkpoints (K); the log window is four times
+        /// as long, as in the default. Must divide the epoch length (100).
+        #[arg(long, default_value_t = itc_chain::pbft::Params::default().checkpoint_interval)]
+        checkpoint_interval: u64,
+        /// How long a primary may wait for a fuller block (ms).
+        #[arg(long, default_value_t = itc_chain::pbft::Params::default().batch_delay_ms)]
+        batch_delay_ms: u64,
     },
     /// The DAG side chain on a loopback cluster: transactions one gateway
     /// takes per second (signature, work, attach), and the latency from
@@ -96,9 +103,18 @@ pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
             seconds,
             rate,
             pipeline_depth,
+            checkpoint_interval,
+            batch_delay_ms,
         } => {
-            let report =
-                itc_gateway::bench::consensus(nodes, seconds, rate, pipeline_depth).await?;
+            let report = itc_gateway::bench::consensus(itc_gateway::bench::ConsensusRun {
+                nodes,
+                seconds,
+                rate,
+                pipeline_depth,
+                checkpoint_interval,
+                batch_delay_ms,
+            })
+            .await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Dag {
