@@ -27,11 +27,9 @@ use crate::SqliteStore;
 /// What the benchmark measured; printed as JSON on its last line.
 #[derive(Debug, Serialize)]
 pub struct ConsensusReport {
-    pub nodes: usize,
-    pub seconds: u64,
-    pub pipeline_depth: u64,
-    pub checkpoint_interval: u64,
-    pub batch_delay_ms: u64,
+    /// What was run (its fields appear at the top level of the JSON).
+    #[serde(flatten)]
+    pub run: ConsensusRun,
     /// 0 when offering as fast as the cluster takes them.
     pub offered_tx_per_s: f64,
     pub submitted: usize,
@@ -53,17 +51,28 @@ pub struct ConsensusReport {
 
 const USERS: usize = 2_000;
 
-/// What to run: the cluster's size and replica parameters, and the load.
-#[derive(Debug, Clone, Copy)]
+/// What to run: the cluster's size, the load and the replicas' parameters
+/// (`itc-gateway bench consensus`'s flags).
+#[derive(Debug, Clone, Copy, Serialize, clap::Args)]
 pub struct ConsensusRun {
+    #[arg(long, default_value_t = 4)]
     pub nodes: usize,
+    #[arg(long, default_value_t = 20)]
     pub seconds: u64,
-    /// Transfers offered per second; 0 = saturation (keep a window of
+    /// Offered transfers per second; 0 saturates (keeps a window of
     /// transfers in flight).
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Blocks in flight (the replicas' pipeline depth); 1 waits for each
+    /// block to commit before the next.
+    #[arg(long, default_value_t = Params::default().pipeline_depth)]
     pub pipeline_depth: u64,
-    /// The log window is four times this, as in [`Params::default`].
+    /// Blocks between checkpoints (K); the log window is four times as
+    /// long, as in the default. Must divide the epoch length (100).
+    #[arg(long, default_value_t = Params::default().checkpoint_interval)]
     pub checkpoint_interval: u64,
+    /// How long a primary may wait for a fuller block (ms).
+    #[arg(long, default_value_t = Params::default().batch_delay_ms)]
     pub batch_delay_ms: u64,
 }
 
@@ -73,9 +82,7 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
         nodes,
         seconds,
         rate,
-        pipeline_depth,
-        checkpoint_interval,
-        batch_delay_ms,
+        ..
     } = run;
     let dir = tempfile::tempdir()?;
     let mut work = Workload::new(nodes, USERS, 0xbe7c);
@@ -93,10 +100,10 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
         let store = SqliteStore::open(&dir.path().join(format!("gw{i}.sqlite"))).await?;
         let params = Params {
             max_batch: 1_000,
-            pipeline_depth,
-            checkpoint_interval,
-            log_window: 4 * checkpoint_interval,
-            batch_delay_ms,
+            pipeline_depth: run.pipeline_depth,
+            checkpoint_interval: run.checkpoint_interval,
+            log_window: 4 * run.checkpoint_interval,
+            batch_delay_ms: run.batch_delay_ms,
             ..Params::default()
         };
         let (handle, _task) = node::start(NodeConfig {
@@ -185,11 +192,7 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pick = |q: f64| super::quantile(&latencies, q);
     Ok(ConsensusReport {
-        nodes,
-        seconds,
-        pipeline_depth,
-        checkpoint_interval,
-        batch_delay_ms,
+        run,
         offered_tx_per_s: rate as f64,
         submitted: next,
         committed,

@@ -7,26 +7,7 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// PBFT among gateways in this process over loopback TCP + Noise and
     /// sqlite: committed tx/s and submit-to-commit latency.
-    Consensus {
-        #[arg(long, default_value_t = 4)]
-        nodes: usize,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Offered transfers per second; 0 saturates.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Blocks in flight (the replicas' pipeline depth); 1 waits for
-        /// each block to commit before the next.
-        #[arg(long, default_value_t = itc_chain::pbft::Params::default().pipeline_depth)]
-        pipeline_depth: u64,
-        /// Blocks between checkpoints (K); the log window is four times
-        /// as long, as in the default. Must divide the epoch length (100).
-        #[arg(long, default_value_t = itc_chain::pbft::Params::default().checkpoint_interval)]
-        checkpoint_interval: u64,
-        /// How long a primary may wait for a fuller block (ms).
-        #[arg(long, default_value_t = itc_chain::pbft::Params::default().batch_delay_ms)]
-        batch_delay_ms: u64,
-    },
+    Consensus(itc_gateway::bench::ConsensusRun),
     /// The DAG side chain on a loopback cluster: transactions one gateway
     /// takes per second (signature, work, attach), and the latency from
     /// handing a device's transaction to a gateway to its confirmation at
@@ -98,23 +79,8 @@ pub enum BenchCommand {
 
 pub async fn run(what: BenchCommand) -> anyhow::Result<()> {
     match what {
-        BenchCommand::Consensus {
-            nodes,
-            seconds,
-            rate,
-            pipeline_depth,
-            checkpoint_interval,
-            batch_delay_ms,
-        } => {
-            let report = itc_gateway::bench::consensus(itc_gateway::bench::ConsensusRun {
-                nodes,
-                seconds,
-                rate,
-                pipeline_depth,
-                checkpoint_interval,
-                batch_delay_ms,
-            })
-            .await?;
+        BenchCommand::Consensus(run) => {
+            let report = itc_gateway::bench::consensus(run).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         BenchCommand::Dag {
