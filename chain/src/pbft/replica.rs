@@ -207,6 +207,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// The commit votes this slot holds for `digest` in `view`.
+    fn commits_for(&self, view: View, digest: Hash) -> impl Iterator<Item = &CommitSig> + '_ {
+        self.commits
+            .get(&view)
+            .into_iter()
+            .flat_map(|by| by.values())
+            .filter(move |(d, _)| *d == digest)
+            .map(|(_, vote)| vote)
+    }
+
     /// The primary's signature over this slot in `view` that this replica
     /// holds: its accepted pre-prepare (whose digest is kept, so no header
     /// is hashed again), else the one waiting for the parent.
@@ -1165,8 +1175,7 @@ impl Replica {
         let matching = self
             .slots
             .get(&height)
-            .and_then(|s| s.commits.get(&view))
-            .map_or(0, |by| by.values().filter(|(d, _)| *d == digest).count());
+            .map_or(0, |s| s.commits_for(view, digest).count());
         if matching >= self.set.quorum() {
             return;
         }
@@ -1203,16 +1212,7 @@ impl Replica {
             return;
         }
         let digest = accepted.digest;
-        let votes: Vec<CommitSig> = slot
-            .commits
-            .get(&accepted.view)
-            .map(|by| {
-                by.values()
-                    .filter(|(d, _)| *d == digest)
-                    .map(|(_, v)| v.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let votes: Vec<CommitSig> = slot.commits_for(accepted.view, digest).cloned().collect();
         if votes.len() < quorum {
             return;
         }
