@@ -42,6 +42,9 @@ use crate::store::SqliteStore;
 use persister::{CommittedPair, Persister, Ticket};
 
 mod persister;
+mod rounds;
+
+pub use rounds::{RoundStep, Step};
 
 /// Inbound messages queued from all peers together.
 const INBOUND_QUEUE: usize = 8_192;
@@ -127,6 +130,7 @@ pub struct NodeHandle {
     dag_inbox: Arc<std::sync::Mutex<Option<mpsc::Receiver<DagInbound>>>>,
     /// Woken when the DAG holds more: prepares held back for data may go.
     available: Arc<tokio::sync::Notify>,
+    steps: broadcast::Sender<RoundStep>,
 }
 
 /// A question only the replica's ledger can answer.
@@ -151,6 +155,12 @@ impl NodeHandle {
     /// Committed blocks from now on.
     pub fn commits(&self) -> broadcast::Receiver<CommittedBlock> {
         self.commits.subscribe()
+    }
+
+    /// The steps of consensus rounds this node reaches from now on
+    /// ([`Step`]).
+    pub fn rounds(&self) -> broadcast::Receiver<RoundStep> {
+        self.steps.subscribe()
     }
 
     /// Transactions the replica refused from now on.
@@ -297,6 +307,7 @@ pub async fn start(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let available = Arc::new(tokio::sync::Notify::new());
     let (refusals, _) = broadcast::channel(1_024);
+    let (steps, _) = broadcast::channel(1_024);
     let (queries, queries_rx) = mpsc::channel(64);
     let committed = Arc::new(RwLock::new(CommittedView {
         chain_id: genesis.chain_id.clone(),
@@ -316,6 +327,7 @@ pub async fn start(
         network: network.clone(),
         dag_inbox: Arc::new(std::sync::Mutex::new(Some(dag_inbox))),
         available: available.clone(),
+        steps: steps.clone(),
     };
     let driver = Driver {
         replica,
@@ -329,6 +341,7 @@ pub async fn start(
         held: VecDeque::new(),
         refusals,
         committed,
+        steps,
     };
     let task = tokio::spawn(async move {
         let result = driver
@@ -375,6 +388,7 @@ struct Driver {
     held: VecDeque<(Ticket, After)>,
     refusals: broadcast::Sender<Refusal>,
     committed: Arc<RwLock<CommittedView>>,
+    steps: broadcast::Sender<RoundStep>,
 }
 
 /// An output acted on once what was persisted before it is durable.
@@ -553,8 +567,12 @@ impl Driver {
             };
             match after {
                 After::Send(to, message) => self.network.send(&to, &message),
-                After::Broadcast(message) => self.network.broadcast(&message),
+                After::Broadcast(message) => {
+                    self.broadcast_step(&message, true);
+                    self.network.broadcast(&message)
+                }
                 After::Publish(pair) => {
+                    self.step(Step::Published, pair.0.block.header.height);
                     self.publish(&pair.0);
                     published = true;
                 }
@@ -576,6 +594,21 @@ impl Driver {
             let _ = self.status.send(status);
         }
         Ok(())
+    }
+
+    /// Tells the round's subscribers, if any, that it reached `step`.
+    fn step(&self, step: Step, height: Height) {
+        if self.steps.receiver_count() > 0 {
+            let at = std::time::Instant::now();
+            let _ = self.steps.send(RoundStep { height, step, at });
+        }
+    }
+
+    /// The round step a broadcast marks ([`Step::of_broadcast`]), if any.
+    fn broadcast_step(&self, message: &Message, released: bool) {
+        if let Some((step, height)) = Step::of_broadcast(message, released) {
+            self.step(step, height);
+        }
     }
 
     /// A block is stored: the API's view, the peers and subscribers learn
@@ -614,16 +647,21 @@ impl Driver {
                     self.network.send(&to, &message)
                 }
                 Output::Broadcast(message) if !message.waits_for_records() => {
+                    self.broadcast_step(&message, false);
                     self.network.broadcast(&message)
                 }
                 Output::Send { to, message } => self.hold(None, After::Send(to, message)).await?,
-                Output::Broadcast(message) => self.hold(None, After::Broadcast(message)).await?,
+                Output::Broadcast(message) => {
+                    self.broadcast_step(&message, false);
+                    self.hold(None, After::Broadcast(message)).await?
+                }
                 Output::Committed {
                     executed,
                     certificate,
                 } => {
                     // Stored with the records before it, and with whatever
                     // else queues up while the disk is busy.
+                    self.step(Step::Committed, executed.block.header.height);
                     let pair: CommittedPair = Arc::new((*executed, certificate));
                     self.hold(Some(pair.clone()), After::Publish(pair)).await?;
                 }

@@ -10,7 +10,8 @@
 //! signed before the timed run. Each user's transfers go to one gateway, so
 //! they reach the primary in nonce order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use itc_chain::codec::Text;
@@ -21,7 +22,7 @@ use itc_chain::tx::{SignedTx, Tx, TxBody};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::node::{self, NodeConfig, NodeHandle};
+use crate::node::{self, NodeConfig, NodeHandle, RoundStep, Step};
 use crate::SqliteStore;
 
 /// What the benchmark measured; printed as JSON on its last line.
@@ -47,6 +48,11 @@ pub struct ConsensusReport {
     pub cpu_cores: f64,
     /// That CPU time per committed block, summed over all the replicas.
     pub cpu_ms_per_block: f64,
+    /// Where a round's time goes: for each step, the median over the
+    /// rounds of the time from the primary's pre-prepare until a quorum
+    /// (2f+1 replicas; 2f backups for `accepted`) reached it
+    /// ([`node::Step`]).
+    pub round_p50_ms: BTreeMap<Step, f64>,
 }
 
 const USERS: usize = 2_000;
@@ -129,6 +135,11 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
     let txs = sign_transfers(&work, total);
 
     let mut commits = handles[0].commits();
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let recorders: Vec<_> = handles
+        .iter()
+        .map(|handle| tokio::spawn(record_steps(handle.rounds(), steps.clone())))
+        .collect();
     let cpu_before = super::cpu_seconds();
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
@@ -186,6 +197,11 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
         _ => f64::NAN,
     };
     let max_view = handles.iter().map(|h| h.status().view).max().unwrap_or(0);
+    for recorder in recorders {
+        recorder.abort();
+    }
+    let steps = std::mem::take(&mut *steps.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let quorum = 2 * ((nodes - 1) / 3) + 1;
     for handle in &handles {
         handle.shutdown();
     }
@@ -208,7 +224,69 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
         max_view,
         cpu_cores: cpu / elapsed,
         cpu_ms_per_block: cpu * 1_000.0 / blocks.max(1) as f64,
+        round_p50_ms: round_medians(&steps, quorum, started),
     })
+}
+
+/// Keeps every round step a node reports (a lagging recorder skips some).
+async fn record_steps(
+    mut rounds: tokio::sync::broadcast::Receiver<RoundStep>,
+    into: Arc<Mutex<Vec<RoundStep>>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rounds.recv().await {
+            Ok(step) => match into.lock() {
+                Ok(mut steps) => steps.push(step),
+                Err(_) => return,
+            },
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// For each step after the proposal, the median over the rounds proposed
+/// from `from` on of the milliseconds from the (first) pre-prepare until
+/// `quorum` replicas reached that step, or `quorum - 1` for
+/// [`Step::Accepted`] (only backups accept). Rounds that no quorum reached
+/// a step in do not count for it.
+fn round_medians(steps: &[RoundStep], quorum: usize, from: Instant) -> BTreeMap<Step, f64> {
+    let mut rounds: HashMap<u64, BTreeMap<Step, Vec<Instant>>> = HashMap::new();
+    for s in steps {
+        rounds
+            .entry(s.height)
+            .or_default()
+            .entry(s.step)
+            .or_default()
+            .push(s.at);
+    }
+    let mut delays: BTreeMap<Step, Vec<f64>> = BTreeMap::new();
+    for reached in rounds.values_mut() {
+        let proposed = reached.get(&Step::Proposed).and_then(|at| at.iter().min());
+        let Some(&proposed) = proposed.filter(|at| **at >= from) else {
+            continue;
+        };
+        for (step, times) in reached.iter_mut() {
+            let need = match step {
+                Step::Proposed => continue,
+                Step::Accepted => quorum - 1,
+                _ => quorum,
+            };
+            times.sort();
+            if let Some(at) = times.get(need - 1) {
+                let ms = at.saturating_duration_since(proposed).as_secs_f64() * 1_000.0;
+                delays.entry(*step).or_default().push(ms);
+            }
+        }
+    }
+    delays
+        .into_iter()
+        .map(|(step, mut ms)| {
+            ms.sort_by(|a, b| a.total_cmp(b));
+            (step, super::quantile(&ms, 0.5))
+        })
+        .collect()
 }
 
 /// `count` transfers, each user's in nonce order: (user index, tx).
@@ -234,4 +312,49 @@ fn sign_transfers(work: &Workload, count: usize) -> Vec<(usize, SignedTx)> {
             (from, tx)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_counts_when_a_quorum_reached_it_measured_from_the_proposal() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let step = |height, step, ms| RoundStep {
+            height,
+            step,
+            at: at(ms),
+        };
+        let steps = vec![
+            // Height 1: proposed at 10; accepted by backups at 12 and 13;
+            // committed at 20, 25, 30 and 40 (the third is the quorum's).
+            step(1, Step::Proposed, 10),
+            step(1, Step::Accepted, 13),
+            step(1, Step::Accepted, 12),
+            step(1, Step::Committed, 40),
+            step(1, Step::Committed, 25),
+            step(1, Step::Committed, 20),
+            step(1, Step::Committed, 30),
+            // Height 2: only two replicas committed; it does not count for
+            // committed, its acceptance does.
+            step(2, Step::Proposed, 50),
+            step(2, Step::Accepted, 54),
+            step(2, Step::Accepted, 55),
+            step(2, Step::Committed, 60),
+            step(2, Step::Committed, 61),
+            // Height 3: proposed before the run began.
+            step(3, Step::Proposed, 1),
+            step(3, Step::Accepted, 2),
+            step(3, Step::Accepted, 3),
+        ];
+        let medians = round_medians(&steps, 3, at(5));
+        assert_eq!(
+            medians.into_iter().collect::<Vec<_>>(),
+            // Accepted: 3 ms (height 1) and 5 ms (height 2); the median
+            // of two is the lower. Committed: 20 ms, height 1 alone.
+            vec![(Step::Accepted, 3.0), (Step::Committed, 20.0)]
+        );
+    }
 }
