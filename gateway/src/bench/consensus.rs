@@ -50,7 +50,8 @@ pub struct ConsensusReport {
     pub cpu_ms_per_block: f64,
     /// Where a round's time goes: for each step, the median over the
     /// rounds of the time from the primary's pre-prepare until a quorum
-    /// (2f+1 replicas; 2f backups for `accepted`) reached it
+    /// (2f+1 replicas; 2f backups for `accepted`, as a quorum less the
+    /// primary) reached it
     /// ([`node::Step`]).
     pub round_p50_ms: BTreeMap<Step, f64>,
 }
@@ -201,7 +202,7 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
         recorder.abort();
     }
     let steps = std::mem::take(&mut *steps.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
-    let quorum = 2 * ((nodes - 1) / 3) + 1;
+    let quorum = work.genesis.validator_set()?.quorum();
     for handle in &handles {
         handle.shutdown();
     }
@@ -274,7 +275,7 @@ fn round_medians(steps: &[RoundStep], quorum: usize, from: Instant) -> BTreeMap<
                 _ => quorum,
             };
             times.sort();
-            if let Some(at) = times.get(need - 1) {
+            if let Some(at) = need.checked_sub(1).and_then(|i| times.get(i)) {
                 let ms = at.saturating_duration_since(proposed).as_secs_f64() * 1_000.0;
                 delays.entry(*step).or_default().push(ms);
             }
