@@ -81,6 +81,9 @@ pub struct ConsensusRun {
     /// How long a primary may wait for a fuller block (ms).
     #[arg(long, default_value_t = Params::default().batch_delay_ms)]
     pub batch_delay_ms: u64,
+    /// Most transfers per block.
+    #[arg(long, default_value_t = Params::default().max_batch)]
+    pub max_batch: usize,
 }
 
 /// Runs the consensus benchmark.
@@ -106,7 +109,7 @@ pub async fn consensus(run: ConsensusRun) -> anyhow::Result<ConsensusReport> {
             .ok_or_else(|| anyhow::anyhow!("no key"))?;
         let store = SqliteStore::open(&dir.path().join(format!("gw{i}.sqlite"))).await?;
         let params = Params {
-            max_batch: 1_000,
+            max_batch: run.max_batch,
             pipeline_depth: run.pipeline_depth,
             checkpoint_interval: run.checkpoint_interval,
             log_window: 4 * run.checkpoint_interval,
